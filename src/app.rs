@@ -1,0 +1,30 @@
+//! Wires the parts together for one gateway process: gateway, token refresher, listener.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::Gateway;
+use crate::server;
+
+/// Runs the gateway on `listener` until `shutdown` resolves and in-flight requests drained.
+///
+/// The binary calls this with the configured address and the SIGTERM/SIGINT future; tests
+/// and the demo call it with a listener on `127.0.0.1:0` and a future of their own.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    let gateway = Arc::new(Gateway::new(config)?);
+    // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
+    let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
+    }
+    server::run(listener, gateway, &config.server, shutdown).await;
+    refresher.abort();
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Stage one of the configuration: serde structs that mirror the TOML file one to one.
+//!
+//! Every section rejects unknown keys (a typo must not silently fall back to a default) and
+//! every key has a default, so a minimal file only names what differs. Values are checked and
+//! turned into typed values in [`super::Config::from_file`]; nothing here is trusted yet.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file, section by section (DESIGN.md §6).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[server]`: where and how the gateway listens.
+    pub server: ServerSection,
+    /// `[vendor]`: the vendor's base URL, credentials and timeouts.
+    pub vendor: VendorSection,
+    /// `[password_policy]`: our copy of the vendor's password rule group.
+    pub password_policy: PasswordPolicySection,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address of the API listener.
+    pub listen: String,
+    /// Connections served at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Total size of one request's header section, in bytes.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive the request head after a connection becomes readable.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed to receive the request body once the head has arrived.
+    pub request_timeout_ms: u64,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// `[vendor]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorSection {
+    /// Scheme, host and optional path prefix of the vendor's REST APIs.
+    pub base_url: Option<String>,
+    /// The app key (AK) issued by the vendor's operations staff.
+    pub app_key: Option<String>,
+    /// File holding the app secret (SK); takes precedence over `app_secret_env`.
+    pub app_secret_file: Option<String>,
+    /// Name of the environment variable holding the app secret.
+    pub app_secret_env: String,
+    /// AccessToken lifetime asked for, sent as `X-Token-Expire`.
+    pub token_ttl_secs: u64,
+    /// Bound on one vendor call (connect, send, receive).
+    pub timeout_ms: u64,
+    /// `"wrapped"` (`{"requestParam": {...}}`) or `"flat"`.
+    pub body_shape: String,
+    /// PEM file of extra trusted roots for the vendor's TLS certificate.
+    pub ca_file: Option<String>,
+    /// Permit an `http://` base URL (tests and the demo only).
+    pub allow_insecure_http: bool,
+}
+
+impl Default for VendorSection {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            app_key: None,
+            app_secret_file: None,
+            app_secret_env: "SIPGW_APP_SECRET".into(),
+            token_ttl_secs: 600,
+            timeout_ms: 5_000,
+            body_shape: "wrapped".into(),
+            ca_file: None,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+/// `[password_policy]`: defaults are the vendor's default rule group (VENDOR_API.md §2).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicySection {
+    /// Fewest characters a new password may have.
+    pub min_len: usize,
+    /// Most characters a new password may have.
+    pub max_len: usize,
+    /// How many of the four classes (upper, lower, digit, special) must appear.
+    pub min_classes: u8,
+    /// The characters that count as "special"; any other non-alphanumeric is refused.
+    pub specials: String,
+}
+
+impl Default for PasswordPolicySection {
+    fn default() -> Self {
+        Self {
+            min_len: 8,
+            max_len: 16,
+            min_classes: 3,
+            specials: "~@^*_+.?".into(),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Configuration in two stages (STYLE.md §5).
+//!
+//! Stage one ([`file`]) reads the TOML file and `SIPGW__SECTION__KEY` environment overrides
+//! into serde structs that reject unknown keys. Stage two ([`Config::from_file`]) checks every
+//! value and turns it into a typed one (`SocketAddr`, `Duration`, a loaded secret, a compiled
+//! password rule), so the rest of the gateway never sees an unchecked value. Every error names
+//! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
+
+pub mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+
+use crate::password_policy::PasswordPolicy;
+pub use file::FileConfig;
+
+/// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
+pub const ENV_PREFIX: &str = "SIPGW__";
+/// The vendor's maximum AccessToken lifetime (VENDOR_API.md §1).
+pub const MAX_TOKEN_TTL_SECS: u64 = 3600;
+
+/// A configuration that could not be loaded; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing, is not TOML, has an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// A value is present but unusable.
+    #[error("{key} {message}")]
+    Invalid {
+        /// Dotted key, e.g. `vendor.timeout_ms`.
+        key: String,
+        /// What is wrong, with the offending value when it is not secret.
+        message: String,
+    },
+}
+
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[vendor]`.
+    pub vendor: VendorConfig,
+    /// `[password_policy]`, compiled.
+    pub password_policy: PasswordPolicy,
+}
+
+/// Listener limits and shutdown behaviour.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// API listener address.
+    pub listen: SocketAddr,
+    /// Connections served at once (each holds a permit while open).
+    pub max_connections: usize,
+    /// Bound on the request head size (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Bound on receiving a request head (slowloris).
+    pub header_read_timeout: Duration,
+    /// Bound on receiving a request body once the head is in.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+/// Body shape of `updateSipPhonePassword` (VENDOR_API.md §2, "Body shape ambiguity").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyShape {
+    /// `{"requestParam": {"accountPwd", "newPhonePwd", "userAccount"}}`: the normative table.
+    Wrapped,
+    /// `{"accountPwd", "newPhonePwd", "userAccount"}`: the reference's example.
+    Flat,
+}
+
+/// Everything needed to talk to the vendor.
+#[derive(Debug, Clone)]
+pub struct VendorConfig {
+    /// Base URL without a trailing slash, e.g. `https://service.example.com`.
+    pub base_url: String,
+    /// The app key, sent in `tokenByAkSk` and as `x-app-key`.
+    pub app_key: String,
+    /// The app secret; `Debug` prints `[REDACTED]`.
+    pub app_secret: SecretString,
+    /// Token lifetime to ask for (`X-Token-Expire`).
+    pub token_ttl: Duration,
+    /// Bound on one vendor call.
+    pub timeout: Duration,
+    /// How the password call's body is shaped.
+    pub body_shape: BodyShape,
+    /// Extra trusted roots (PEM), added to the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path`, applies `SIPGW__*` overrides from the process environment, validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let figment = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::from_figment(figment, |name| std::env::var(name).ok())
+    }
+
+    /// Extracts and validates a configuration; `env` looks up the app secret's variable.
+    pub fn from_figment(
+        figment: Figment,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file: FileConfig = figment.extract().map_err(Box::new)?;
+        Self::from_file(file, env)
+    }
+
+    /// Stage two: checks every value of `file` and builds typed values.
+    pub fn from_file(
+        file: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let p = &file.password_policy;
+        let password_policy = PasswordPolicy::new(p.min_len, p.max_len, p.min_classes, &p.specials)
+            .map_err(|e| invalid(&format!("password_policy.{}", e.key), e.message))?;
+        Ok(Self {
+            server: server_config(&file.server)?,
+            vendor: vendor_config(&file.vendor, env)?,
+            password_policy,
+        })
+    }
+}
+
+fn server_config(s: &file::ServerSection) -> Result<ServerConfig, ConfigError> {
+    let listen = s.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("must be IP:PORT, got {:?}", s.listen),
+        )
+    })?;
+    if s.max_connections == 0 {
+        return Err(invalid("server.max_connections", "must be > 0, got 0"));
+    }
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+    if !(8192..=1024 * 1024).contains(&s.max_header_bytes) {
+        return Err(invalid(
+            "server.max_header_bytes",
+            format!("must be 8192 to 1048576, got {}", s.max_header_bytes),
+        ));
+    }
+    Ok(ServerConfig {
+        listen,
+        max_connections: s.max_connections,
+        max_header_bytes: s.max_header_bytes,
+        header_read_timeout: positive_ms(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+        )?,
+        request_timeout: positive_ms("server.request_timeout_ms", s.request_timeout_ms)?,
+        shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+    })
+}
+
+fn vendor_config(
+    v: &file::VendorSection,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<VendorConfig, ConfigError> {
+    let base_url = v
+        .base_url
+        .as_deref()
+        .ok_or_else(|| invalid("vendor.base_url", "is required"))?;
+    let base_url = validate_base_url(base_url, v.allow_insecure_http)?;
+    let app_key = match v.app_key.as_deref() {
+        Some(k) if !k.trim().is_empty() && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_owned(),
+        Some(_) => return Err(invalid("vendor.app_key", "must be non-empty visible ASCII")),
+        None => return Err(invalid("vendor.app_key", "is required")),
+    };
+    if v.token_ttl_secs == 0 || v.token_ttl_secs > MAX_TOKEN_TTL_SECS {
+        return Err(invalid(
+            "vendor.token_ttl_secs",
+            format!(
+                "must be 1 to {MAX_TOKEN_TTL_SECS}, got {}",
+                v.token_ttl_secs
+            ),
+        ));
+    }
+    let body_shape = match v.body_shape.as_str() {
+        "wrapped" => BodyShape::Wrapped,
+        "flat" => BodyShape::Flat,
+        other => {
+            return Err(invalid(
+                "vendor.body_shape",
+                format!("must be \"wrapped\" or \"flat\", got {other:?}"),
+            ));
+        }
+    };
+    let ca_file = v.ca_file.as_deref().map(PathBuf::from);
+    if let Some(path) = &ca_file {
+        if !path.is_file() {
+            return Err(invalid(
+                "vendor.ca_file",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+    }
+    Ok(VendorConfig {
+        base_url,
+        app_key,
+        app_secret: load_app_secret(v, env)?,
+        token_ttl: Duration::from_secs(v.token_ttl_secs),
+        timeout: positive_ms("vendor.timeout_ms", v.timeout_ms)?,
+        body_shape,
+        ca_file,
+    })
+}
+
+/// Checks the scheme (https unless explicitly allowed) and strips a trailing slash, so that
+/// joining it with the vendor's paths yields exactly one `/`.
+fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, ConfigError> {
+    let key = "vendor.base_url";
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_insecure_http => {}
+        Some("http") => {
+            return Err(invalid(
+                key,
+                "must be https:// (set vendor.allow_insecure_http = true only for tests and demos)",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                key,
+                format!("must be an https:// URL, got {raw:?}"),
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(key, format!("has no host: {raw:?}")));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(key, "must not have a query string"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// The app secret comes only from a file or an environment variable, never from the TOML
+/// file itself, so the config can live in a ConfigMap while the secret lives in a Secret.
+fn load_app_secret(
+    v: &file::VendorSection,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<SecretString, ConfigError> {
+    let secret = if let Some(path) = &v.app_secret_file {
+        let key = "vendor.app_secret_file";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+        // Secret files are usually written with a trailing newline; it is never part of the secret.
+        let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+        if secret.is_empty() {
+            return Err(invalid(key, format!("{path} is empty")));
+        }
+        secret
+    } else {
+        let key = "vendor.app_secret_env";
+        match env(&v.app_secret_env) {
+            Some(s) if !s.is_empty() => s,
+            _ => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "names ${}, which is unset or empty (or set vendor.app_secret_file)",
+                        v.app_secret_env
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(SecretString::from(secret))
+}
+
+fn positive_ms(key: &str, ms: u64) -> Result<Duration, ConfigError> {
+    if ms == 0 {
+        return Err(invalid(key, "must be > 0, got 0"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests;

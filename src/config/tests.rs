@@ -1,0 +1,159 @@
+use super::*;
+use figment::providers::{Env, Format, Toml};
+
+const MINIMAL: &str = r#"
+[vendor]
+base_url = "https://vendor.example.com/"
+app_key = "ak-1"
+"#;
+
+fn env_with_secret(name: &str) -> Option<String> {
+    (name == "SIPGW_APP_SECRET").then(|| "s3cret".to_owned())
+}
+
+fn load(toml: &str) -> Result<Config, ConfigError> {
+    Config::from_figment(Figment::from(Toml::string(toml)), env_with_secret)
+}
+
+fn error_of(toml: &str) -> String {
+    load(toml)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+#[test]
+fn minimal_file_gets_the_documented_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(c.vendor.base_url, "https://vendor.example.com");
+    assert_eq!(c.vendor.token_ttl, Duration::from_secs(600));
+    assert_eq!(c.vendor.timeout, Duration::from_millis(5000));
+    assert_eq!(c.vendor.body_shape, BodyShape::Wrapped);
+    assert_eq!(c.password_policy, PasswordPolicy::default());
+    use secrecy::ExposeSecret;
+    assert_eq!(c.vendor.app_secret.expose_secret(), "s3cret");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let with = |extra: &str| format!("{MINIMAL}{extra}\n");
+    let cases = [
+        (
+            with("timeout_ms = 0"),
+            "vendor.timeout_ms must be > 0, got 0",
+        ),
+        (with("token_ttl_secs = 3601"), "vendor.token_ttl_secs"),
+        (with("body_shape = \"nested\""), "vendor.body_shape"),
+        (with("ca_file = \"/nonexistent/ca.pem\""), "vendor.ca_file"),
+        (
+            format!("{MINIMAL}[server]\nlisten = \"localhost\"\n"),
+            "server.listen",
+        ),
+        (
+            format!("{MINIMAL}[server]\nmax_connections = 0\n"),
+            "server.max_connections",
+        ),
+        (
+            format!("{MINIMAL}[password_policy]\nmin_classes = 7\n"),
+            "password_policy.min_classes",
+        ),
+        (
+            "[vendor]\napp_key = \"x\"\n".to_owned(),
+            "vendor.base_url is required",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let err = error_of(&toml);
+        assert!(
+            err.contains(expected),
+            "{err:?} should contain {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_name() {
+    let err = error_of(&format!("{MINIMAL}timeout = 3\n"));
+    assert!(err.contains("timeout"), "{err}");
+    let err = error_of(&format!("{MINIMAL}[sever]\nlisten = \"127.0.0.1:1\"\n"));
+    assert!(err.contains("sever"), "{err}");
+}
+
+#[test]
+fn wrong_types_are_refused_with_the_key() {
+    let err = error_of(&format!("{MINIMAL}timeout_ms = \"soon\"\n"));
+    assert!(err.contains("timeout_ms"), "{err}");
+}
+
+#[test]
+fn plain_http_needs_the_explicit_switch() {
+    let http = "[vendor]\nbase_url = \"http://127.0.0.1:9\"\napp_key = \"k\"\n";
+    assert!(error_of(http).contains("vendor.base_url must be https://"));
+    let c = load(&format!("{http}allow_insecure_http = true\n")).unwrap();
+    assert_eq!(c.vendor.base_url, "http://127.0.0.1:9");
+    assert!(error_of("[vendor]\nbase_url = \"ftp://x\"\napp_key = \"k\"\n").contains("https://"));
+}
+
+#[test]
+fn app_secret_comes_from_a_file_or_the_named_variable_only() {
+    // Inline secrets are not a key at all.
+    assert!(error_of(&format!("{MINIMAL}app_secret = \"inline\"\n")).contains("app_secret"));
+    // Unset variable: the error names the variable, not a value.
+    let err = Config::from_figment(Figment::from(Toml::string(MINIMAL)), |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("vendor.app_secret_env") && err.contains("SIPGW_APP_SECRET"),
+        "{err}"
+    );
+    // A file wins and its trailing newline is dropped.
+    let dir = std::env::temp_dir().join(format!("sipgw-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("secret");
+    std::fs::write(&path, "from-file\n").unwrap();
+    let toml = format!(
+        "{MINIMAL}app_secret_file = {:?}\n",
+        path.display().to_string()
+    );
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        load(&toml).unwrap().vendor.app_secret.expose_secret(),
+        "from-file"
+    );
+    std::fs::write(&path, "\n").unwrap();
+    assert!(error_of(&toml).contains("vendor.app_secret_file"));
+}
+
+#[test]
+fn debug_output_never_shows_the_secret() {
+    let c = load(MINIMAL).unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("sipgw.toml", MINIMAL)?;
+        jail.set_env("SIPGW__VENDOR__TIMEOUT_MS", "3000");
+        jail.set_env("SIPGW__SERVER__LISTEN", "127.0.0.1:9999");
+        jail.set_env("SIPGW_APP_SECRET", "env-secret");
+        let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(c.vendor.timeout, Duration::from_millis(3000));
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9999");
+        jail.set_env("SIPGW__VENDOR__TIMEOUT_MS", "0");
+        let err = Config::load(Path::new("sipgw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vendor.timeout_ms"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_file_is_an_error_not_an_empty_config() {
+    let err = Config::load(Path::new("/nonexistent/sipgw.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/sipgw.toml"), "{err}");
+}

@@ -1,0 +1,218 @@
+//! What a client can be told, and the one place that turns it into a response.
+//!
+//! Every refusal of the gateway is an [`ApiError`]. [`ApiError::status`] and
+//! [`ApiError::code`] are exhaustive matches (no `_ =>`), so adding a variant forces a
+//! decision about its status and stable code (DESIGN.md §1). Bodies are RFC 9457 problem
+//! documents. Internal causes (socket errors, vendor bodies) are logged where they happen and
+//! never copied into a response: a detail is either fixed text or built from values that
+//! cannot hold a secret.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::password_policy::PolicyViolation;
+
+/// Header echoed on every response (DESIGN.md §1).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Media type of every error body (RFC 9457 §3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Longest vendor `resultMessage` passed on to the caller.
+const MAX_VENDOR_MESSAGE_CHARS: usize = 256;
+
+/// A refusal the client sees. The variants mirror the table in DESIGN.md §1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is malformed; the detail says which part, never a value.
+    InvalidRequest(Cow<'static, str>),
+    /// 400: the new password breaks the configured rule.
+    PasswordPolicy(PolicyViolation),
+    /// 404: any path other than the endpoint.
+    NotFound,
+    /// 405: another method on the endpoint.
+    MethodNotAllowed,
+    /// 408: the body did not arrive within `server.request_timeout_ms` (an addition to the
+    /// contract's table, documented in the README).
+    RequestTimeout,
+    /// 413: the body is over 4 KiB.
+    PayloadTooLarge,
+    /// 415: the body is not declared as JSON.
+    UnsupportedMediaType,
+    /// 422: the vendor answered `resultCode "1"`; carries its `resultMessage`.
+    VendorRejected {
+        /// The vendor's explanation, passed on (truncated) so the caller can act on it.
+        vendor_message: String,
+    },
+    /// 502: the vendor failed (400/404/500, an unparsable body, a failed connection).
+    VendorError,
+    /// 503: no valid AccessToken could be had from `tokenByAkSk`.
+    UpstreamAuthUnavailable,
+    /// 504: the vendor did not answer within `vendor.timeout_ms`.
+    VendorTimeout,
+}
+
+impl ApiError {
+    /// HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) | Self::PasswordPolicy(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::VendorRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::VendorError => StatusCode::BAD_GATEWAY,
+            Self::UpstreamAuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::VendorTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable machine-readable code (DESIGN.md §1); also used for metrics and audit.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PasswordPolicy(_) => "password_policy",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::VendorRejected { .. } => "vendor_rejected",
+            Self::VendorError => "vendor_error",
+            Self::UpstreamAuthUnavailable => "upstream_auth_unavailable",
+            Self::VendorTimeout => "vendor_timeout",
+        }
+    }
+
+    /// Human-readable explanation for this occurrence.
+    fn detail(&self) -> Cow<'static, str> {
+        match self {
+            Self::InvalidRequest(why) => why.clone(),
+            Self::PasswordPolicy(violation) => violation.to_string().into(),
+            Self::NotFound => {
+                "the only endpoint is POST /v1/agents/{userAccount}/sip-phone-password".into()
+            }
+            Self::MethodNotAllowed => "this endpoint accepts POST only".into(),
+            Self::RequestTimeout => "the request body did not arrive in time".into(),
+            Self::PayloadTooLarge => "the request body is over 4096 bytes".into(),
+            Self::UnsupportedMediaType => "the request body must be application/json".into(),
+            Self::VendorRejected { .. } => {
+                "the vendor refused the change; see vendorMessage".into()
+            }
+            Self::VendorError => "the vendor failed to process the request".into(),
+            Self::UpstreamAuthUnavailable => {
+                "the gateway cannot obtain a vendor AccessToken right now".into()
+            }
+            Self::VendorTimeout => {
+                "the vendor did not answer in time; the change may or may not have been applied"
+                    .into()
+            }
+        }
+    }
+
+    /// Renders the RFC 9457 problem document, with `X-Request-Id` and per-status headers.
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let code = self.code();
+        let mut body = json!({
+            "type": format!("urn:sipgw:problem:{code}"),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.detail(),
+            "code": code,
+            "requestId": request_id,
+        });
+        if let Self::VendorRejected { vendor_message } = self {
+            let message: String = vendor_message
+                .chars()
+                .take(MAX_VENDOR_MESSAGE_CHARS)
+                .collect();
+            body["vendorMessage"] = message.into();
+        }
+        let mut response = json_response(status, &body, request_id);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, Self::MethodNotAllowed) {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+/// A JSON response with the headers every answer of the gateway carries. Answers concern
+/// credentials, so no intermediary may store them (`Cache-Control: no-store`).
+pub fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Request ids are validated or generated by us, so they are always valid header values.
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(response: Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn problem_documents_carry_every_required_member() {
+        let response = ApiError::VendorTimeout.to_response("req-1");
+        assert_eq!(response.status(), 504);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[REQUEST_ID_HEADER], "req-1");
+        let body = body_of(response).await;
+        assert_eq!(body["type"], "urn:sipgw:problem:vendor_timeout");
+        assert_eq!(body["title"], "Gateway Timeout");
+        assert_eq!(body["status"], 504);
+        assert_eq!(body["code"], "vendor_timeout");
+        assert_eq!(body["requestId"], "req-1");
+        assert!(body["detail"].as_str().unwrap().contains("may or may not"));
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_names_the_allowed_method() {
+        let response = ApiError::MethodNotAllowed.to_response("r");
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+    }
+
+    #[tokio::test]
+    async fn vendor_message_is_passed_on_truncated() {
+        let long = "x".repeat(1000);
+        let body = body_of(
+            ApiError::VendorRejected {
+                vendor_message: long,
+            }
+            .to_response("r"),
+        )
+        .await;
+        assert_eq!(
+            body["vendorMessage"].as_str().unwrap().len(),
+            MAX_VENDOR_MESSAGE_CHARS
+        );
+        assert_eq!(body["status"], 422);
+    }
+}

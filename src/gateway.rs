@@ -1,0 +1,211 @@
+//! The password-change pipeline: the ordered checks of DESIGN.md §1, top to bottom.
+//!
+//! [`Gateway::handle`] is the only entry point of the API listener. It reads the request id,
+//! runs [`Gateway::change_password`] and renders its result: a success, or an [`ApiError`]
+//! through the single mapping in [`crate::error`]. Each step says why it stands where it does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::{ApiError, json_response};
+use crate::password_policy::PasswordPolicy;
+use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
+use crate::vendor::{
+    AccessToken, TokenCache, TokenSource, UpdateOutcome, UpdateRequest, VendorClient, VendorError,
+};
+
+/// Everything a request needs, built once at start-up and shared by all connections.
+pub struct Gateway {
+    /// The compiled `[password_policy]`.
+    policy: PasswordPolicy,
+    /// Bound on receiving a request body.
+    request_timeout: std::time::Duration,
+    /// The vendor's pooled HTTP client.
+    vendor: VendorClient,
+    /// The shared AccessToken cache, refreshed in the background.
+    tokens: Arc<TokenCache>,
+}
+
+/// A change the vendor accepted.
+struct Accepted {
+    /// The vendor's `resultMessage`.
+    message: String,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config (TLS roots are loaded here).
+    pub fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
+        let vendor = VendorClient::new(config.vendor.clone())?;
+        let source: Arc<dyn TokenSource> = Arc::new(vendor.clone());
+        Ok(Self {
+            policy: config.password_policy.clone(),
+            request_timeout: config.server.request_timeout,
+            vendor,
+            tokens: Arc::new(TokenCache::new(source)),
+        })
+    }
+
+    /// The token cache, so the caller can run its refresher and readiness can look at it.
+    pub fn tokens(&self) -> &Arc<TokenCache> {
+        &self.tokens
+    }
+
+    /// Serves one request on the API listener.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let request_id = request::request_id(req.headers());
+        let path = req.uri().path().to_owned();
+        let result = self.change_password(req, &request_id).await;
+        let (response, code) = match result {
+            Ok(accepted) => {
+                let body = json!({
+                    "resultCode": "0",
+                    "resultMessage": accepted.message,
+                    "requestId": request_id,
+                });
+                (json_response(StatusCode::OK, &body, &request_id), "ok")
+            }
+            Err(error) => (error.to_response(&request_id), error.code()),
+        };
+        tracing::info!(
+            request_id = %request_id,
+            client_ip = %peer.ip(),
+            path = %path,
+            status = response.status().as_u16(),
+            code,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+
+    /// The pipeline. Steps that later issues add (JWT, authorization, quotas, idempotency,
+    /// lockout shield, per-agent serialization, audit) take their places as marked.
+    async fn change_password(
+        &self,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Result<Accepted, ApiError> {
+        // 1. Request shape: route and method first (cheapest, and they decide whether the
+        //    rest applies at all), then the body, read within a size and time bound.
+        let segment = request::match_endpoint(req.uri().path()).ok_or(ApiError::NotFound)?;
+        if req.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let user_account = request::parse_user_account(segment)?;
+        request::check_content_type(req.headers())?;
+        request::check_declared_length(req.headers())?;
+        let body = self.read_body(req.into_body()).await?;
+        let change = request::parse_body(&body)?;
+
+        // 2.-4. JWT, authorization, per-caller quota: issues 3 and 4.
+
+        // 5. Password rule: a local check that spares the vendor (and the agent's lockout
+        //    count) a change that is bound to fail.
+        self.policy
+            .check(
+                change.new_phone_pwd.expose_secret(),
+                change.account_pwd.expose_secret(),
+            )
+            .map_err(ApiError::PasswordPolicy)?;
+
+        // 6.-9. Idempotency, per-agent quota and lockout shield, one change per agent,
+        //       audit `attempt`: issues 4 and 5.
+
+        // 10. The vendor call.
+        let outcome = self.call_vendor(&user_account, &change, request_id).await?;
+
+        // 11. Audit `outcome`: issue 5.
+        if outcome.is_success() {
+            Ok(Accepted {
+                message: outcome.result_message,
+            })
+        } else {
+            Err(ApiError::VendorRejected {
+                vendor_message: outcome.result_message,
+            })
+        }
+    }
+
+    /// Reads the body within `MAX_BODY_BYTES` and `server.request_timeout_ms`.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, ApiError> {
+        let limited = Limited::new(body, MAX_BODY_BYTES);
+        match tokio::time::timeout(self.request_timeout, limited.collect()).await {
+            Err(_) => Err(ApiError::RequestTimeout),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(ApiError::PayloadTooLarge)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "request body could not be read");
+                Err(ApiError::InvalidRequest(
+                    "the request body could not be read".into(),
+                ))
+            }
+        }
+    }
+
+    /// Sends the change once; after a vendor 401, once more with a freshly fetched token.
+    /// Nothing else is ever retried: a change may have been applied even when its answer
+    /// was lost, and a retry would then carry a current password that is no longer valid.
+    async fn call_vendor(
+        &self,
+        user_account: &str,
+        change: &ChangeBody,
+        request_id: &str,
+    ) -> Result<UpdateOutcome, ApiError> {
+        let update = UpdateRequest {
+            user_account,
+            account_pwd: &change.account_pwd,
+            new_phone_pwd: &change.new_phone_pwd,
+            request_id,
+        };
+        let token = self.token().await?;
+        match self.vendor.update_password(&token, &update).await {
+            Err(VendorError::Unauthorized) => {
+                tracing::warn!(
+                    request_id,
+                    "vendor refused the AccessToken; fetching a new one and retrying once"
+                );
+                self.tokens.invalidate(&token);
+                let fresh = self.token().await?;
+                let result = self.vendor.update_password(&fresh, &update).await;
+                if matches!(result, Err(VendorError::Unauthorized)) {
+                    self.tokens.invalidate(&fresh);
+                }
+                result.map_err(|e| vendor_failure(e, request_id))
+            }
+            result => result.map_err(|e| vendor_failure(e, request_id)),
+        }
+    }
+
+    async fn token(&self) -> Result<Arc<AccessToken>, ApiError> {
+        self.tokens.get().await.map_err(|error| {
+            tracing::warn!(%error, "no vendor AccessToken available");
+            ApiError::UpstreamAuthUnavailable
+        })
+    }
+}
+
+/// Maps a failed vendor call to what the client sees; the cause goes to the log only.
+fn vendor_failure(error: VendorError, request_id: &str) -> ApiError {
+    tracing::warn!(request_id, %error, "vendor call failed");
+    match error {
+        VendorError::Timeout => ApiError::VendorTimeout,
+        // A fresh token refused too: the vendor does not accept our credentials.
+        VendorError::Unauthorized => ApiError::UpstreamAuthUnavailable,
+        VendorError::Connect(_)
+        | VendorError::Transport(_)
+        | VendorError::Status(_)
+        | VendorError::BadBody => ApiError::VendorError,
+    }
+}

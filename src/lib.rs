@@ -1,0 +1,38 @@
+//! # sipgw: an authenticating gateway for SIP phone password changes
+//!
+//! Internal applications call one stable endpoint; sipgw checks the request, holds the
+//! vendor's credentials and AccessToken, and forwards the change to the vendor
+//! (`../shared/DESIGN.md` is the contract, `VENDOR_API.md` the vendor's side).
+//!
+//! ## Layout
+//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
+//! - [`app`]: wires one process together ([`app::serve`]).
+//! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//! - [`gateway`]: the pipeline, the ordered checks of one password change.
+//! - [`request`]: the request's shape: route, `userAccount`, media type, body.
+//! - [`password_policy`]: the vendor's password rule, checked locally.
+//! - [`error`]: what a client can be told; the one error → problem+json mapping.
+//! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
+//! - [`sim`]: a faithful vendor simulator for the demo, the tests and benchmarks.
+//! - [`demo`]: `sipgw demo`, everything on loopback.
+//! - [`telemetry`]: log set-up.
+//!
+//! ## One request
+//! [`server::run`] accepts a connection and hands each request to [`gateway::Gateway::handle`],
+//! which checks the shape ([`request`]), the password rule ([`password_policy`]), takes an
+//! AccessToken from [`vendor::TokenCache`] and calls [`vendor::VendorClient::update_password`];
+//! every refusal becomes an [`error::ApiError`] rendered in one place.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod password_policy;
+pub mod request;
+pub mod server;
+pub mod sim;
+pub mod telemetry;
+pub mod vendor;

@@ -1,0 +1,228 @@
+//! The vendor side: its HTTP client ([`VendorClient`]) and the AccessToken cache ([`token`]).
+//!
+//! Requests to the vendor are built from scratch: nothing of the caller's request (its
+//! `Authorization`, cookies, other headers) is ever forwarded. The client is built once at
+//! start-up (TLS roots, connection pool) and shared by every request.
+
+pub mod token;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{ConfigError, VendorConfig, invalid};
+pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
+pub use wire::UpdateOutcome;
+
+/// `tokenByAkSk` (VENDOR_API.md §1).
+pub const TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
+/// `updateSipPhonePassword` (VENDOR_API.md §2).
+pub const UPDATE_PATH: &str = "/apiaccess/rest/cc-management/v1/sipPhone/updateSipPhonePassword";
+/// Largest vendor response body we read; the real ones are a few hundred bytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// How long an idle pooled connection to the vendor is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a vendor call failed. The split between `Connect` and `Transport` matters: a
+/// connection that was never made cannot have changed anything, one cut after the request
+/// was sent may have.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// No answer within `vendor.timeout_ms`.
+    #[error("no answer within the vendor timeout")]
+    Timeout,
+    /// The connection could not be established (refused, DNS, TLS handshake).
+    #[error("cannot connect to the vendor: {0}")]
+    Connect(String),
+    /// The connection failed after the request may have been sent.
+    #[error("connection to the vendor failed: {0}")]
+    Transport(String),
+    /// HTTP 401: the AccessToken (or the app key and secret) was refused.
+    #[error("the vendor answered 401 Unauthorized")]
+    Unauthorized,
+    /// Any other non-200 status.
+    #[error("the vendor answered HTTP {0}")]
+    Status(u16),
+    /// A 200 whose body is not what the vendor documents.
+    #[error("the vendor answered an unparsable body")]
+    BadBody,
+}
+
+/// One password change as sent to the vendor.
+pub struct UpdateRequest<'a> {
+    /// The agent account (`userAccount`).
+    pub user_account: &'a str,
+    /// The agent's current password.
+    pub account_pwd: &'a SecretString,
+    /// The new password.
+    pub new_phone_pwd: &'a SecretString,
+    /// Our request id, forwarded as `X-Request-Id` for cross-system tracing.
+    pub request_id: &'a str,
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Pooled HTTP(S) client for the vendor's two calls.
+#[derive(Clone)]
+pub struct VendorClient {
+    /// Keep-alive connection pool with rustls; cloning shares the pool.
+    http: HttpsClient,
+    /// Settings: base URL, credentials, timeout, body shape.
+    config: Arc<VendorConfig>,
+    /// `{base}{TOKEN_PATH}`, parsed once.
+    token_uri: Uri,
+    /// `{base}{UPDATE_PATH}`, parsed once.
+    update_uri: Uri,
+}
+
+impl VendorClient {
+    /// Builds the TLS configuration (Mozilla roots plus `ca_file`) and the connection pool.
+    pub fn new(config: VendorConfig) -> Result<Self, ConfigError> {
+        let tls = tls_config(&config)?;
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            // The scheme was checked by the config: http only with allow_insecure_http.
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        let uri = |path: &str| {
+            format!("{}{path}", config.base_url)
+                .parse::<Uri>()
+                .map_err(|e| invalid("vendor.base_url", format!("cannot form a request URL: {e}")))
+        };
+        Ok(Self {
+            http,
+            token_uri: uri(TOKEN_PATH)?,
+            update_uri: uri(UPDATE_PATH)?,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Calls `tokenByAkSk` for a new AccessToken.
+    pub async fn fetch_token(&self) -> Result<wire::FetchedToken, VendorError> {
+        let body = serde_json::json!({
+            "app_key": self.config.app_key,
+            "app_secret": self.config.app_secret.expose_secret(),
+        });
+        let request = Request::post(&self.token_uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-token-expire", self.config.token_ttl.as_secs())
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| VendorError::Transport(e.to_string()))?;
+        let (status, body) = self.send(request).await?;
+        match status {
+            StatusCode::OK => wire::parse_token(&body).ok_or(VendorError::BadBody),
+            StatusCode::UNAUTHORIZED => Err(VendorError::Unauthorized),
+            other => Err(VendorError::Status(other.as_u16())),
+        }
+    }
+
+    /// Calls `updateSipPhonePassword` once with `token`. Never retries: see the gateway.
+    pub async fn update_password(
+        &self,
+        token: &AccessToken,
+        change: &UpdateRequest<'_>,
+    ) -> Result<UpdateOutcome, VendorError> {
+        let body = wire::update_body(self.config.body_shape, change);
+        let mut bearer =
+            HeaderValue::try_from(format!("Bearer {}", token.secret().expose_secret()))
+                .map_err(|_| VendorError::BadBody)?;
+        // Keeps the token out of `Debug` output and out of HPACK tables.
+        bearer.set_sensitive(true);
+        let request = Request::post(&self.update_uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, bearer)
+            .header("x-app-key", &self.config.app_key)
+            .header(crate::error::REQUEST_ID_HEADER, change.request_id)
+            .body(Full::new(body))
+            .map_err(|e| VendorError::Transport(e.to_string()))?;
+        let (status, body) = self.send(request).await?;
+        match status {
+            StatusCode::OK => wire::parse_update(&body).ok_or(VendorError::BadBody),
+            StatusCode::UNAUTHORIZED => Err(VendorError::Unauthorized),
+            other => Err(VendorError::Status(other.as_u16())),
+        }
+    }
+
+    /// Sends one request and reads the whole (bounded) response within `vendor.timeout_ms`.
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), VendorError> {
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    VendorError::Connect(e.to_string())
+                } else {
+                    VendorError::Transport(e.to_string())
+                }
+            })?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| VendorError::Transport(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.config.timeout, exchange)
+            .await
+            .map_err(|_| VendorError::Timeout)?
+    }
+}
+
+impl TokenSource for VendorClient {
+    fn fetch(&self) -> token::FetchFuture<'_> {
+        Box::pin(self.fetch_token())
+    }
+}
+
+fn tls_config(config: &VendorConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.ca_file {
+        let key = "vendor.ca_file";
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| invalid(key, format!("bad PEM in {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid(key, format!("bad certificate in {}: {e}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(invalid(
+                key,
+                format!("{} holds no certificate", path.display()),
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("vendor", format!("TLS set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

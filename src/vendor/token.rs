@@ -1,0 +1,290 @@
+//! The vendor AccessToken cache (DESIGN.md §4, VENDOR_API.md §1).
+//!
+//! - One token is cached and shared by every request.
+//! - A background task refreshes it at 80 % of its life, so requests rarely wait for a fetch.
+//! - At most one fetch is in flight: callers that find no usable token queue on one lock and
+//!   the first one fetches; the others find the fresh token when their turn comes.
+//! - After a failed fetch nobody fetches again until an exponential, jittered back-off has
+//!   passed, so a failing `tokenByAkSk` sees a trickle of requests, not one per caller. A token
+//!   that is still valid keeps being used meanwhile.
+//! - A token is used only until shortly before its expiry ([`Lifetime::usable_until`]), so
+//!   it does not expire between our check and the vendor's.
+//!
+//! Times come from `tokio::time`, so the arithmetic is tested with paused time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use super::VendorError;
+use super::wire::FetchedToken;
+
+/// Fraction of a token's life after which the background task replaces it.
+const REFRESH_AT_FRACTION: f64 = 0.8;
+/// Most of a token's life that is withheld from use at its end (see [`Lifetime`]).
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// First back-off delay after a failed fetch; doubled per further failure.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest back-off delay.
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The future a [`TokenSource`] returns.
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<FetchedToken, VendorError>> + Send + 'a>>;
+
+/// Where tokens come from: the vendor client in production, a scripted source in unit tests.
+pub trait TokenSource: Send + Sync + 'static {
+    /// Fetches a new token (one `tokenByAkSk` call).
+    fn fetch(&self) -> FetchFuture<'_>;
+}
+
+/// The instants that matter in a token's life, measured from when we asked for it (not from
+/// the vendor's `CreateTime`: our clock and the vendor's may disagree, and asking time is the
+/// conservative start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// When the background task should replace the token: 80 % of its life.
+    pub refresh_at: Instant,
+    /// The last instant a request may start using it: its expiry less a margin of 10 % of
+    /// its life, at most 30 s, so that it does not expire in flight.
+    pub usable_until: Instant,
+    /// When the vendor will stop accepting it.
+    pub expires_at: Instant,
+}
+
+impl Lifetime {
+    /// Derives the instants of a token asked for at `requested_at` and granted for `life`.
+    pub fn new(requested_at: Instant, life: Duration) -> Self {
+        let margin = (life / 10).min(MAX_EXPIRY_MARGIN);
+        Self {
+            refresh_at: requested_at + life.mul_f64(REFRESH_AT_FRACTION),
+            usable_until: requested_at + life - margin,
+            expires_at: requested_at + life,
+        }
+    }
+}
+
+/// A cached AccessToken. `Debug` never shows the token.
+pub struct AccessToken {
+    /// The token itself.
+    secret: SecretString,
+    /// Increases with every fetch; lets a 401 drop exactly the token it was about.
+    generation: u64,
+    /// Refresh and expiry instants.
+    lifetime: Lifetime,
+}
+
+impl AccessToken {
+    /// The token, for the `Authorization` header.
+    pub fn secret(&self) -> &SecretString {
+        &self.secret
+    }
+
+    /// Refresh and expiry instants.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"[REDACTED]")
+            .field("generation", &self.generation)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+/// Why no token could be had (maps to 503 `upstream_auth_unavailable`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenUnavailable {
+    /// A recent fetch failed and the back-off has not passed yet.
+    #[error("backing off after {failures} failed token fetch(es)")]
+    BackingOff {
+        /// Consecutive failed fetches so far.
+        failures: u32,
+    },
+    /// This caller's fetch failed.
+    #[error("token fetch failed: {0}")]
+    Fetch(#[source] VendorError),
+}
+
+/// The mutable part of the cache, behind a short-held std mutex.
+#[derive(Default)]
+struct State {
+    /// The current token, if any (expired tokens stay until replaced; `usable` checks time).
+    token: Option<Arc<AccessToken>>,
+    /// Consecutive failed fetches; 0 after a success.
+    failures: u32,
+    /// No fetch before this instant (set after a failure).
+    retry_at: Option<Instant>,
+    /// Generation of the last token fetched.
+    generation: u64,
+}
+
+/// The shared, single-flight token cache.
+pub struct TokenCache {
+    /// Where tokens come from.
+    source: Arc<dyn TokenSource>,
+    /// Current token and back-off state.
+    state: Mutex<State>,
+    /// Held for the duration of a fetch: the single-flight guarantee.
+    fetch_lock: tokio::sync::Mutex<()>,
+}
+
+impl TokenCache {
+    /// An empty cache over `source`.
+    pub fn new(source: Arc<dyn TokenSource>) -> Self {
+        Self {
+            source,
+            state: Mutex::new(State::default()),
+            fetch_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock guards plain data with no invariant a panic could break half-way.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A usable token: the cached one, or a freshly fetched one (single-flight, back-off).
+    pub async fn get(&self) -> Result<Arc<AccessToken>, TokenUnavailable> {
+        if let Some(token) = self.usable() {
+            return Ok(token);
+        }
+        let _fetching = self.fetch_lock.lock().await;
+        // Whoever held the lock before us may have fetched already.
+        if let Some(token) = self.usable() {
+            return Ok(token);
+        }
+        {
+            let state = self.state();
+            if state.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(TokenUnavailable::BackingOff {
+                    failures: state.failures,
+                });
+            }
+        }
+        self.fetch_locked().await.map_err(TokenUnavailable::Fetch)
+    }
+
+    /// Drops `token` after the vendor refused it with 401, unless it was already replaced.
+    pub fn invalidate(&self, token: &AccessToken) {
+        let mut state = self.state();
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == token.generation)
+        {
+            state.token = None;
+        }
+    }
+
+    /// Seconds until the current token expires (negative when expired), for metrics.
+    pub fn expires_in(&self) -> Option<f64> {
+        let now = Instant::now();
+        self.state().token.as_ref().map(|t| {
+            let at = t.lifetime.expires_at;
+            if at >= now {
+                (at - now).as_secs_f64()
+            } else {
+                -(now - at).as_secs_f64()
+            }
+        })
+    }
+
+    /// Whether a usable token is held (readiness).
+    pub fn has_usable_token(&self) -> bool {
+        self.usable().is_some()
+    }
+
+    fn usable(&self) -> Option<Arc<AccessToken>> {
+        let now = Instant::now();
+        self.state()
+            .token
+            .as_ref()
+            .filter(|t| now < t.lifetime.usable_until)
+            .cloned()
+    }
+
+    /// Fetches and stores a token; the caller holds `fetch_lock`.
+    async fn fetch_locked(&self) -> Result<Arc<AccessToken>, VendorError> {
+        let requested_at = Instant::now();
+        let result = self.source.fetch().await;
+        let mut state = self.state();
+        match result {
+            Ok(fetched) => {
+                state.generation += 1;
+                let token = Arc::new(AccessToken {
+                    secret: fetched.value,
+                    generation: state.generation,
+                    lifetime: Lifetime::new(requested_at, fetched.lifetime),
+                });
+                state.token = Some(Arc::clone(&token));
+                state.failures = 0;
+                state.retry_at = None;
+                tracing::info!(
+                    lifetime_secs = fetched.lifetime.as_secs(),
+                    generation = state.generation,
+                    "vendor AccessToken fetched"
+                );
+                Ok(token)
+            }
+            Err(error) => {
+                state.failures = state.failures.saturating_add(1);
+                let delay = backoff_delay(state.failures, fastrand::f64());
+                state.retry_at = Some(Instant::now() + delay);
+                tracing::warn!(
+                    %error,
+                    failures = state.failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "vendor AccessToken fetch failed"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// The background refresher: fetches at start-up, then replaces the token at 80 % of its
+    /// life, retrying failures after the back-off. Runs until its task is dropped.
+    pub async fn run_refresher(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep_until(self.next_refresh()).await;
+            let _fetching = self.fetch_lock.lock().await;
+            // A request may have fetched while we waited for the lock.
+            if Instant::now() >= self.next_refresh() {
+                // Failures are logged and backed off inside; the old token keeps serving.
+                let _ = self.fetch_locked().await;
+            }
+        }
+    }
+
+    /// When the refresher should act next.
+    fn next_refresh(&self) -> Instant {
+        let state = self.state();
+        match (state.retry_at, &state.token) {
+            (Some(retry_at), _) => retry_at,
+            (None, Some(token)) => token.lifetime.refresh_at,
+            (None, None) => Instant::now(),
+        }
+    }
+}
+
+/// Exponential back-off with "equal jitter": half the exponential delay plus a random share of
+/// the other half, so that replicas that failed together do not retry together.
+/// `unit_random` is in `[0, 1)`.
+pub fn backoff_delay(failures: u32, unit_random: f64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let full = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP);
+    full / 2 + (full / 2).mul_f64(unit_random.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests;
