@@ -1,1 +1,133 @@
-//! demo (in progress)
+//! `sipgw demo`: the whole path on loopback, with nothing outside this process.
+//!
+//! Starts the vendor simulator with one agent, starts the gateway against it (the config is
+//! `config/demo.toml`, compiled in), sends one change that succeeds and one that the password
+//! rule refuses, prints both answers and a curl line, then stops (or keeps serving with
+//! `--keep-running`). The passwords shown are the demo's own, made up for it.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::sim::{SimConfig, VendorSim};
+
+/// The demo configuration, also usable by hand (see the file).
+const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// The simulator's credentials; `config/demo.toml` names the same app key.
+const DEMO_APP_KEY: &str = "demo-app-key";
+const DEMO_APP_SECRET: &str = "demo-app-secret";
+/// The demo agent and its passwords.
+const AGENT: &str = "a1001";
+const CURRENT_PASSWORD: &str = "Welcome~2024";
+const NEW_PASSWORD: &str = "Sip~Phone2025";
+const NEXT_PASSWORD: &str = "Next~Phone26";
+
+/// Why the demo could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A loopback socket could not be bound or read.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The compiled-in demo config was refused (a bug).
+    #[error("demo config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A request to the gateway failed at the HTTP level.
+    #[error("request to the gateway failed: {0}")]
+    Http(String),
+    /// The gateway answered differently than the demo expects.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+/// Runs the demo, writing what happens to `out`.
+pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoError> {
+    let sim = VendorSim::new(SimConfig {
+        app_key: DEMO_APP_KEY.into(),
+        app_secret: DEMO_APP_SECRET.into(),
+        agents: vec![(AGENT.into(), CURRENT_PASSWORD.into())],
+        ..SimConfig::default()
+    });
+    let sim_addr = sim.spawn(TcpListener::bind("127.0.0.1:0").await?)?;
+    writeln!(out, "vendor simulator   http://{sim_addr} (agent {AGENT}, current password {CURRENT_PASSWORD})")?;
+
+    let figment = Figment::from(Toml::string(DEMO_TOML))
+        .merge(Serialized::default("vendor.base_url", format!("http://{sim_addr}")));
+    let config = Config::from_figment(figment, |name| {
+        (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
+    })?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(async move {
+        crate::app::serve(&config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    writeln!(out, "sipgw gateway      http://{addr}\n")?;
+
+    let url = format!("http://{addr}/v1/agents/{AGENT}/sip-phone-password");
+    let body = format!(r#"{{"accountPwd":"{CURRENT_PASSWORD}","newPhonePwd":"{NEW_PASSWORD}"}}"#);
+    let (status, answer) = post(&url, &body).await?;
+    writeln!(out, "1. change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}")?;
+    if status != StatusCode::OK {
+        return Err(DemoError::Unexpected(format!("the change was refused: {status}")));
+    }
+    let held = sim.agent_password(AGENT);
+    writeln!(
+        out,
+        "   the vendor simulator now holds the new password: {}\n",
+        if held.as_deref() == Some(NEW_PASSWORD) { "yes" } else { "NO" }
+    )?;
+
+    let weak = format!(r#"{{"accountPwd":"{NEW_PASSWORD}","newPhonePwd":"password"}}"#);
+    let (status, answer) = post(&url, &weak).await?;
+    writeln!(out, "2. try the weak password \"password\"\n   -> {status} {answer}")?;
+    if status != StatusCode::BAD_REQUEST {
+        return Err(DemoError::Unexpected(format!("the weak password was not refused: {status}")));
+    }
+    writeln!(out, "   the vendor was not called: {} change request(s) reached it in all\n", sim.update_count())?;
+
+    writeln!(out, "Try it by hand{}:", if keep_running { "" } else { " (run `sipgw demo --keep-running`)" })?;
+    writeln!(
+        out,
+        "  curl -i -X POST {url} -H 'Content-Type: application/json' \\\n    -d '{{\"accountPwd\":\"{NEW_PASSWORD}\",\"newPhonePwd\":\"{NEXT_PASSWORD}\"}}'"
+    )?;
+    out.flush()?;
+    if keep_running {
+        writeln!(out, "\nServing until Ctrl-C.")?;
+        out.flush()?;
+        crate::server::shutdown_signal().await;
+    }
+    let _ = stop.send(());
+    gateway
+        .await
+        .map_err(|e| DemoError::Unexpected(format!("gateway task: {e}")))??;
+    Ok(())
+}
+
+async fn post(url: &str, body: &str) -> Result<(StatusCode, String), DemoError> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| DemoError::Http(e.to_string()))?;
+    let response = client.request(request).await.map_err(|e| DemoError::Http(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| DemoError::Http(e.to_string()))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+

@@ -1,5 +1,5 @@
 use super::*;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 
 const MINIMAL: &str = r#"
 [vendor]

@@ -1,0 +1,111 @@
+//! The `sipgw` binary itself: configuration errors, the demo, SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipgw-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sipgw.toml");
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_key() {
+    let path = temp_file(
+        "bad",
+        "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\ntimeout_ms = 0\n",
+    );
+    let output = Command::new(SIPGW)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SIPGW_APP_SECRET", "x")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("vendor.timeout_ms must be > 0, got 0"), "{stderr}");
+}
+
+#[test]
+fn an_environment_override_is_validated_too() {
+    let path = temp_file("env", "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n");
+    let output = Command::new(SIPGW)
+        .arg("serve")
+        .env("SIPGW_CONFIG", &path)
+        .env("SIPGW_APP_SECRET", "x")
+        .env("SIPGW__VENDOR__TOKEN_TTL_SECS", "7200")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("vendor.token_ttl_secs"));
+}
+
+#[test]
+fn the_demo_changes_a_password_end_to_end() {
+    let output = Command::new(SIPGW).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("-> 200 OK"), "{stdout}");
+    assert!(stdout.contains("\"resultCode\":\"0\""), "{stdout}");
+    assert!(stdout.contains("-> 400 Bad Request"), "{stdout}");
+    assert!(stdout.contains("\"code\":\"password_policy\""), "{stdout}");
+    assert!(stdout.contains("the vendor simulator now holds the new password: yes"), "{stdout}");
+    assert!(stdout.contains("curl -i -X POST http://127.0.0.1:"), "{stdout}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_0() {
+    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim_addr = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let path = temp_file(
+        "term",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
+             [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+        ),
+    );
+    let mut child = Command::new(SIPGW)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SIPGW_APP_SECRET", APP_SECRET)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The JSON log line "sipgw listening" carries the address.
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines_rx.recv_timeout(Duration::from_secs(20)).expect("sipgw logs its address");
+        log.push(line.clone());
+        let json: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
+        if json["message"] == "sipgw listening" {
+            break json["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(exit.code(), Some(0), "sipgw exit after SIGTERM; log: {log:?}");
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+    // Every log line was JSON and none carried the app secret.
+    while let Ok(line) = lines_rx.try_recv() {
+        log.push(line);
+    }
+    assert!(log.iter().all(|l| !l.contains(APP_SECRET)));
+}

@@ -1,0 +1,167 @@
+//! Test harness: a vendor simulator and a gateway, each on its own `127.0.0.1:0` socket,
+//! plus a plain HTTP client. Every test gets its own pair, so tests run in parallel.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sipgw::config::{Config, FileConfig};
+use sipgw::sim::{SimConfig, VendorSim};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const APP_KEY: &str = "test-app-key";
+pub const APP_SECRET: &str = "test-app-secret-9f3c";
+pub const AGENT: &str = "a1001";
+pub const CURRENT: &str = "Welcome~2024";
+pub const NEW: &str = "Sip~Phone2025";
+
+/// A running gateway in front of a running simulator.
+pub struct Harness {
+    pub sim: VendorSim,
+    pub sim_addr: SocketAddr,
+    pub addr: SocketAddr,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// What a test reads back from the gateway.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// The default simulator: the test credentials and a handful of agents.
+pub fn sim_config() -> SimConfig {
+    let mut agents = vec![(AGENT.to_owned(), CURRENT.to_owned())];
+    agents.extend((0..60).map(|i| (format!("agent{i}"), CURRENT.to_owned())));
+    SimConfig {
+        app_key: APP_KEY.into(),
+        app_secret: APP_SECRET.into(),
+        agents,
+        ..SimConfig::default()
+    }
+}
+
+/// The gateway's config, pointed at `sim_addr`.
+pub fn file_config(sim_addr: SocketAddr) -> FileConfig {
+    let mut file = FileConfig::default();
+    file.vendor.base_url = Some(format!("http://{sim_addr}"));
+    file.vendor.app_key = Some(APP_KEY.into());
+    file.vendor.allow_insecure_http = true;
+    file.vendor.timeout_ms = 2_000;
+    file.server.shutdown_grace_secs = 10;
+    file
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(sim_config(), |_| {}).await
+    }
+
+    /// Starts a simulator from `sim`, then a gateway whose config `tweak` may change.
+    pub async fn start_with(sim: SimConfig, tweak: impl FnOnce(&mut FileConfig)) -> Self {
+        let sim = VendorSim::new(sim);
+        let sim_addr = sim.spawn(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        Self::start_gateway(sim, sim_addr, tweak).await
+    }
+
+    /// Starts a gateway in front of an already running simulator.
+    pub async fn start_gateway(sim: VendorSim, sim_addr: SocketAddr, tweak: impl FnOnce(&mut FileConfig)) -> Self {
+        let mut file = file_config(sim_addr);
+        tweak(&mut file);
+        let config = Config::from_file(file, |name| (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned()))
+            .expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sipgw::app::serve(&config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("gateway runs");
+        });
+        Self {
+            sim,
+            sim_addr,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn endpoint(account: &str) -> String {
+        format!("/v1/agents/{account}/sip-phone-password")
+    }
+
+    /// Sends any request; `headers` are added as given.
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+        let mut builder = Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(builder.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("the gateway answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// A well-formed change request.
+    pub async fn change(&self, account: &str, current: &str, new: &str) -> Answer {
+        let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string();
+        self.send(
+            Method::POST,
+            &Self::endpoint(account),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    /// Triggers graceful shutdown and waits for the gateway to finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the gateway stops within its grace period")
+                .expect("the gateway task ends cleanly");
+        }
+    }
+}
