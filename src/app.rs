@@ -24,7 +24,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
-    server::run(listener, gateway, &config.server, shutdown).await;
+    let handler = move |request, peer| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
+    };
+    server::run(listener, config.server.limits.clone(), handler, shutdown).await;
     refresher.abort();
     Ok(())
 }

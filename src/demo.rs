@@ -56,10 +56,15 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         ..SimConfig::default()
     });
     let sim_addr = sim.spawn(TcpListener::bind("127.0.0.1:0").await?)?;
-    writeln!(out, "vendor simulator   http://{sim_addr} (agent {AGENT}, current password {CURRENT_PASSWORD})")?;
+    writeln!(
+        out,
+        "vendor simulator   http://{sim_addr} (agent {AGENT}, current password {CURRENT_PASSWORD})"
+    )?;
 
-    let figment = Figment::from(Toml::string(DEMO_TOML))
-        .merge(Serialized::default("vendor.base_url", format!("http://{sim_addr}")));
+    let figment = Figment::from(Toml::string(DEMO_TOML)).merge(Serialized::default(
+        "vendor.base_url",
+        format!("http://{sim_addr}"),
+    ));
     let config = Config::from_figment(figment, |name| {
         (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
     })?;
@@ -77,26 +82,52 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     let url = format!("http://{addr}/v1/agents/{AGENT}/sip-phone-password");
     let body = format!(r#"{{"accountPwd":"{CURRENT_PASSWORD}","newPhonePwd":"{NEW_PASSWORD}"}}"#);
     let (status, answer) = post(&url, &body).await?;
-    writeln!(out, "1. change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}")?;
+    writeln!(
+        out,
+        "1. change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}"
+    )?;
     if status != StatusCode::OK {
-        return Err(DemoError::Unexpected(format!("the change was refused: {status}")));
+        return Err(DemoError::Unexpected(format!(
+            "the change was refused: {status}"
+        )));
     }
     let held = sim.agent_password(AGENT);
     writeln!(
         out,
         "   the vendor simulator now holds the new password: {}\n",
-        if held.as_deref() == Some(NEW_PASSWORD) { "yes" } else { "NO" }
+        if held.as_deref() == Some(NEW_PASSWORD) {
+            "yes"
+        } else {
+            "NO"
+        }
     )?;
 
     let weak = format!(r#"{{"accountPwd":"{NEW_PASSWORD}","newPhonePwd":"password"}}"#);
     let (status, answer) = post(&url, &weak).await?;
-    writeln!(out, "2. try the weak password \"password\"\n   -> {status} {answer}")?;
+    writeln!(
+        out,
+        "2. try the weak password \"password\"\n   -> {status} {answer}"
+    )?;
     if status != StatusCode::BAD_REQUEST {
-        return Err(DemoError::Unexpected(format!("the weak password was not refused: {status}")));
+        return Err(DemoError::Unexpected(format!(
+            "the weak password was not refused: {status}"
+        )));
     }
-    writeln!(out, "   the vendor was not called: {} change request(s) reached it in all\n", sim.update_count())?;
+    writeln!(
+        out,
+        "   the vendor was not called: {} change request(s) reached it in all\n",
+        sim.update_count()
+    )?;
 
-    writeln!(out, "Try it by hand{}:", if keep_running { "" } else { " (run `sipgw demo --keep-running`)" })?;
+    writeln!(
+        out,
+        "Try it by hand{}:",
+        if keep_running {
+            ""
+        } else {
+            " (run `sipgw demo --keep-running`)"
+        }
+    )?;
     writeln!(
         out,
         "  curl -i -X POST {url} -H 'Content-Type: application/json' \\\n    -d '{{\"accountPwd\":\"{NEW_PASSWORD}\",\"newPhonePwd\":\"{NEXT_PASSWORD}\"}}'"
@@ -120,7 +151,10 @@ async fn post(url: &str, body: &str) -> Result<(StatusCode, String), DemoError> 
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_owned())))
         .map_err(|e| DemoError::Http(e.to_string()))?;
-    let response = client.request(request).await.map_err(|e| DemoError::Http(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| DemoError::Http(e.to_string()))?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -130,4 +164,3 @@ async fn post(url: &str, body: &str) -> Result<(StatusCode, String), DemoError> 
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
-

@@ -68,7 +68,10 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("sipgw: cannot listen on {} (server.listen): {error}", config.server.listen);
+            eprintln!(
+                "sipgw: cannot listen on {} (server.listen): {error}",
+                config.server.listen
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -1,45 +1,88 @@
-//! The API listener: accept loop, connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//! The HTTP listener shared by the gateway and the vendor simulator: accept loop, connection
+//! limits, HTTP/1.1 + h2c, idle timeouts, graceful shutdown.
 //!
-//! Bounds (STYLE.md §7): at most `max_connections` connections are served at once (the
-//! accept loop waits for a permit, so excess clients queue in the kernel backlog instead of
-//! costing memory); request heads must arrive within `header_read_timeout` and fit in
-//! `max_header_bytes`; bodies are bounded by the gateway itself. On shutdown the listener is
-//! closed first, then in-flight requests get `shutdown_grace` to finish (hyper-util's
-//! `GracefulShutdown`, as in its `server_graceful` example).
+//! Bounds (STYLE.md §7):
+//! - at most `max_connections` connections at once: the loop takes a permit before it
+//!   accepts, so excess clients wait in the kernel backlog instead of costing memory;
+//! - a request head must arrive within `header_read_timeout` (hyper's timer) and fit in
+//!   `max_header_bytes`;
+//! - a connection with no request in flight is closed after `idle_timeout` since its last
+//!   request (and after `header_read_timeout` when it never sent one): hyper's own timer
+//!   only starts once a head begins to arrive, so a silent connection would otherwise keep
+//!   its permit forever.
+//!
+//! Shutdown: the listener is dropped first (new clients are refused and go elsewhere), every
+//! connection is told to finish its current request and close, and the drain waits until all
+//! permits are back or `shutdown_grace` has passed; then the remaining connections are cut.
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
-use crate::config::ServerConfig;
-use crate::gateway::Gateway;
+/// The bounds one listener enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Bound on a request head (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Bound on receiving a request head, and on a new connection's silence.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with nothing in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may finish after the shutdown signal.
+    pub shutdown_grace: Duration,
+}
 
-/// Most concurrent HTTP/2 streams per connection; a password change is one request, so
+/// Most concurrent HTTP/2 streams per connection: one password change is one request, so
 /// clients gain nothing from more and an attacker would gain memory.
 const MAX_H2_STREAMS: u32 = 32;
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+/// Pause after an accept error that is not about one connection (e.g. out of file
+/// descriptors), so the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
+/// What the accept loop tells its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serve requests.
+    Serving,
+    /// Finish the request in flight, then close.
+    Draining,
+    /// The grace period is over: close now.
+    Closing,
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then drains.
 ///
-/// Returns once every connection has finished or the grace period has passed.
-pub async fn run(
+/// `handler` answers one request; an `Err` makes hyper close the connection without an
+/// answer (the simulator's "drop the connection" fault uses it). Returns once every
+/// connection has finished or the grace period has passed.
+pub async fn run<H, F, E>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
-    limits: &ServerConfig,
+    limits: Limits,
+    handler: H,
     shutdown: impl Future<Output = ()>,
-) {
-    let builder = http_builder(limits);
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let (phase, _) = watch::channel(Phase::Serving);
     tokio::pin!(shutdown);
 
     loop {
@@ -53,45 +96,157 @@ pub async fn run(
                 Ok(pair) => pair,
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    if !is_per_connection(&error) {
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let gateway = Arc::clone(&gateway);
-        let service = service_fn(move |req| {
-            let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = Connection {
+            builder: Arc::clone(&builder),
+            limits: limits.clone(),
+            phase: phase.subscribe(),
+        };
+        let handler = handler.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            connection.serve(stream, peer, handler).await;
             drop(permit);
         });
     }
 
-    // Stop accepting at once: new clients get "connection refused" and go to another replica.
     drop(listener);
     tracing::info!(
-        grace_secs = limits.shutdown_grace.as_secs(),
-        "shutting down: draining in-flight requests"
+        grace_ms = limits.shutdown_grace.as_millis() as u64,
+        "shutting down: draining connections"
     );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
+    phase.send_replace(Phase::Draining);
+    // Every open connection holds a permit; all of them back means all connections closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections drained"),
+        Err(_) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
+            phase.send_replace(Phase::Closing);
         }
     }
 }
 
-fn http_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
+/// One accepted connection and what it needs to serve itself.
+struct Connection {
+    /// The shared HTTP/1 + HTTP/2 settings.
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    /// Idle and shutdown bounds.
+    limits: Limits,
+    /// Shutdown phase broadcast by the accept loop.
+    phase: watch::Receiver<Phase>,
+}
+
+/// Requests in flight on one connection and when the last one ended: what the idle
+/// watchdog needs to tell a quiet connection from a busy one.
+struct Activity {
+    /// Requests being handled now (HTTP/2 may have several).
+    in_flight: AtomicU32,
+    /// Whether any request has started; a connection that never sent one gets only the
+    /// head timeout.
+    used: AtomicBool,
+    /// When the connection was accepted or last finished a request.
+    last_done: Mutex<Instant>,
+}
+
+impl Activity {
+    fn started(&self) {
+        self.used.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finished(&self) {
+        *self.last_done.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// When the connection counts as idle, or `None` while a request is in flight.
+    fn idle_deadline(&self, limits: &Limits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let limit = if self.used.load(Ordering::Acquire) {
+            limits.idle_timeout
+        } else {
+            limits.header_read_timeout
+        };
+        Some(*self.last_done.lock().unwrap_or_else(|p| p.into_inner()) + limit)
+    }
+}
+
+impl Connection {
+    async fn serve<H, F, E>(mut self, stream: TcpStream, peer: SocketAddr, handler: H)
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        // Small request/response exchanges: waiting to coalesce writes only adds latency.
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity {
+            in_flight: AtomicU32::new(0),
+            used: AtomicBool::new(false),
+            last_done: Mutex::new(Instant::now()),
+        });
+        let service = {
+            let activity = Arc::clone(&activity);
+            let handler = Arc::new(handler);
+            service_fn(move |request| {
+                let (activity, handler) = (Arc::clone(&activity), Arc::clone(&handler));
+                activity.started();
+                async move {
+                    let result = handler(request, peer).await;
+                    activity.finished();
+                    result
+                }
+            })
+        };
+        let connection = self.builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut check_at = Instant::now() + self.limits.header_read_timeout;
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.phase.changed() => {
+                    match (changed, *self.phase.borrow()) {
+                        (Ok(()), Phase::Serving) => {}
+                        (Ok(()), Phase::Draining) => {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        // Grace over, or the accept loop is gone: cut the connection.
+                        (Ok(()), Phase::Closing) | (Err(_), _) => return,
+                    }
+                }
+                () = tokio::time::sleep_until(check_at), if !closing => {
+                    match activity.idle_deadline(&self.limits) {
+                        Some(deadline) if deadline <= Instant::now() => {
+                            tracing::debug!(%peer, "closing idle connection");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        Some(deadline) => check_at = deadline,
+                        None => check_at = Instant::now() + self.limits.idle_timeout,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -104,6 +259,15 @@ fn http_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(MAX_H2_STREAMS)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// Accept errors that concern only the connection being accepted; the listener is fine.
+fn is_per_connection(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C): what orchestrators and terminals send.

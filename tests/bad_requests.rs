@@ -23,47 +23,226 @@ fn assert_problem(answer: &Answer, status: u16, code: &str) {
     let id = answer.headers["x-request-id"].to_str().unwrap();
     assert_eq!(json["requestId"], id);
     for secret in [CURRENT, NEW, "Secret~Value9", "12345678", APP_SECRET] {
-        assert!(!answer.text.contains(secret), "{secret} leaked in {}", answer.text);
+        assert!(
+            !answer.text.contains(secret),
+            "{secret} leaked in {}",
+            answer.text
+        );
     }
 }
+
+/// method, path, headers, body, expected status, expected code
+type Case = (
+    Method,
+    String,
+    Vec<(&'static str, &'static str)>,
+    String,
+    u16,
+    &'static str,
+);
 
 #[tokio::test]
 async fn every_bad_input_gets_its_code_and_never_reaches_the_vendor() {
     let h = Harness::start().await;
     let ep = Harness::endpoint(AGENT);
-    let big = format!(r#"{{"accountPwd":"{}","newPhonePwd":"x"}}"#, "a".repeat(5000));
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, String, u16, &str)> = vec![
-        (Method::GET, ep.clone(), vec![], String::new(), 405, "method_not_allowed"),
-        (Method::PUT, ep.clone(), vec![JSON], body(CURRENT, NEW), 405, "method_not_allowed"),
-        (Method::POST, "/v1/agents/a1001".into(), vec![JSON], body(CURRENT, NEW), 404, "not_found"),
-        (Method::POST, "/".into(), vec![JSON], body(CURRENT, NEW), 404, "not_found"),
-        (Method::POST, "/v1/agents/a/b/sip-phone-password".into(), vec![JSON], body(CURRENT, NEW), 404, "not_found"),
-        (Method::POST, Harness::endpoint(&"a".repeat(65)), vec![JSON], body(CURRENT, NEW), 400, "invalid_request"),
-        (Method::POST, Harness::endpoint("a%20b"), vec![JSON], body(CURRENT, NEW), 400, "invalid_request"),
-        (Method::POST, Harness::endpoint("a;b"), vec![JSON], body(CURRENT, NEW), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![], body(CURRENT, NEW), 415, "unsupported_media_type"),
-        (Method::POST, ep.clone(), vec![("content-type", "text/plain")], body(CURRENT, NEW), 415, "unsupported_media_type"),
-        (Method::POST, ep.clone(), vec![JSON], big, 413, "payload_too_large"),
-        (Method::POST, ep.clone(), vec![JSON], "{not json".into(), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], String::new(), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], r#"{"accountPwd":"Secret~Value9"}"#.into(), 400, "invalid_request"),
+    let big = format!(
+        r#"{{"accountPwd":"{}","newPhonePwd":"x"}}"#,
+        "a".repeat(5000)
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            ep.clone(),
+            vec![],
+            String::new(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::PUT,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, NEW),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/v1/agents/a1001".into(),
+            vec![JSON],
+            body(CURRENT, NEW),
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/".into(),
+            vec![JSON],
+            body(CURRENT, NEW),
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/agents/a/b/sip-phone-password".into(),
+            vec![JSON],
+            body(CURRENT, NEW),
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            Harness::endpoint(&"a".repeat(65)),
+            vec![JSON],
+            body(CURRENT, NEW),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            Harness::endpoint("a%20b"),
+            vec![JSON],
+            body(CURRENT, NEW),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            Harness::endpoint("a;b"),
+            vec![JSON],
+            body(CURRENT, NEW),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![],
+            body(CURRENT, NEW),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![("content-type", "text/plain")],
+            body(CURRENT, NEW),
+            415,
+            "unsupported_media_type",
+        ),
         (
             Method::POST,
             ep.clone(),
             vec![JSON],
-            r#"{"accountPwd":"Secret~Value9","newPhonePwd":"Sip~Phone2025","userAccount":"x"}"#.into(),
+            big,
+            413,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            "{not json".into(),
             400,
             "invalid_request",
         ),
-        (Method::POST, ep.clone(), vec![JSON], r#"{"accountPwd":12345678,"newPhonePwd":"Sip~Phone2025"}"#.into(), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], body("", NEW), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, ""), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], format!(r#"["{CURRENT}","{NEW}"]"#), 400, "invalid_request"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, "password"), 400, "password_policy"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, "Short~1"), 400, "password_policy"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, "Secret~Value9-too-long"), 400, "password_policy"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, "Secret Value9"), 400, "password_policy"),
-        (Method::POST, ep.clone(), vec![JSON], body(CURRENT, CURRENT), 400, "password_policy"),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            String::new(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            r#"{"accountPwd":"Secret~Value9"}"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            r#"{"accountPwd":"Secret~Value9","newPhonePwd":"Sip~Phone2025","userAccount":"x"}"#
+                .into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            r#"{"accountPwd":12345678,"newPhonePwd":"Sip~Phone2025"}"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body("", NEW),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, ""),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            format!(r#"["{CURRENT}","{NEW}"]"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, "password"),
+            400,
+            "password_policy",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, "Short~1"),
+            400,
+            "password_policy",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, "Secret~Value9-too-long"),
+            400,
+            "password_policy",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, "Secret Value9"),
+            400,
+            "password_policy",
+        ),
+        (
+            Method::POST,
+            ep.clone(),
+            vec![JSON],
+            body(CURRENT, CURRENT),
+            400,
+            "password_policy",
+        ),
     ];
     for (method, path, headers, payload, status, code) in cases {
         let answer = h.send(method.clone(), &path, &headers, payload).await;
@@ -104,7 +283,11 @@ async fn an_oversized_chunked_body_is_refused_while_reading() {
     }
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("payload_too_large"));

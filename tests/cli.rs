@@ -32,12 +32,18 @@ fn a_bad_config_exits_2_naming_the_key() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("vendor.timeout_ms must be > 0, got 0"), "{stderr}");
+    assert!(
+        stderr.contains("vendor.timeout_ms must be > 0, got 0"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn an_environment_override_is_validated_too() {
-    let path = temp_file("env", "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n");
+    let path = temp_file(
+        "env",
+        "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n",
+    );
     let output = Command::new(SIPGW)
         .arg("serve")
         .env("SIPGW_CONFIG", &path)
@@ -53,19 +59,31 @@ fn an_environment_override_is_validated_too() {
 fn the_demo_changes_a_password_end_to_end() {
     let output = Command::new(SIPGW).arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("-> 200 OK"), "{stdout}");
     assert!(stdout.contains("\"resultCode\":\"0\""), "{stdout}");
     assert!(stdout.contains("-> 400 Bad Request"), "{stdout}");
     assert!(stdout.contains("\"code\":\"password_policy\""), "{stdout}");
-    assert!(stdout.contains("the vendor simulator now holds the new password: yes"), "{stdout}");
-    assert!(stdout.contains("curl -i -X POST http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("the vendor simulator now holds the new password: yes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("curl -i -X POST http://127.0.0.1:"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_0() {
     let sim = sipgw::sim::VendorSim::new(sim_config());
-    let sim_addr = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let sim_addr = sim
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
     let path = temp_file(
         "term",
         &format!(
@@ -91,17 +109,29 @@ async fn sigterm_drains_and_exits_0() {
     });
     let mut log = Vec::new();
     let addr = loop {
-        let line = lines_rx.recv_timeout(Duration::from_secs(20)).expect("sipgw logs its address");
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("sipgw logs its address");
         log.push(line.clone());
         let json: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
         if json["message"] == "sipgw listening" {
             break json["addr"].as_str().unwrap().to_owned();
         }
     };
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
-    assert_eq!(exit.code(), Some(0), "sipgw exit after SIGTERM; log: {log:?}");
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "sipgw exit after SIGTERM; log: {log:?}"
+    );
     assert!(std::net::TcpStream::connect(&addr).is_err());
     // Every log line was JSON and none carried the app secret.
     while let Ok(line) = lines_rx.try_recv() {

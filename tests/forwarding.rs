@@ -36,8 +36,14 @@ async fn a_change_reaches_the_vendor_built_from_scratch() {
     assert_eq!(received.len(), 1);
     let sent = &received[0];
     let auth = sent.headers["authorization"].to_str().unwrap();
-    assert!(auth.starts_with("Bearer ") && auth.len() > "Bearer ".len(), "{auth}");
-    assert_ne!(auth, "Bearer caller-sso-jwt", "the caller's JWT must never reach the vendor");
+    assert!(
+        auth.starts_with("Bearer ") && auth.len() > "Bearer ".len(),
+        "{auth}"
+    );
+    assert_ne!(
+        auth, "Bearer caller-sso-jwt",
+        "the caller's JWT must never reach the vendor"
+    );
     assert_eq!(sent.headers["x-app-key"], APP_KEY);
     assert_eq!(sent.headers["x-request-id"], "trace-42");
     assert!(sent.headers.get("cookie").is_none());

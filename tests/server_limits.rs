@@ -12,7 +12,9 @@ use tokio::net::TcpStream;
 /// Reads until the peer closes or `limit` passes; returns what arrived and whether it closed.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, bool) {
     let mut buf = Vec::new();
-    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut buf)).await.is_ok();
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut buf))
+        .await
+        .is_ok();
     (String::from_utf8_lossy(&buf).into_owned(), closed)
 }
 
@@ -23,7 +25,9 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     assert_eq!(h.change("agent1", CURRENT, NEW).await.status, 200);
     let stop = h.stop.take().unwrap();
     let task = h.task.take().unwrap();
-    h.sim.faults().set_update_delay(Some(Duration::from_millis(1500)));
+    h.sim
+        .faults()
+        .set_update_delay(Some(Duration::from_millis(1500)));
     let h = Arc::new(h);
     let in_flight = {
         let h = Arc::clone(&h);
@@ -43,7 +47,10 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(refused, "the listener still accepts after the shutdown signal");
+    assert!(
+        refused,
+        "the listener still accepts after the shutdown signal"
+    );
 
     let answer = in_flight.await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text);
@@ -63,7 +70,10 @@ async fn a_slow_request_head_is_cut_off() {
         .await
         .unwrap();
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    assert!(closed, "a connection that never finishes its head must be closed");
+    assert!(
+        closed,
+        "a connection that never finishes its head must be closed"
+    );
 }
 
 #[tokio::test]
@@ -98,12 +108,29 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let held_a = TcpStream::connect(h.addr).await.unwrap();
     let held_b = TcpStream::connect(h.addr).await.unwrap();
     // Both slots are taken by silent connections: a third client is not served.
-    let waiting = tokio::time::timeout(Duration::from_millis(700), h.change(AGENT, CURRENT, NEW)).await;
-    assert!(waiting.is_err(), "a third connection was served while two slots were held");
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(700), h.change(AGENT, CURRENT, NEW)).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served while two slots were held"
+    );
     drop(held_a);
     let answer = tokio::time::timeout(Duration::from_secs(10), h.change(AGENT, CURRENT, NEW))
         .await
         .expect("served once a slot is free");
     assert_eq!(answer.status, 200);
     drop(held_b);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let h = Harness::start_with(sim_config(), |c| c.server.idle_timeout_secs = 1).await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    stream
+        .write_all(b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(closed, "an idle keep-alive connection must be closed");
 }

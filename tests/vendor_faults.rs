@@ -17,10 +17,17 @@ async fn a_revoked_token_is_replaced_and_the_change_retried_once() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(h.sim.token_requests(), 2, "one new token for the retry");
     let updates = h.sim.update_requests();
-    assert_eq!(updates.len(), 3, "first change, the refused attempt, the retry");
+    assert_eq!(
+        updates.len(),
+        3,
+        "first change, the refused attempt, the retry"
+    );
     assert_eq!(updates[1].status, 401);
     assert_eq!(updates[2].status, 200);
-    assert_ne!(updates[1].headers["authorization"], updates[2].headers["authorization"]);
+    assert_ne!(
+        updates[1].headers["authorization"],
+        updates[2].headers["authorization"]
+    );
 }
 
 #[tokio::test]
@@ -39,7 +46,9 @@ async fn a_failing_token_endpoint_gives_503_without_a_fetch_storm() {
     sim.agents.truncate(1);
     let sim = sipgw::sim::VendorSim::new(sim);
     sim.faults().set_token_status(Some(500));
-    let sim_addr = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let sim_addr = sim
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
     let h = Harness::start_gateway(sim, sim_addr, |_| {}).await;
     for _ in 0..30 {
         let answer = h.change(AGENT, CURRENT, NEW).await;
@@ -68,7 +77,9 @@ async fn a_failing_token_endpoint_gives_503_without_a_fetch_storm() {
 #[tokio::test]
 async fn a_slow_vendor_gives_504_and_no_retry() {
     let h = Harness::start_with(sim_config(), |c| c.vendor.timeout_ms = 300).await;
-    h.sim.faults().set_update_delay(Some(Duration::from_secs(3)));
+    h.sim
+        .faults()
+        .set_update_delay(Some(Duration::from_secs(3)));
     let answer = h.change(AGENT, CURRENT, NEW).await;
     assert_eq!(answer.status, 504, "{}", answer.text);
     assert_eq!(answer.code(), "vendor_timeout");
@@ -89,7 +100,11 @@ async fn vendor_error_statuses_and_garbage_give_502_and_no_retry() {
     let answer = h.change(AGENT, CURRENT, NEW).await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.code(), "vendor_error");
-    assert_eq!(h.sim.update_count(), 4, "every failure was sent exactly once");
+    assert_eq!(
+        h.sim.update_count(),
+        4,
+        "every failure was sent exactly once"
+    );
 }
 
 #[tokio::test]

@@ -123,31 +123,6 @@ fn build_config(cli: &Cli) -> Result<SimConfig, String> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = sigterm.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the simulator");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown signal received; draining connections");
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -190,7 +165,7 @@ async fn main() -> ExitCode {
     println!("sipgw-vendor-sim listening on http://{addr}");
     tracing::info!(%addr, agents = agent_count, fast = cli.fast, "vendor simulator started");
 
-    match sim.serve(listener, shutdown_signal()).await {
+    match sim.serve(listener, sipgw::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sipgw-vendor-sim: {error}");

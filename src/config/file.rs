@@ -32,6 +32,8 @@ pub struct ServerSection {
     pub header_read_timeout_ms: u64,
     /// Time allowed to receive the request body once the head has arrived.
     pub request_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
 }
@@ -44,6 +46,7 @@ impl Default for ServerSection {
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            idle_timeout_secs: 60,
             shutdown_grace_secs: 20,
         }
     }

@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 
 use crate::password_policy::PasswordPolicy;
+use crate::server::Limits;
 pub use file::FileConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
@@ -58,21 +59,15 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
 }
 
-/// Listener limits and shutdown behaviour.
+/// Listener address, limits and shutdown behaviour.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// API listener address.
     pub listen: SocketAddr,
-    /// Connections served at once (each holds a permit while open).
-    pub max_connections: usize,
-    /// Bound on the request head size (HTTP/1 read buffer, HTTP/2 header list).
-    pub max_header_bytes: usize,
-    /// Bound on receiving a request head (slowloris).
-    pub header_read_timeout: Duration,
+    /// Connection, head, idle and shutdown bounds of the listener.
+    pub limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
-    /// How long in-flight requests may finish after SIGTERM/SIGINT.
-    pub shutdown_grace: Duration,
 }
 
 /// Body shape of `updateSipPhonePassword` (VENDOR_API.md §2, "Body shape ambiguity").
@@ -154,16 +149,21 @@ fn server_config(s: &file::ServerSection) -> Result<ServerConfig, ConfigError> {
             format!("must be 8192 to 1048576, got {}", s.max_header_bytes),
         ));
     }
+    if s.idle_timeout_secs == 0 {
+        return Err(invalid("server.idle_timeout_secs", "must be > 0, got 0"));
+    }
+    let header_read_timeout =
+        positive_ms("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
     Ok(ServerConfig {
         listen,
-        max_connections: s.max_connections,
-        max_header_bytes: s.max_header_bytes,
-        header_read_timeout: positive_ms(
-            "server.header_read_timeout_ms",
-            s.header_read_timeout_ms,
-        )?,
+        limits: Limits {
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+            header_read_timeout,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+        },
         request_timeout: positive_ms("server.request_timeout_ms", s.request_timeout_ms)?,
-        shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
     })
 }
 
@@ -201,13 +201,11 @@ fn vendor_config(
         }
     };
     let ca_file = v.ca_file.as_deref().map(PathBuf::from);
-    if let Some(path) = &ca_file {
-        if !path.is_file() {
-            return Err(invalid(
-                "vendor.ca_file",
-                format!("{} is not a readable file", path.display()),
-            ));
-        }
+    if let Some(path) = ca_file.as_deref().filter(|p| !p.is_file()) {
+        return Err(invalid(
+            "vendor.ca_file",
+            format!("{} is not a readable file", path.display()),
+        ));
     }
     Ok(VendorConfig {
         base_url,

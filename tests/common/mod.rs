@@ -81,16 +81,24 @@ impl Harness {
     /// Starts a simulator from `sim`, then a gateway whose config `tweak` may change.
     pub async fn start_with(sim: SimConfig, tweak: impl FnOnce(&mut FileConfig)) -> Self {
         let sim = VendorSim::new(sim);
-        let sim_addr = sim.spawn(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let sim_addr = sim
+            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .unwrap();
         Self::start_gateway(sim, sim_addr, tweak).await
     }
 
     /// Starts a gateway in front of an already running simulator.
-    pub async fn start_gateway(sim: VendorSim, sim_addr: SocketAddr, tweak: impl FnOnce(&mut FileConfig)) -> Self {
+    pub async fn start_gateway(
+        sim: VendorSim,
+        sim_addr: SocketAddr,
+        tweak: impl FnOnce(&mut FileConfig),
+    ) -> Self {
         let mut file = file_config(sim_addr);
         tweak(&mut file);
-        let config = Config::from_file(file, |name| (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned()))
-            .expect("test config is valid");
+        let config = Config::from_file(file, |name| {
+            (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned())
+        })
+        .expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -120,7 +128,13 @@ impl Harness {
     }
 
     /// Sends any request; `headers` are added as given.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
         let mut builder = Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
