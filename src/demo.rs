@@ -113,10 +113,14 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
             "the weak password was not refused: {status}"
         )));
     }
+    if sim.update_count() != 1 {
+        return Err(DemoError::Unexpected(
+            "the weak password reached the vendor".into(),
+        ));
+    }
     writeln!(
         out,
-        "   the vendor was not called: {} change request(s) reached it in all\n",
-        sim.update_count()
+        "   refused by the gateway: the vendor never saw this request\n"
     )?;
 
     writeln!(

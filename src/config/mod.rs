@@ -9,11 +9,13 @@
 pub mod file;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use secrecy::SecretString;
 
 use crate::password_policy::PasswordPolicy;
@@ -94,8 +96,8 @@ pub struct VendorConfig {
     pub timeout: Duration,
     /// How the password call's body is shaped.
     pub body_shape: BodyShape,
-    /// Extra trusted roots (PEM), added to the Mozilla roots.
-    pub ca_file: Option<PathBuf>,
+    /// Extra trusted roots read from `ca_file`, added to the Mozilla roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Config {
@@ -200,13 +202,10 @@ fn vendor_config(
             ));
         }
     };
-    let ca_file = v.ca_file.as_deref().map(PathBuf::from);
-    if let Some(path) = ca_file.as_deref().filter(|p| !p.is_file()) {
-        return Err(invalid(
-            "vendor.ca_file",
-            format!("{} is not a readable file", path.display()),
-        ));
-    }
+    let extra_roots = match v.ca_file.as_deref() {
+        Some(path) => load_ca_file(Path::new(path))?,
+        None => Vec::new(),
+    };
     Ok(VendorConfig {
         base_url,
         app_key,
@@ -214,7 +213,7 @@ fn vendor_config(
         token_ttl: Duration::from_secs(v.token_ttl_secs),
         timeout: positive_ms("vendor.timeout_ms", v.timeout_ms)?,
         body_shape,
-        ca_file,
+        extra_roots,
     })
 }
 
@@ -282,6 +281,21 @@ fn load_app_secret(
         }
     };
     Ok(SecretString::from(secret))
+}
+
+/// Reads the PEM certificates of `vendor.ca_file`; an unreadable file, bad PEM or a file
+/// without any certificate is an error now rather than a TLS failure at the first request.
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let key = "vendor.ca_file";
+    let shown = path.display();
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(key, format!("cannot read {shown}: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(key, format!("bad PEM in {shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, format!("{shown} holds no certificate")));
+    }
+    Ok(certs)
 }
 
 fn positive_ms(key: &str, ms: u64) -> Result<Duration, ConfigError> {

@@ -17,8 +17,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{ConfigError, VendorConfig, invalid};
@@ -32,7 +30,9 @@ pub const UPDATE_PATH: &str = "/apiaccess/rest/cc-management/v1/sipPhone/updateS
 /// Largest vendor response body we read; the real ones are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How long an idle pooled connection to the vendor is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shorter than common server keep-alive timeouts (60-75 s), so we rarely pick a connection
+/// the vendor is just closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a vendor call failed. The split between `Connect` and `Transport` matters: a
 /// connection that was never made cannot have changed anything, one cut after the request
@@ -199,25 +199,10 @@ impl TokenSource for VendorClient {
 fn tls_config(config: &VendorConfig) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &config.ca_file {
-        let key = "vendor.ca_file";
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
-        let mut added = 0;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| invalid(key, format!("bad PEM in {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| invalid(key, format!("bad certificate in {}: {e}", path.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(invalid(
-                key,
-                format!("{} holds no certificate", path.display()),
-            ));
-        }
+    for cert in &config.extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| invalid("vendor.ca_file", format!("unusable certificate: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

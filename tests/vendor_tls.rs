@@ -1,0 +1,135 @@
+//! The vendor over HTTPS: certificate checking with the Mozilla roots plus `ca_file`.
+//!
+//! A TLS front with a certificate from a throw-away CA terminates TLS on `127.0.0.1:0` and
+//! relays to the simulator, so the gateway talks real TLS to a real listener.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sipgw::config::{Config, FileConfig};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A CA and a `localhost` server certificate it signed.
+struct TestPki {
+    ca_pem: String,
+    leaf: CertificateDer<'static>,
+    leaf_key: PrivateKeyDer<'static>,
+}
+
+fn test_pki() -> TestPki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sipgw test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        leaf: leaf.der().clone(),
+        leaf_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+    }
+}
+
+/// Terminates TLS and relays each connection to `backend`.
+async fn tls_front(pki: &TestPki, backend: SocketAddr) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf.clone()], pki.leaf_key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut upstream) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
+fn write_temp(name: &str, contents: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("sipgw-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+async fn start_behind_tls(ca_file: Option<String>) -> Harness {
+    let pki = test_pki();
+    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim_addr = sim
+        .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let front = tls_front(&pki, sim_addr).await;
+    let ca_file = ca_file.map(|name| write_temp(&name, &pki.ca_pem));
+    Harness::start_gateway(sim, sim_addr, move |c| {
+        c.vendor.base_url = Some(format!("https://localhost:{}", front.port()));
+        c.vendor.allow_insecure_http = false;
+        c.vendor.ca_file = ca_file;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_vendor_certificate_from_the_configured_ca_is_trusted() {
+    let h = start_behind_tls(Some("trusted".into())).await;
+    let answer = h.change(AGENT, CURRENT, NEW).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(NEW));
+    assert_eq!(h.sim.update_requests()[0].headers["x-app-key"], APP_KEY);
+}
+
+#[tokio::test]
+async fn an_unknown_ca_is_refused_and_no_secret_is_sent() {
+    let h = start_behind_tls(None).await;
+    let answer = h.change(AGENT, CURRENT, NEW).await;
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert_eq!(answer.code(), "upstream_auth_unavailable");
+    assert_eq!(
+        h.sim.token_requests(),
+        0,
+        "the app secret never left over an untrusted link"
+    );
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_a_config_error() {
+    let path = write_temp("empty", "not a certificate\n");
+    let mut file = FileConfig::default();
+    file.vendor.base_url = Some("https://vendor.example".into());
+    file.vendor.app_key = Some("k".into());
+    file.vendor.ca_file = Some(path);
+    let err = Config::from_file(file, |_| Some("s".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("vendor.ca_file") && err.contains("no certificate"),
+        "{err}"
+    );
+}
