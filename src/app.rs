@@ -24,9 +24,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
+    // Each request runs in a task of its own, so that a client hanging up cannot cancel a
+    // vendor call half-way: its outcome is still logged (and audited) like any other.
     let handler = move |request, peer| {
         let gateway = Arc::clone(&gateway);
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
+        tokio::spawn(async move { gateway.handle(request, peer).await })
     };
     server::run(listener, config.server.limits.clone(), handler, shutdown).await;
     refresher.abort();

@@ -27,13 +27,16 @@ use crate::vendor::{
 pub struct Gateway {
     /// The compiled `[password_policy]`.
     policy: PasswordPolicy,
-    /// Bound on receiving a request body.
+    /// Bound on a whole request once its head has arrived.
     request_timeout: std::time::Duration,
     /// The vendor's pooled HTTP client.
     vendor: VendorClient,
     /// The shared AccessToken cache, refreshed in the background.
     tokens: Arc<TokenCache>,
 }
+
+/// When a request must be answered: `server.request_timeout_ms` after its head arrived.
+type Deadline = tokio::time::Instant;
 
 /// A change the vendor accepted.
 struct Accepted {
@@ -64,7 +67,8 @@ impl Gateway {
         let started = Instant::now();
         let request_id = request::request_id(req.headers());
         let path = req.uri().path().to_owned();
-        let result = self.change_password(req, &request_id).await;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let result = self.change_password(req, &request_id, deadline).await;
         let (response, code) = match result {
             Ok(accepted) => {
                 let body = json!({
@@ -94,6 +98,7 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         request_id: &str,
+        deadline: Deadline,
     ) -> Result<Accepted, ApiError> {
         // 1. Request shape: route and method first (cheapest, and they decide whether the
         //    rest applies at all), then the body, read within a size and time bound.
@@ -104,7 +109,7 @@ impl Gateway {
         let user_account = request::parse_user_account(segment)?;
         request::check_content_type(req.headers())?;
         request::check_declared_length(req.headers())?;
-        let body = self.read_body(req.into_body()).await?;
+        let body = read_body(req.into_body(), deadline).await?;
         let change = request::parse_body(&body)?;
 
         // 2.-4. JWT, authorization, per-caller quota: issues 3 and 4.
@@ -122,7 +127,9 @@ impl Gateway {
         //       audit `attempt`: issues 4 and 5.
 
         // 10. The vendor call.
-        let outcome = self.call_vendor(&user_account, &change, request_id).await?;
+        let outcome = self
+            .call_vendor(&user_account, &change, request_id, deadline)
+            .await?;
 
         // 11. Audit `outcome`: issue 5.
         if outcome.is_success() {
@@ -131,26 +138,8 @@ impl Gateway {
             })
         } else {
             Err(ApiError::VendorRejected {
-                vendor_message: outcome.result_message,
+                vendor_message: scrub(&outcome.result_message, &change),
             })
-        }
-    }
-
-    /// Reads the body within `MAX_BODY_BYTES` and `server.request_timeout_ms`.
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, ApiError> {
-        let limited = Limited::new(body, MAX_BODY_BYTES);
-        match tokio::time::timeout(self.request_timeout, limited.collect()).await {
-            Err(_) => Err(ApiError::RequestTimeout),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                Err(ApiError::PayloadTooLarge)
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "request body could not be read");
-                Err(ApiError::InvalidRequest(
-                    "the request body could not be read".into(),
-                ))
-            }
         }
     }
 
@@ -162,6 +151,7 @@ impl Gateway {
         user_account: &str,
         change: &ChangeBody,
         request_id: &str,
+        deadline: Deadline,
     ) -> Result<UpdateOutcome, ApiError> {
         let update = UpdateRequest {
             user_account,
@@ -169,18 +159,23 @@ impl Gateway {
             new_phone_pwd: &change.new_phone_pwd,
             request_id,
         };
-        let token = self.token().await?;
-        match self.vendor.update_password(&token, &update).await {
+        let token = self.token(deadline).await?;
+        let result = self.vendor.update_password(&token, &update, deadline).await;
+        if !matches!(result, Err(VendorError::Unauthorized)) {
+            self.tokens.accepted();
+        }
+        match result {
             Err(VendorError::Unauthorized) => {
                 tracing::warn!(
                     request_id,
                     "vendor refused the AccessToken; fetching a new one and retrying once"
                 );
                 self.tokens.invalidate(&token);
-                let fresh = self.token().await?;
-                let result = self.vendor.update_password(&fresh, &update).await;
-                if matches!(result, Err(VendorError::Unauthorized)) {
-                    self.tokens.invalidate(&fresh);
+                let fresh = self.token(deadline).await?;
+                let result = self.vendor.update_password(&fresh, &update, deadline).await;
+                match result {
+                    Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
+                    _ => self.tokens.accepted(),
                 }
                 result.map_err(|e| vendor_failure(e, request_id))
             }
@@ -188,12 +183,51 @@ impl Gateway {
         }
     }
 
-    async fn token(&self) -> Result<Arc<AccessToken>, ApiError> {
-        self.tokens.get().await.map_err(|error| {
-            tracing::warn!(%error, "no vendor AccessToken available");
-            ApiError::UpstreamAuthUnavailable
-        })
+    /// A token, or 503 when none can be had before the request's deadline.
+    async fn token(&self, deadline: Deadline) -> Result<Arc<AccessToken>, ApiError> {
+        match tokio::time::timeout_at(deadline, self.tokens.get()).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "no vendor AccessToken available");
+                Err(ApiError::UpstreamAuthUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!("no vendor AccessToken before the request's deadline");
+                Err(ApiError::UpstreamAuthUnavailable)
+            }
+        }
     }
+}
+
+/// Reads the body within `MAX_BODY_BYTES`, before the request's deadline.
+async fn read_body(body: Incoming, deadline: Deadline) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Err(_) => Err(ApiError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "request body could not be read");
+            Err(ApiError::InvalidRequest(
+                "the request body could not be read".into(),
+            ))
+        }
+    }
+}
+
+/// The vendor's `resultMessage` is passed on to the caller; should the vendor ever quote a
+/// password in it, the quote is removed first.
+fn scrub(message: &str, change: &ChangeBody) -> String {
+    let mut clean = message.to_owned();
+    for secret in [
+        change.account_pwd.expose_secret(),
+        change.new_phone_pwd.expose_secret(),
+    ] {
+        clean = clean.replace(secret, "[REDACTED]");
+    }
+    clean
 }
 
 /// Maps a failed vendor call to what the client sees; the cause goes to the log only.
@@ -207,5 +241,23 @@ fn vendor_failure(error: VendorError, request_id: &str) -> ApiError {
         | VendorError::Transport(_)
         | VendorError::Status(_)
         | VendorError::BadBody => ApiError::VendorError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_messages_never_carry_the_request_passwords() {
+        let change =
+            request::parse_body(br#"{"accountPwd":"Old~Pass1","newPhonePwd":"New~Pass2"}"#)
+                .unwrap();
+        let message = "password New~Pass2 rejected; Old~Pass1 was the current one";
+        assert_eq!(
+            scrub(message, &change),
+            "password [REDACTED] rejected; [REDACTED] was the current one"
+        );
+        assert_eq!(scrub("wrong password", &change), "wrong password");
     }
 }

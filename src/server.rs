@@ -6,10 +6,14 @@
 //!   accepts, so excess clients wait in the kernel backlog instead of costing memory;
 //! - a request head must arrive within `header_read_timeout` (hyper's timer) and fit in
 //!   `max_header_bytes`;
-//! - a connection with no request in flight is closed after `idle_timeout` since its last
-//!   request (and after `header_read_timeout` when it never sent one): hyper's own timer
-//!   only starts once a head begins to arrive, so a silent connection would otherwise keep
-//!   its permit forever.
+//! - a connection with no request in flight is asked to close after `idle_timeout` since
+//!   its last request, and after `header_read_timeout` when it never sent one (hyper's head
+//!   timer does not run on a fresh connection, so a silent one would otherwise keep its
+//!   permit forever; on HTTP/1 keep-alive connections hyper's head timer also runs between
+//!   requests, so for them the shorter of the two applies). A connection that has not
+//!   closed `header_read_timeout` after being asked (an HTTP/2 peer that stops reading) is
+//!   cut. Requests count as in flight until hyper drops them, finished or cancelled (an
+//!   HTTP/2 `RST_STREAM`), so a cancelled stream cannot pin a connection open.
 //!
 //! Shutdown: the listener is dropped first (new clients are refused and go elsewhere), every
 //! connection is told to finish its current request and close, and the drain waits until all
@@ -156,14 +160,12 @@ struct Activity {
 }
 
 impl Activity {
-    fn started(&self) {
+    /// Marks a request as started; the guard marks it finished when dropped, which hyper
+    /// does whether the request completed or was cancelled.
+    fn start(self: &Arc<Self>) -> InFlight {
         self.used.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn finished(&self) {
-        *self.last_done.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
     }
 
     /// When the connection counts as idle, or `None` while a request is in flight.
@@ -178,6 +180,27 @@ impl Activity {
         };
         Some(*self.last_done.lock().unwrap_or_else(|p| p.into_inner()) + limit)
     }
+}
+
+/// One request in flight on a connection (see [`Activity::start`]).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last_done.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the connection's watchdog timer does when it fires.
+#[derive(Clone, Copy)]
+enum Watchdog {
+    /// Check whether the connection is idle.
+    IdleCheck(Instant),
+    /// The connection was asked to close and has not: cut it.
+    Cut(Instant),
+    /// Shutting down: the accept loop's grace period bounds the connection.
+    Off,
 }
 
 impl Connection {
@@ -198,20 +221,29 @@ impl Connection {
             let activity = Arc::clone(&activity);
             let handler = Arc::new(handler);
             service_fn(move |request| {
-                let (activity, handler) = (Arc::clone(&activity), Arc::clone(&handler));
-                activity.started();
+                let in_flight = activity.start();
+                let handling = handler(request, peer);
                 async move {
-                    let result = handler(request, peer).await;
-                    activity.finished();
+                    let result = handling.await;
+                    drop(in_flight);
                     result
                 }
             })
         };
         let connection = self.builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
-        let mut check_at = Instant::now() + self.limits.header_read_timeout;
-        let mut closing = false;
+        // Deadlines can move earlier (a first request switches the limit from the head
+        // timeout to the idle timeout), so the watchdog looks at least this often.
+        let tick = self
+            .limits
+            .idle_timeout
+            .min(self.limits.header_read_timeout);
+        let mut watchdog = Watchdog::IdleCheck(Instant::now() + tick);
         loop {
+            let fires_at = match watchdog {
+                Watchdog::IdleCheck(at) | Watchdog::Cut(at) => Some(at),
+                Watchdog::Off => None,
+            };
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
@@ -224,22 +256,27 @@ impl Connection {
                         (Ok(()), Phase::Serving) => {}
                         (Ok(()), Phase::Draining) => {
                             connection.as_mut().graceful_shutdown();
-                            closing = true;
+                            watchdog = Watchdog::Off;
                         }
                         // Grace over, or the accept loop is gone: cut the connection.
                         (Ok(()), Phase::Closing) | (Err(_), _) => return,
                     }
                 }
-                () = tokio::time::sleep_until(check_at), if !closing => {
-                    match activity.idle_deadline(&self.limits) {
-                        Some(deadline) if deadline <= Instant::now() => {
+                () = tokio::time::sleep_until(fires_at.unwrap_or_else(Instant::now)), if fires_at.is_some() => {
+                    let now = Instant::now();
+                    watchdog = match (watchdog, activity.idle_deadline(&self.limits)) {
+                        (Watchdog::Cut(_), _) => {
+                            tracing::debug!(%peer, "cutting a connection that did not close when idle");
+                            return;
+                        }
+                        (_, Some(deadline)) if deadline <= now => {
                             tracing::debug!(%peer, "closing idle connection");
                             connection.as_mut().graceful_shutdown();
-                            closing = true;
+                            Watchdog::Cut(now + self.limits.header_read_timeout)
                         }
-                        Some(deadline) => check_at = deadline,
-                        None => check_at = Instant::now() + self.limits.idle_timeout,
-                    }
+                        (_, Some(deadline)) => Watchdog::IdleCheck(deadline.min(now + tick)),
+                        (_, None) => Watchdog::IdleCheck(now + tick),
+                    };
                 }
             }
         }

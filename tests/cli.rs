@@ -95,7 +95,7 @@ async fn sigterm_drains_and_exits_0() {
         .args(["serve", "--config"])
         .arg(&path)
         .env("SIPGW_APP_SECRET", APP_SECRET)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "trace")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -118,6 +118,30 @@ async fn sigterm_drains_and_exits_0() {
             break json["addr"].as_str().unwrap().to_owned();
         }
     };
+    // Traffic with secrets in it: a change, a vendor rejection, a policy refusal.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    for (current, new) in [
+        (CURRENT, NEW),
+        ("Wrong~Pass77", "Other~Pass88"),
+        (NEW, "weakpassword"),
+    ] {
+        let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string();
+        let request = http::Request::post(format!("http://{addr}{}", Harness::endpoint(AGENT)))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer caller.jwt.value")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        client.request(request).await.unwrap();
+    }
+    assert_eq!(sim.agent_password(AGENT).as_deref(), Some(NEW));
+    let access_token = sim.update_requests()[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -133,9 +157,28 @@ async fn sigterm_drains_and_exits_0() {
         "sipgw exit after SIGTERM; log: {log:?}"
     );
     assert!(std::net::TcpStream::connect(&addr).is_err());
-    // Every log line was JSON and none carried the app secret.
+    // The log (at trace level) holds the requests but no secret of any kind.
     while let Ok(line) = lines_rx.try_recv() {
         log.push(line);
     }
-    assert!(log.iter().all(|l| !l.contains(APP_SECRET)));
+    assert!(
+        log.iter().filter(|l| l.contains("\"request\"")).count() >= 3,
+        "{log:?}"
+    );
+    let secrets = [
+        APP_SECRET,
+        CURRENT,
+        NEW,
+        "Wrong~Pass77",
+        "Other~Pass88",
+        "weakpassword",
+        "caller.jwt.value",
+        &access_token,
+    ];
+    for secret in secrets {
+        assert!(
+            log.iter().all(|l| !l.contains(secret)),
+            "{secret} appears in the log: {log:?}"
+        );
+    }
 }

@@ -33,9 +33,17 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         let h = Arc::clone(&h);
         tokio::spawn(async move { h.change(AGENT, CURRENT, NEW).await })
     };
-    while h.sim.update_count() < 2 {
+    for _ in 0..1000 {
+        if h.sim.update_count() >= 2 {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(
+        h.sim.update_count(),
+        2,
+        "the slow change reached the vendor"
+    );
     stop.send(()).unwrap();
 
     // The listener closes at once: new connections are refused while the request drains.
@@ -115,22 +123,101 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         "a third connection was served while two slots were held"
     );
     drop(held_a);
-    let answer = tokio::time::timeout(Duration::from_secs(10), h.change(AGENT, CURRENT, NEW))
+    // (The abandoned request above was already written to the socket, so it is served too
+    // once a slot frees; this one changes another agent.)
+    let answer = tokio::time::timeout(Duration::from_secs(10), h.change("agent2", CURRENT, NEW))
         .await
         .expect("served once a slot is free");
     assert_eq!(answer.status, 200);
     drop(held_b);
 }
 
+/// hyper's own head timer would also close an idle HTTP/1 connection; it is set far beyond
+/// the test's patience so that only the idle watchdog can.
+fn idle_after_one_second(c: &mut sipgw::config::FileConfig) {
+    c.server.idle_timeout_secs = 1;
+    c.server.header_read_timeout_ms = 60_000;
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let h = Harness::start_with(sim_config(), |c| c.server.idle_timeout_secs = 1).await;
+    let h = Harness::start_with(sim_config(), idle_after_one_second).await;
     let mut stream = TcpStream::connect(h.addr).await.unwrap();
     stream
         .write_all(b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(20)).await;
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
     assert!(closed, "an idle keep-alive connection must be closed");
+}
+
+/// An HTTP/2 connection to the gateway, driven by hyper's client; returns the request
+/// sender and a handle that completes when the server closes the connection.
+async fn h2_connection(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, closed)
+}
+
+fn change_request(h: &Harness) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let body = serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string();
+    http::Request::post(h.url(&Harness::endpoint(AGENT)))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
+    let h = Harness::start_with(sim_config(), idle_after_one_second).await;
+    let (mut sender, closed) = h2_connection(h.addr).await;
+    let response = sender.send_request(change_request(&h)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the idle HTTP/2 connection was closed")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_h2_stream_does_not_keep_its_connection_open() {
+    let h = Harness::start_with(sim_config(), idle_after_one_second).await;
+    h.sim
+        .faults()
+        .set_update_delay(Some(Duration::from_secs(2)));
+    let (mut sender, closed) = h2_connection(h.addr).await;
+    // Start a change, then give up on it: hyper's client resets the stream.
+    let pending = sender.send_request(change_request(&h));
+    let _ = tokio::time::timeout(Duration::from_millis(300), pending).await;
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the connection was closed once idle")
+        .unwrap();
+    // The change itself ran to its end at the vendor although the caller left.
+    let mut finished = false;
+    for _ in 0..100 {
+        if h.sim.agent_password(AGENT).as_deref() == Some(NEW) {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        finished,
+        "the vendor call was cancelled with the caller's stream"
+    );
 }

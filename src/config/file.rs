@@ -30,9 +30,10 @@ pub struct ServerSection {
     pub max_header_bytes: usize,
     /// Time allowed to receive the request head after a connection becomes readable.
     pub header_read_timeout_ms: u64,
-    /// Time allowed to receive the request body once the head has arrived.
+    /// Bound on a whole request once its head has arrived: body, token wait, vendor call(s).
     pub request_timeout_ms: u64,
-    /// A keep-alive connection with no request in flight is closed after this long.
+    /// A keep-alive connection with no request in flight is closed after this long (HTTP/1
+    /// ones are also bound by `header_read_timeout_ms` between requests).
     pub idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,

@@ -26,6 +26,8 @@ pub use file::FileConfig;
 pub const ENV_PREFIX: &str = "SIPGW__";
 /// The vendor's maximum AccessToken lifetime (VENDOR_API.md §1).
 pub const MAX_TOKEN_TTL_SECS: u64 = 3600;
+/// Shortest AccessToken lifetime we ask for: shorter ones only multiply token fetches.
+pub const MIN_TOKEN_TTL_SECS: u64 = 30;
 
 /// A configuration that could not be loaded; the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -141,31 +143,38 @@ fn server_config(s: &file::ServerSection) -> Result<ServerConfig, ConfigError> {
             format!("must be IP:PORT, got {:?}", s.listen),
         )
     })?;
-    if s.max_connections == 0 {
-        return Err(invalid("server.max_connections", "must be > 0, got 0"));
-    }
     // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
-    if !(8192..=1024 * 1024).contains(&s.max_header_bytes) {
-        return Err(invalid(
-            "server.max_header_bytes",
-            format!("must be 8192 to 1048576, got {}", s.max_header_bytes),
-        ));
-    }
-    if s.idle_timeout_secs == 0 {
-        return Err(invalid("server.idle_timeout_secs", "must be > 0, got 0"));
-    }
-    let header_read_timeout =
-        positive_ms("server.header_read_timeout_ms", s.header_read_timeout_ms)?;
+    let max_header_bytes = in_range(
+        "server.max_header_bytes",
+        s.max_header_bytes as u64,
+        8192,
+        1024 * 1024,
+    )?;
     Ok(ServerConfig {
         listen,
         limits: Limits {
-            max_connections: s.max_connections,
-            max_header_bytes: s.max_header_bytes,
-            header_read_timeout,
-            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
-            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            max_connections: in_range(
+                "server.max_connections",
+                s.max_connections as u64,
+                1,
+                100_000,
+            )? as usize,
+            max_header_bytes: max_header_bytes as usize,
+            header_read_timeout: millis(
+                "server.header_read_timeout_ms",
+                s.header_read_timeout_ms,
+                1,
+                300_000,
+            )?,
+            idle_timeout: secs("server.idle_timeout_secs", s.idle_timeout_secs, 1, 3600)?,
+            shutdown_grace: secs("server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3600)?,
         },
-        request_timeout: positive_ms("server.request_timeout_ms", s.request_timeout_ms)?,
+        request_timeout: millis(
+            "server.request_timeout_ms",
+            s.request_timeout_ms,
+            1,
+            600_000,
+        )?,
     })
 }
 
@@ -183,15 +192,6 @@ fn vendor_config(
         Some(_) => return Err(invalid("vendor.app_key", "must be non-empty visible ASCII")),
         None => return Err(invalid("vendor.app_key", "is required")),
     };
-    if v.token_ttl_secs == 0 || v.token_ttl_secs > MAX_TOKEN_TTL_SECS {
-        return Err(invalid(
-            "vendor.token_ttl_secs",
-            format!(
-                "must be 1 to {MAX_TOKEN_TTL_SECS}, got {}",
-                v.token_ttl_secs
-            ),
-        ));
-    }
     let body_shape = match v.body_shape.as_str() {
         "wrapped" => BodyShape::Wrapped,
         "flat" => BodyShape::Flat,
@@ -210,8 +210,13 @@ fn vendor_config(
         base_url,
         app_key,
         app_secret: load_app_secret(v, env)?,
-        token_ttl: Duration::from_secs(v.token_ttl_secs),
-        timeout: positive_ms("vendor.timeout_ms", v.timeout_ms)?,
+        token_ttl: secs(
+            "vendor.token_ttl_secs",
+            v.token_ttl_secs,
+            MIN_TOKEN_TTL_SECS,
+            MAX_TOKEN_TTL_SECS,
+        )?,
+        timeout: millis("vendor.timeout_ms", v.timeout_ms, 1, 120_000)?,
         body_shape,
         extra_roots,
     })
@@ -298,11 +303,24 @@ fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError
     Ok(certs)
 }
 
-fn positive_ms(key: &str, ms: u64) -> Result<Duration, ConfigError> {
-    if ms == 0 {
-        return Err(invalid(key, "must be > 0, got 0"));
+/// Checks `min <= value <= max`; the message names the key, the range and the value.
+/// Upper bounds keep values far from what would overflow a clock or a semaphore.
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else if min == 1 && value == 0 {
+        Err(invalid(key, "must be > 0, got 0"))
+    } else {
+        Err(invalid(key, format!("must be {min} to {max}, got {value}")))
     }
-    Ok(Duration::from_millis(ms))
+}
+
+fn millis(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(Duration::from_millis)
+}
+
+fn secs(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -43,7 +43,27 @@ fn errors_name_the_key() {
             with("timeout_ms = 0"),
             "vendor.timeout_ms must be > 0, got 0",
         ),
-        (with("token_ttl_secs = 3601"), "vendor.token_ttl_secs"),
+        (
+            with("token_ttl_secs = 3601"),
+            "vendor.token_ttl_secs must be 30 to 3600, got 3601",
+        ),
+        (with("token_ttl_secs = 5"), "vendor.token_ttl_secs"),
+        (
+            with("timeout_ms = 9999999999999"),
+            "vendor.timeout_ms must be 1 to 120000",
+        ),
+        (
+            format!("{MINIMAL}[server]\nmax_connections = 5000000\n"),
+            "server.max_connections must be 1 to 100000",
+        ),
+        (
+            format!("{MINIMAL}[server]\nidle_timeout_secs = 0\n"),
+            "server.idle_timeout_secs must be > 0, got 0",
+        ),
+        (
+            format!("{MINIMAL}[server]\nshutdown_grace_secs = 99999999999\n"),
+            "server.shutdown_grace_secs",
+        ),
         (with("body_shape = \"nested\""), "vendor.body_shape"),
         (with("ca_file = \"/nonexistent/ca.pem\""), "vendor.ca_file"),
         (

@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
 
 use crate::config::{ConfigError, VendorConfig, invalid};
 pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
@@ -29,6 +30,9 @@ pub const TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
 pub const UPDATE_PATH: &str = "/apiaccess/rest/cc-management/v1/sipPhone/updateSipPhonePassword";
 /// Largest vendor response body we read; the real ones are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Shortest token life we work with: the refresher replaces a token at 80 % of its life, so
+/// a shorter one would have it fetch several times a second.
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 /// How long an idle pooled connection to the vendor is kept.
 /// Shorter than common server keep-alive timeouts (60-75 s), so we rarely pick a connection
 /// the vendor is just closing.
@@ -128,19 +132,32 @@ impl VendorClient {
             .header("x-token-expire", self.config.token_ttl.as_secs())
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| VendorError::Transport(e.to_string()))?;
-        let (status, body) = self.send(request).await?;
+        let deadline = Instant::now() + self.config.timeout;
+        let (status, body) = self.send(request, deadline).await?;
         match status {
-            StatusCode::OK => wire::parse_token(&body).ok_or(VendorError::BadBody),
+            StatusCode::OK => {
+                let mut token = wire::parse_token(&body).ok_or(VendorError::BadBody)?;
+                // Never count on a longer life than we asked for (it also keeps clock
+                // arithmetic far from overflow); refuse one too short to refresh in time.
+                token.lifetime = token.lifetime.min(self.config.token_ttl);
+                if token.lifetime < MIN_TOKEN_LIFETIME {
+                    return Err(VendorError::BadBody);
+                }
+                Ok(token)
+            }
             StatusCode::UNAUTHORIZED => Err(VendorError::Unauthorized),
             other => Err(VendorError::Status(other.as_u16())),
         }
     }
 
-    /// Calls `updateSipPhonePassword` once with `token`. Never retries: see the gateway.
+    /// Calls `updateSipPhonePassword` once with `token`, giving up at `vendor.timeout_ms` or
+    /// at `deadline` (the request's own), whichever comes first. Never retries: see the
+    /// gateway.
     pub async fn update_password(
         &self,
         token: &AccessToken,
         change: &UpdateRequest<'_>,
+        deadline: Instant,
     ) -> Result<UpdateOutcome, VendorError> {
         let body = wire::update_body(self.config.body_shape, change);
         let mut bearer =
@@ -155,7 +172,8 @@ impl VendorClient {
             .header(crate::error::REQUEST_ID_HEADER, change.request_id)
             .body(Full::new(body))
             .map_err(|e| VendorError::Transport(e.to_string()))?;
-        let (status, body) = self.send(request).await?;
+        let deadline = deadline.min(Instant::now() + self.config.timeout);
+        let (status, body) = self.send(request, deadline).await?;
         match status {
             StatusCode::OK => wire::parse_update(&body).ok_or(VendorError::BadBody),
             StatusCode::UNAUTHORIZED => Err(VendorError::Unauthorized),
@@ -163,10 +181,14 @@ impl VendorClient {
         }
     }
 
-    /// Sends one request and reads the whole (bounded) response within `vendor.timeout_ms`.
+    /// Sends one request and reads the whole (bounded) response before `deadline`.
+    ///
+    /// hyper-util's pool may resend a request it could not write on a reused connection
+    /// (the vendor had just closed it); that is safe, since nothing reached the vendor.
     async fn send(
         &self,
         request: Request<Full<Bytes>>,
+        deadline: Instant,
     ) -> Result<(StatusCode, Bytes), VendorError> {
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
@@ -184,7 +206,7 @@ impl VendorClient {
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(self.config.timeout, exchange)
+        tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| VendorError::Timeout)?
     }

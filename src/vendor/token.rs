@@ -112,6 +112,9 @@ pub enum TokenUnavailable {
     /// This caller's fetch failed.
     #[error("token fetch failed: {0}")]
     Fetch(#[source] VendorError),
+    /// The fetch task ended without an answer (the runtime is shutting down).
+    #[error("token fetch interrupted")]
+    Interrupted,
 }
 
 /// The mutable part of the cache, behind a short-held std mutex.
@@ -119,12 +122,30 @@ pub enum TokenUnavailable {
 struct State {
     /// The current token, if any (expired tokens stay until replaced; `usable` checks time).
     token: Option<Arc<AccessToken>>,
-    /// Consecutive failed fetches; 0 after a success.
+    /// Consecutive failed fetches; 0 after a successful fetch.
     failures: u32,
+    /// Consecutive fresh tokens the vendor refused; 0 once it accepts one. Kept apart from
+    /// `failures` because fetching works meanwhile, yet the back-off must keep growing.
+    refusals: u32,
     /// No fetch before this instant (set after a failure).
     retry_at: Option<Instant>,
     /// Generation of the last token fetched.
     generation: u64,
+}
+
+impl State {
+    /// Counts a failed fetch and sets the back-off; returns the delay chosen.
+    fn record_failure(&mut self) -> Duration {
+        let failures = self.failures.saturating_add(1);
+        self.failures = failures;
+        self.back_off(failures)
+    }
+
+    fn back_off(&mut self, count: u32) -> Duration {
+        let delay = backoff_delay(count, fastrand::f64());
+        self.retry_at = Some(Instant::now() + delay);
+        delay
+    }
 }
 
 /// The shared, single-flight token cache.
@@ -155,10 +176,21 @@ impl TokenCache {
     }
 
     /// A usable token: the cached one, or a freshly fetched one (single-flight, back-off).
-    pub async fn get(&self) -> Result<Arc<AccessToken>, TokenUnavailable> {
+    ///
+    /// The slow path runs in a task of its own: a caller that gives up (its client hung up,
+    /// its deadline passed) must not cancel a fetch half-way, which would leave no failure
+    /// recorded and let the next caller fetch at once.
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<AccessToken>, TokenUnavailable> {
         if let Some(token) = self.usable() {
             return Ok(token);
         }
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.get_slow().await })
+            .await
+            .unwrap_or(Err(TokenUnavailable::Interrupted))
+    }
+
+    async fn get_slow(&self) -> Result<Arc<AccessToken>, TokenUnavailable> {
         let _fetching = self.fetch_lock.lock().await;
         // Whoever held the lock before us may have fetched already.
         if let Some(token) = self.usable() {
@@ -187,6 +219,36 @@ impl TokenCache {
         }
     }
 
+    /// Drops a token the vendor refused although it was just fetched, and backs off as after
+    /// a failed fetch: the vendor is refusing our credentials (service not purchased, account
+    /// suspended), and fetching a new token for every request would not change that.
+    pub fn refused(&self, token: &AccessToken) {
+        let mut state = self.state();
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == token.generation)
+        {
+            state.token = None;
+        }
+        let refusals = state.refusals.saturating_add(1);
+        state.refusals = refusals;
+        let delay = state.back_off(refusals);
+        tracing::warn!(
+            refusals = state.refusals,
+            retry_in_ms = delay.as_millis() as u64,
+            "the vendor refused a freshly fetched AccessToken; backing off"
+        );
+    }
+
+    /// The vendor accepted a token (answered anything but 401): ends a run of refusals.
+    pub fn accepted(&self) {
+        let mut state = self.state();
+        if state.refusals > 0 {
+            state.refusals = 0;
+            tracing::info!("the vendor accepts our AccessToken again");
+        }
+    }
     /// Seconds until the current token expires (negative when expired), for metrics.
     pub fn expires_in(&self) -> Option<f64> {
         let now = Instant::now();
@@ -238,9 +300,7 @@ impl TokenCache {
                 Ok(token)
             }
             Err(error) => {
-                state.failures = state.failures.saturating_add(1);
-                let delay = backoff_delay(state.failures, fastrand::f64());
-                state.retry_at = Some(Instant::now() + delay);
+                let delay = state.record_failure();
                 tracing::warn!(
                     %error,
                     failures = state.failures,
@@ -266,7 +326,8 @@ impl TokenCache {
         }
     }
 
-    /// When the refresher should act next.
+    /// When the refresher should act next. After a failure the back-off comes first, even
+    /// while a still-valid token is held: retrying sooner would defeat the back-off.
     fn next_refresh(&self) -> Instant {
         let state = self.state();
         match (state.retry_at, &state.token) {

@@ -50,6 +50,21 @@ impl Answer {
     }
 }
 
+/// The most attempts a back-off that starts at 0.25-0.5 s and doubles (the token cache's)
+/// can allow within `elapsed`, the first attempt included. It assumes the shortest delay
+/// every time, so a slow machine can only stay below it.
+pub fn max_tries_within(elapsed: Duration) -> u64 {
+    let (mut tries, mut waited, mut delay) = (1, Duration::ZERO, Duration::from_millis(250));
+    loop {
+        waited += delay;
+        if waited > elapsed {
+            return tries;
+        }
+        tries += 1;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// The default simulator: the test credentials and a handful of agents.
 pub fn sim_config() -> SimConfig {
     let mut agents = vec![(AGENT.to_owned(), CURRENT.to_owned())];

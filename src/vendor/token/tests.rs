@@ -226,3 +226,33 @@ fn debug_never_shows_the_token() {
     };
     assert!(!format!("{token:?}").contains("super-secret-token"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn refused_tokens_back_off_longer_each_time_until_one_is_accepted() {
+    let source = ScriptedSource::new(600);
+    let cache = cache(&source);
+    let first = cache.get().await.unwrap();
+    cache.refused(&first);
+    assert!(matches!(
+        cache.get().await,
+        Err(TokenUnavailable::BackingOff { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(501)).await;
+    let second = cache.get().await.unwrap();
+    assert_eq!(second.secret().expose_secret(), "token-2");
+    // The fetch worked, yet the second refusal backs off longer (0.5-1 s, not 0.25-0.5 s).
+    cache.refused(&second);
+    tokio::time::sleep(Duration::from_millis(499)).await;
+    assert!(matches!(
+        cache.get().await,
+        Err(TokenUnavailable::BackingOff { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(502)).await;
+    let third = cache.get().await.unwrap();
+    // Accepted: the next refusal starts over at the shortest delay.
+    cache.accepted();
+    cache.refused(&third);
+    tokio::time::sleep(Duration::from_millis(501)).await;
+    assert!(cache.get().await.is_ok());
+    assert_eq!(source.fetches(), 4);
+}
