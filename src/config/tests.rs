@@ -178,3 +178,12 @@ fn a_missing_file_is_an_error_not_an_empty_config() {
         .to_string();
     assert!(err.contains("/nonexistent/sipgw.toml"), "{err}");
 }
+
+#[test]
+fn the_shipped_config_files_are_valid() {
+    let example = load(include_str!("../../config/sipgw.example.toml")).unwrap();
+    assert_eq!(example.vendor.base_url, "https://service.example.com");
+    assert_eq!(example.server.listen.to_string(), "127.0.0.1:8080");
+    let demo = load(include_str!("../../config/demo.toml")).unwrap();
+    assert_eq!(demo.vendor.base_url, "http://127.0.0.1:9443");
+}
