@@ -21,6 +21,8 @@ pub async fn serve(
     let gateway = Arc::new(Gateway::new(config)?);
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
+    // Fetch a remote key set now, and keep it current.
+    let key_refresher = tokio::spawn(Arc::clone(gateway.keys()).run_refresher());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
@@ -32,5 +34,6 @@ pub async fn serve(
     };
     server::run(listener, config.server.limits.clone(), handler, shutdown).await;
     refresher.abort();
+    key_refresher.abort();
     Ok(())
 }

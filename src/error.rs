@@ -14,6 +14,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::password_policy::PolicyViolation;
 
 /// Header echoed on every response (DESIGN.md §1).
@@ -30,6 +31,10 @@ pub enum ApiError {
     InvalidRequest(Cow<'static, str>),
     /// 400: the new password breaks the configured rule.
     PasswordPolicy(PolicyViolation),
+    /// 401: no valid JWT; the reason says which rule failed, in general words.
+    Unauthenticated(AuthError),
+    /// 403: a valid caller that may not change this agent's password.
+    Forbidden,
     /// 404: any path other than the endpoint.
     NotFound,
     /// 405: another method on the endpoint.
@@ -59,6 +64,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) | Self::PasswordPolicy(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -76,6 +83,8 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::PasswordPolicy(_) => "password_policy",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
@@ -93,6 +102,8 @@ impl ApiError {
         match self {
             Self::InvalidRequest(why) => why.clone(),
             Self::PasswordPolicy(violation) => violation.to_string().into(),
+            Self::Unauthenticated(reason) => reason.to_string().into(),
+            Self::Forbidden => "the caller may not change this agent's password".into(),
             Self::NotFound => {
                 "the only endpoint is POST /v1/agents/{userAccount}/sip-phone-password".into()
             }
@@ -137,10 +148,20 @@ impl ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if matches!(self, Self::MethodNotAllowed) {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        match self {
+            Self::MethodNotAllowed => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            // RFC 6750 §3: tells the client to obtain a new token.
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -191,6 +212,17 @@ mod tests {
         assert_eq!(body["code"], "vendor_timeout");
         assert_eq!(body["requestId"], "req-1");
         assert!(body["detail"].as_str().unwrap().contains("may or may not"));
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_tells_the_client_to_get_a_new_token() {
+        let response = ApiError::Unauthenticated(AuthError::Expired).to_response("r");
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        assert_eq!(body_of(response).await["detail"], "token expired");
     }
 
     #[tokio::test]

@@ -15,7 +15,10 @@ use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::auth::keys::{KeySource, KeyStore};
+use crate::auth::{Authenticator, Caller};
+use crate::config::{Config, invalid};
+use crate::outbound;
 use crate::error::{ApiError, json_response};
 use crate::password_policy::PasswordPolicy;
 use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
@@ -25,6 +28,8 @@ use crate::vendor::{
 
 /// Everything a request needs, built once at start-up and shared by all connections.
 pub struct Gateway {
+    /// Checks callers' JWTs and holds the key set.
+    auth: Arc<Authenticator>,
     /// The compiled `[password_policy]`.
     policy: PasswordPolicy,
     /// Bound on a whole request once its head has arrived.
@@ -49,7 +54,17 @@ impl Gateway {
     pub fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
         let vendor = VendorClient::new(config.vendor.clone())?;
         let source: Arc<dyn TokenSource> = Arc::new(vendor.clone());
+        let auth = &config.auth;
+        let idp_client = match auth.source {
+            KeySource::Static(_) => None,
+            KeySource::JwksUrl(_) | KeySource::Discovery(_) => Some(
+                outbound::client(&auth.extra_roots, auth.fetch.timeout)
+                    .map_err(|e| invalid("auth.ca_file", format!("TLS set-up failed: {e}")))?,
+            ),
+        };
+        let keys = Arc::new(KeyStore::new(auth.source.clone(), auth.fetch.clone(), idp_client));
         Ok(Self {
+            auth: Arc::new(Authenticator::new(auth.settings.clone(), keys)),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             vendor,
@@ -60,6 +75,11 @@ impl Gateway {
     /// The token cache, so the caller can run its refresher and readiness can look at it.
     pub fn tokens(&self) -> &Arc<TokenCache> {
         &self.tokens
+    }
+
+    /// The key store, so the caller can run its refresher and readiness can look at it.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        self.auth.keys()
     }
 
     /// Serves one request on the API listener.
@@ -109,10 +129,33 @@ impl Gateway {
         let user_account = request::parse_user_account(segment)?;
         request::check_content_type(req.headers())?;
         request::check_declared_length(req.headers())?;
-        let body = read_body(req.into_body(), deadline).await?;
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let body = read_body(body, deadline).await?;
         let change = request::parse_body(&body)?;
 
-        // 2.-4. JWT, authorization, per-caller quota: issues 3 and 4.
+        // 2. JWT: after the shape (a malformed request costs less to refuse than a signature
+        //    check) and before anything that spends a quota, touches the vendor or writes.
+        let identity = self
+            .auth
+            .authenticate(headers.get(http::header::AUTHORIZATION))
+            .await
+            .map_err(ApiError::Unauthenticated)?;
+
+        // 3. Authorization: may this caller change this agent's password?
+        let grant = self
+            .auth
+            .policy()
+            .authorize(&identity.grants, &user_account)
+            .ok_or(ApiError::Forbidden)?;
+        let caller = Caller {
+            iss: identity.iss.clone(),
+            sub: identity.sub.clone(),
+            grant,
+        };
+        tracing::debug!(request_id, sub = %caller.sub, rule = caller.grant.rule(), "caller authorized");
+
+        // 4. Per-caller quota: issue 4.
 
         // 5. Password rule: a local check that spares the vendor (and the agent's lockout
         //    count) a change that is bound to fail.

@@ -7,12 +7,17 @@
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
 //! - [`app`]: wires one process together ([`app::serve`]).
+//! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
+//!   may change which agent's password.
 //! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
 //! - [`request`]: the request's shape: route, `userAccount`, media type, body.
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
+//! - [`backoff`]: exponential back-off with jitter for failing dependencies.
+//! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
+//!   JWKS fetcher.
 //! - [`sim`]: a faithful vendor simulator for the demo, the tests and benchmarks.
 //! - [`demo`]: `sipgw demo`, everything on loopback.
 //! - [`telemetry`]: log set-up.
@@ -26,10 +31,13 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod outbound;
 pub mod password_policy;
 pub mod request;
 pub mod server;

@@ -14,6 +14,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     /// `[vendor]`: the vendor's base URL, credentials and timeouts.
     pub vendor: VendorSection,
+    /// `[auth]`: how callers' JWTs are checked and who may change which agent.
+    pub auth: AuthSection,
     /// `[password_policy]`: our copy of the vendor's password rule group.
     pub password_policy: PasswordPolicySection,
 }
@@ -114,6 +116,73 @@ impl Default for PasswordPolicySection {
             max_len: 16,
             min_classes: 3,
             specials: "~@^*_+.?".into(),
+        }
+    }
+}
+
+/// `[auth]` (DESIGN.md §2).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The only accepted `iss`; required.
+    pub issuer: Option<String>,
+    /// `aud` must contain one of these; required, non-empty.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms; `none` and HMAC are refused.
+    pub algorithms: Vec<String>,
+    /// A JWKS file (exactly one of `jwks_file`, `jwks_url`, `discovery_url`).
+    pub jwks_file: Option<String>,
+    /// A JWKS URL.
+    pub jwks_url: Option<String>,
+    /// An OIDC discovery URL (`.../.well-known/openid-configuration`).
+    pub discovery_url: Option<String>,
+    /// How often a remote key set is re-fetched.
+    pub jwks_refresh_secs: u64,
+    /// Least time between re-fetches caused by unknown `kid`s.
+    pub jwks_refetch_cooldown_secs: u64,
+    /// Bound on one key-set fetch.
+    pub jwks_timeout_ms: u64,
+    /// PEM file of extra trusted roots for the IdP's TLS certificate.
+    pub ca_file: Option<String>,
+    /// Permit `http://` key-set URLs (tests and the demo only).
+    pub allow_insecure_http: bool,
+    /// Clock skew allowed for `exp`, `nbf`, `iat`.
+    pub leeway_secs: u64,
+    /// Claim that names the caller's own agent account.
+    pub agent_claim: String,
+    /// Whether callers may change their own agent's password.
+    pub self_service: bool,
+    /// Scopes (`scope`/`scp`) that allow changing any agent's password.
+    pub admin_scopes: Vec<String>,
+    /// Roles (in `roles_claim`) that allow changing any agent's password.
+    pub admin_roles: Vec<String>,
+    /// Claim holding roles; dots walk into objects (`realm_access.roles`).
+    pub roles_claim: String,
+    /// Most verified tokens kept in the cache.
+    pub verified_cache_entries: usize,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            jwks_file: None,
+            jwks_url: None,
+            discovery_url: None,
+            jwks_refresh_secs: 300,
+            jwks_refetch_cooldown_secs: 30,
+            jwks_timeout_ms: 5_000,
+            ca_file: None,
+            allow_insecure_http: false,
+            leeway_secs: 30,
+            agent_claim: "preferred_username".into(),
+            self_service: true,
+            admin_scopes: Vec::new(),
+            admin_roles: Vec::new(),
+            roles_claim: "roles".into(),
+            verified_cache_entries: 10_000,
         }
     }
 }

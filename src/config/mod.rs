@@ -10,14 +10,18 @@ pub mod file;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
+use jsonwebtoken::Algorithm;
 use figment::providers::{Env, Format, Toml};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::SecretString;
 
+use crate::auth::keys::{FetchSettings, KeySet, KeySource};
+use crate::auth::{AuthSettings, Policy};
 use crate::password_policy::PasswordPolicy;
 use crate::server::Limits;
 pub use file::FileConfig;
@@ -61,6 +65,21 @@ pub struct Config {
     pub vendor: VendorConfig,
     /// `[password_policy]`, compiled.
     pub password_policy: PasswordPolicy,
+    /// `[auth]`, with a JWKS file already loaded.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// What the token check needs.
+    pub settings: AuthSettings,
+    /// Where keys come from.
+    pub source: KeySource,
+    /// How remote keys are fetched.
+    pub fetch: FetchSettings,
+    /// Extra trusted roots for the IdP.
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 /// Listener address, limits and shutdown behaviour.
@@ -132,6 +151,7 @@ impl Config {
             server: server_config(&file.server)?,
             vendor: vendor_config(&file.vendor, env)?,
             password_policy,
+            auth: auth_config(&file.auth)?,
         })
     }
 }
@@ -203,7 +223,7 @@ fn vendor_config(
         }
     };
     let extra_roots = match v.ca_file.as_deref() {
-        Some(path) => load_ca_file(Path::new(path))?,
+        Some(path) => load_ca_file("vendor.ca_file", Path::new(path))?,
         None => Vec::new(),
     };
     Ok(VendorConfig {
@@ -220,6 +240,107 @@ fn vendor_config(
         body_shape,
         extra_roots,
     })
+}
+
+fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
+    let issuer = match a.issuer.as_deref() {
+        Some(i) if !i.trim().is_empty() => i.to_owned(),
+        Some(_) => return Err(invalid("auth.issuer", "must not be empty")),
+        None => return Err(invalid("auth.issuer", "is required")),
+    };
+    if a.audiences.is_empty() || a.audiences.iter().any(|aud| aud.trim().is_empty()) {
+        return Err(invalid("auth.audiences", "must list at least one non-empty audience"));
+    }
+    let algorithms = auth_algorithms(&a.algorithms)?;
+    let extra_roots = match a.ca_file.as_deref() {
+        Some(path) => load_ca_file("auth.ca_file", Path::new(path))?,
+        None => Vec::new(),
+    };
+    let url = |key: &str, raw: &str| -> Result<http::Uri, ConfigError> {
+        let uri: http::Uri = raw.parse().map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
+        match uri.scheme_str() {
+            Some("https") => Ok(uri),
+            Some("http") if a.allow_insecure_http => Ok(uri),
+            _ => Err(invalid(
+                key,
+                "must be https:// (set auth.allow_insecure_http = true only for tests and demos)",
+            )),
+        }
+    };
+    let source = match (&a.jwks_file, &a.jwks_url, &a.discovery_url) {
+        (Some(path), None, None) => {
+            let key = "auth.jwks_file";
+            let document = std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+            let set = KeySet::parse(&document, &algorithms).map_err(|e| invalid(key, format!("{path}: {e}")))?;
+            KeySource::Static(Arc::new(set))
+        }
+        (None, Some(jwks), None) => KeySource::JwksUrl(url("auth.jwks_url", jwks)?),
+        (None, None, Some(discovery)) => KeySource::Discovery(url("auth.discovery_url", discovery)?),
+        _ => {
+            return Err(invalid(
+                "auth.jwks_file",
+                "exactly one of auth.jwks_file, auth.jwks_url and auth.discovery_url must be set",
+            ));
+        }
+    };
+    if a.agent_claim.is_empty() {
+        return Err(invalid("auth.agent_claim", "must not be empty"));
+    }
+    let roles_path: Vec<String> = a.roles_claim.split('.').map(str::to_owned).collect();
+    if roles_path.iter().any(String::is_empty) {
+        return Err(invalid("auth.roles_claim", format!("is not a claim path: {:?}", a.roles_claim)));
+    }
+    let leeway = secs("auth.leeway_secs", a.leeway_secs, 0, 300)?;
+    let settings = AuthSettings {
+        issuer: issuer.clone(),
+        audiences: a.audiences.clone(),
+        algorithms: algorithms.clone(),
+        leeway,
+        policy: Policy {
+            agent_claim: a.agent_claim.clone(),
+            self_service: a.self_service,
+            admin_scopes: a.admin_scopes.clone(),
+            admin_roles: a.admin_roles.clone(),
+            roles_path,
+        },
+        cache_entries: in_range("auth.verified_cache_entries", a.verified_cache_entries as u64, 1, 1_000_000)? as usize,
+    };
+    let fetch = FetchSettings {
+        issuer,
+        algorithms,
+        refresh: secs("auth.jwks_refresh_secs", a.jwks_refresh_secs, 10, 86_400)?,
+        refetch_cooldown: secs("auth.jwks_refetch_cooldown_secs", a.jwks_refetch_cooldown_secs, 1, 3600)?,
+        timeout: millis("auth.jwks_timeout_ms", a.jwks_timeout_ms, 1, 60_000)?,
+        allow_insecure_http: a.allow_insecure_http,
+    };
+    Ok(AuthConfig {
+        settings,
+        source,
+        fetch,
+        extra_roots,
+    })
+}
+
+/// Parses `auth.algorithms`; `none` and HMAC are refused outright: the gateway holds only
+/// public keys, and verifying HMAC with one is the classic key-confusion attack.
+fn auth_algorithms(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    let key = "auth.algorithms";
+    if names.is_empty() {
+        return Err(invalid(key, "must list at least one algorithm"));
+    }
+    names
+        .iter()
+        .map(|name| match name.parse::<Algorithm>() {
+            Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
+                Err(invalid(key, format!("{name} (HMAC) is never accepted")))
+            }
+            Ok(alg) => Ok(alg),
+            Err(_) => Err(invalid(
+                key,
+                format!("{name:?} is not one of RS256/384/512, PS256/384/512, ES256/384, EdDSA"),
+            )),
+        })
+        .collect()
 }
 
 /// Checks the scheme (https unless explicitly allowed) and strips a trailing slash, so that
@@ -290,8 +411,7 @@ fn load_app_secret(
 
 /// Reads the PEM certificates of `vendor.ca_file`; an unreadable file, bad PEM or a file
 /// without any certificate is an error now rather than a TLS failure at the first request.
-fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let key = "vendor.ca_file";
+fn load_ca_file(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let shown = path.display();
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| invalid(key, format!("cannot read {shown}: {e}")))?

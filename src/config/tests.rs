@@ -2,6 +2,11 @@ use super::*;
 use figment::providers::{Format, Toml};
 
 const MINIMAL: &str = r#"
+[auth]
+issuer = "https://sso.example.com/realms/corp"
+audiences = ["sipgw"]
+jwks_url = "https://sso.example.com/realms/corp/protocol/openid-connect/certs"
+
 [vendor]
 base_url = "https://vendor.example.com/"
 app_key = "ak-1"
@@ -79,7 +84,7 @@ fn errors_name_the_key() {
             "password_policy.min_classes",
         ),
         (
-            "[vendor]\napp_key = \"x\"\n".to_owned(),
+            MINIMAL.replace("base_url = \"https://vendor.example.com/\"", ""),
             "vendor.base_url is required",
         ),
     ];
@@ -108,11 +113,12 @@ fn wrong_types_are_refused_with_the_key() {
 
 #[test]
 fn plain_http_needs_the_explicit_switch() {
-    let http = "[vendor]\nbase_url = \"http://127.0.0.1:9\"\napp_key = \"k\"\n";
-    assert!(error_of(http).contains("vendor.base_url must be https://"));
+    let http = MINIMAL.replace("https://vendor.example.com/", "http://127.0.0.1:9");
+    assert!(error_of(&http).contains("vendor.base_url must be https://"));
     let c = load(&format!("{http}allow_insecure_http = true\n")).unwrap();
     assert_eq!(c.vendor.base_url, "http://127.0.0.1:9");
-    assert!(error_of("[vendor]\nbase_url = \"ftp://x\"\napp_key = \"k\"\n").contains("https://"));
+    let ftp = MINIMAL.replace("https://vendor.example.com/", "ftp://x");
+    assert!(error_of(&ftp).contains("https://"));
 }
 
 #[test]
@@ -186,4 +192,47 @@ fn the_shipped_config_files_are_valid() {
     assert_eq!(example.server.listen.to_string(), "127.0.0.1:8080");
     let demo = load(include_str!("../../config/demo.toml")).unwrap();
     assert_eq!(demo.vendor.base_url, "http://127.0.0.1:9443");
+}
+
+#[test]
+fn auth_section_is_required_and_checked() {
+    let without_auth = MINIMAL.replace("[auth]", "[unused]");
+    assert!(error_of(&without_auth).contains("unused"));
+    let no_auth = &MINIMAL[MINIMAL.find("[vendor]").unwrap()..];
+    assert!(error_of(no_auth).contains("auth.issuer is required"));
+    let swap = |from: &str, to: &str| error_of(&MINIMAL.replace(from, to));
+    assert!(swap("audiences = [\"sipgw\"]", "audiences = []").contains("auth.audiences"));
+    let hmac = swap("audiences", "algorithms = [\"HS256\"]\naudiences");
+    assert!(hmac.contains("auth.algorithms") && hmac.contains("HMAC"), "{hmac}");
+    assert!(swap("audiences", "algorithms = [\"none\"]\naudiences").contains("auth.algorithms"));
+    let two = swap("audiences", "discovery_url = \"https://x/.well-known/openid-configuration\"\naudiences");
+    assert!(two.contains("exactly one of"), "{two}");
+    assert!(swap("jwks_url = \"https", "jwks_url = \"http").contains("auth.jwks_url must be https://"));
+    assert!(swap("audiences", "jwks_refresh_secs = 0\naudiences").contains("auth.jwks_refresh_secs"));
+    assert!(swap("audiences", "roles_claim = \"realm_access..roles\"\naudiences").contains("auth.roles_claim"));
+}
+
+#[test]
+fn a_jwks_file_is_loaded_with_the_config() {
+    let dir = std::env::temp_dir().join(format!("sipgw-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jwks.json");
+    let with_file = MINIMAL.replace(
+        "jwks_url = \"https://sso.example.com/realms/corp/protocol/openid-connect/certs\"",
+        &format!("jwks_file = {:?}", path.display().to_string()),
+    );
+    assert!(error_of(&with_file).contains("auth.jwks_file"));
+    std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}]}"#).unwrap();
+    let err = error_of(&with_file);
+    assert!(err.contains("auth.jwks_file") && err.contains("no usable"), "{err}");
+    std::fs::write(
+        &path,
+        r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"ec-1","use":"sig","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#,
+    )
+    .unwrap();
+    let config = load(&with_file).unwrap();
+    match config.auth.source {
+        crate::auth::keys::KeySource::Static(set) => assert_eq!(set.len(), 1),
+        other => panic!("expected a static key set, got {other:?}"),
+    }
 }

@@ -12,15 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, VendorConfig, invalid};
+use crate::outbound::{self, ExchangeError};
 pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
 pub use wire::UpdateOutcome;
 
@@ -34,9 +31,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// a shorter one would have it fetch several times a second.
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 /// How long an idle pooled connection to the vendor is kept.
-/// Shorter than common server keep-alive timeouts (60-75 s), so we rarely pick a connection
-/// the vendor is just closing.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a vendor call failed. The split between `Connect` and `Transport` matters: a
 /// connection that was never made cannot have changed anything, one cut after the request
@@ -75,13 +69,11 @@ pub struct UpdateRequest<'a> {
     pub request_id: &'a str,
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// Pooled HTTP(S) client for the vendor's two calls.
 #[derive(Clone)]
 pub struct VendorClient {
     /// Keep-alive connection pool with rustls; cloning shares the pool.
-    http: HttpsClient,
+    http: outbound::HttpsClient,
     /// Settings: base URL, credentials, timeout, body shape.
     config: Arc<VendorConfig>,
     /// `{base}{TOKEN_PATH}`, parsed once.
@@ -93,21 +85,8 @@ pub struct VendorClient {
 impl VendorClient {
     /// Builds the TLS configuration (Mozilla roots plus `ca_file`) and the connection pool.
     pub fn new(config: VendorConfig) -> Result<Self, ConfigError> {
-        let tls = tls_config(&config)?;
-        let mut connector = HttpConnector::new();
-        connector.enforce_http(false);
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            // The scheme was checked by the config: http only with allow_insecure_http.
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(https);
+        let http = outbound::client(&config.extra_roots, config.timeout)
+            .map_err(|e| invalid("vendor.ca_file", format!("TLS set-up failed: {e}")))?;
         let uri = |path: &str| {
             format!("{}{path}", config.base_url)
                 .parse::<Uri>()
@@ -181,34 +160,18 @@ impl VendorClient {
         }
     }
 
-    /// Sends one request and reads the whole (bounded) response before `deadline`.
-    ///
-    /// hyper-util's pool may resend a request it could not write on a reused connection
-    /// (the vendor had just closed it); that is safe, since nothing reached the vendor.
     async fn send(
         &self,
         request: Request<Full<Bytes>>,
         deadline: Instant,
     ) -> Result<(StatusCode, Bytes), VendorError> {
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    VendorError::Connect(e.to_string())
-                } else {
-                    VendorError::Transport(e.to_string())
-                }
-            })?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| VendorError::Transport(e.to_string()))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout_at(deadline, exchange)
+        outbound::exchange(&self.http, request, deadline, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|_| VendorError::Timeout)?
+            .map_err(|e| match e {
+                ExchangeError::Timeout => VendorError::Timeout,
+                ExchangeError::Connect(why) => VendorError::Connect(why),
+                ExchangeError::Transport(why) => VendorError::Transport(why),
+            })
     }
 }
 
@@ -216,20 +179,4 @@ impl TokenSource for VendorClient {
     fn fetch(&self) -> token::FetchFuture<'_> {
         Box::pin(self.fetch_token())
     }
-}
-
-fn tls_config(config: &VendorConfig) -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in &config.extra_roots {
-        roots
-            .add(cert.clone())
-            .map_err(|e| invalid("vendor.ca_file", format!("unusable certificate: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("vendor", format!("TLS set-up failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

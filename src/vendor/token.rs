@@ -21,16 +21,13 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use super::VendorError;
+use crate::backoff::backoff_delay;
 use super::wire::FetchedToken;
 
 /// Fraction of a token's life after which the background task replaces it.
 const REFRESH_AT_FRACTION: f64 = 0.8;
 /// Most of a token's life that is withheld from use at its end (see [`Lifetime`]).
 const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
-/// First back-off delay after a failed fetch; doubled per further failure.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Longest back-off delay.
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// The future a [`TokenSource`] returns.
 pub type FetchFuture<'a> =
@@ -336,15 +333,6 @@ impl TokenCache {
             (None, None) => Instant::now(),
         }
     }
-}
-
-/// Exponential back-off with "equal jitter": half the exponential delay plus a random share of
-/// the other half, so that replicas that failed together do not retry together.
-/// `unit_random` is in `[0, 1)`.
-pub fn backoff_delay(failures: u32, unit_random: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let full = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP);
-    full / 2 + (full / 2).mul_f64(unit_random.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

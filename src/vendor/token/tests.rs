@@ -63,17 +63,6 @@ async fn lifetime_arithmetic() {
     assert_eq!(long.usable_until - t0, Duration::from_secs(3570));
 }
 
-#[test]
-fn backoff_grows_exponentially_within_jitter_bounds() {
-    assert_eq!(backoff_delay(1, 0.0), Duration::from_millis(250));
-    assert_eq!(backoff_delay(1, 1.0), Duration::from_millis(500));
-    assert_eq!(backoff_delay(2, 0.0), Duration::from_millis(500));
-    assert_eq!(backoff_delay(4, 1.0), Duration::from_secs(4));
-    assert_eq!(backoff_delay(30, 0.0), Duration::from_secs(30));
-    assert_eq!(backoff_delay(30, 1.0), Duration::from_secs(60));
-    assert_eq!(backoff_delay(u32::MAX, 0.5), Duration::from_secs(45));
-}
-
 #[tokio::test(start_paused = true)]
 async fn concurrent_callers_share_one_fetch() {
     let source = ScriptedSource::new(600);
@@ -155,7 +144,7 @@ async fn a_failing_source_is_backed_off_and_the_old_token_keeps_serving() {
     assert_eq!(source.fetches(), before);
     // Once the vendor recovers, the refresher brings a new token within the back-off cap.
     source.failing.store(false, Ordering::SeqCst);
-    tokio::time::sleep(BACKOFF_CAP + Duration::from_secs(1)).await;
+    tokio::time::sleep(crate::backoff::BACKOFF_CAP + Duration::from_secs(1)).await;
     assert!(
         cache
             .get()

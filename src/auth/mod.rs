@@ -1,0 +1,93 @@
+//! Authentication and authorization of callers (DESIGN.md §2).
+//!
+//! - [`keys`]: the JWKS, loaded from a file or fetched (URL or OIDC discovery) and kept
+//!   current.
+//! - [`verify`]: the token check, in the order that refuses the cheapest cases first, with
+//!   a cache of verified tokens.
+//! - [`policy`]: who may change which agent's password.
+//!
+//! A request's `Authorization` header becomes an [`Identity`] (or an [`AuthError`], 401),
+//! then, for the agent asked for, a [`Caller`] (or 403).
+
+pub mod keys;
+pub mod policy;
+pub mod verify;
+
+pub use policy::{Grant, Grants, Policy};
+pub use verify::{Authenticator, AuthSettings};
+
+/// A verified token's facts that later steps need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The issuer (`iss`).
+    pub iss: String,
+    /// The subject (`sub`): the caller.
+    pub sub: String,
+    /// What the token allows.
+    pub grants: Grants,
+    /// Expiry (`exp`), seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// An authenticated and authorized caller: who, and by which rule (quotas and the audit
+/// trail use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The issuer (`iss`).
+    pub iss: String,
+    /// The subject (`sub`).
+    pub sub: String,
+    /// Why this caller may change this agent's password.
+    pub grant: Grant,
+}
+
+/// Why a request is not authenticated (401). The `Display` text becomes the problem's
+/// `detail`: general words about which rule failed, never the token or a claim value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// A scheme other than `Bearer`, or no token after it.
+    #[error("the Authorization scheme must be Bearer")]
+    NotBearer,
+    /// Over the size limit; refused before any decoding.
+    #[error("token is over 8192 bytes")]
+    TooLarge,
+    /// Not three base64url segments with a JSON header.
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    /// The header carries `crit`, `jku`, `x5u`, `x5c` or `jwk`.
+    #[error("token header names keys or critical extensions, which are not accepted")]
+    ForbiddenHeader,
+    /// `alg` is `none`, HMAC, not in `auth.algorithms`, or not the signing key's.
+    #[error("token algorithm is not accepted")]
+    AlgorithmNotAllowed,
+    /// No key set has been loaded yet.
+    #[error("signing keys are not loaded yet")]
+    NoKeys,
+    /// No key matches the token's `kid`, even after a re-fetch.
+    #[error("token is signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    /// `aud` holds none of the configured audiences.
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("token lacks the {0} claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type (e.g. `exp` as a string).
+    #[error("token claim {0} is malformed")]
+    BadClaim(&'static str),
+}

@@ -1,0 +1,279 @@
+//! The token check (DESIGN.md §2, issue 3): from an `Authorization` header to an
+//! [`Identity`], or the [`AuthError`] that says which rule failed.
+//!
+//! Order: the header's scheme and the token's size first (no decoding of an oversized
+//! token), then a lookup in the verified-token cache, then the header's own fields (before
+//! any key is touched: `alg` allow-list, no key-naming members), then the key by `kid` (with
+//! one re-fetch for an unknown `kid`), then jsonwebtoken's signature and claim checks with
+//! every claim we rely on made mandatory, then the claims this gateway reads.
+//!
+//! Verified tokens are cached (keyed by a SHA-256 of the token, bounded, until `exp`), as
+//! Envoy's `jwt_authn` does: a caller's repeated requests then cost a hash and a lookup.
+//! A change of the key set invalidates every cached entry.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::keys::KeyStore;
+use super::{AuthError, Identity, Policy};
+
+/// Tokens over this size are refused unread (DESIGN.md §2).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Header members that name or carry keys, or demand extensions we do not implement: the
+/// gateway only trusts keys from its own configured key set (RFC 7515 §4.1).
+const FORBIDDEN_HEADER_MEMBERS: [&str; 5] = ["crit", "jku", "x5u", "x5c", "jwk"];
+
+/// The validated `[auth]` settings the check needs.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The only accepted `iss`.
+    pub issuer: String,
+    /// `aud` must hold one of these.
+    pub audiences: Vec<String>,
+    /// Accepted `alg`s (never `none` or HMAC; the config refuses them).
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Who may change which agent.
+    pub policy: Policy,
+    /// Most entries in the verified-token cache.
+    pub cache_entries: usize,
+}
+
+/// A cached verification.
+struct Verified {
+    /// What the token established.
+    identity: Arc<Identity>,
+    /// The key-set generation it was verified against.
+    generation: u64,
+}
+
+/// Checks tokens against the key store; shared by all requests.
+pub struct Authenticator {
+    /// Settings.
+    settings: AuthSettings,
+    /// jsonwebtoken's checks, configured once.
+    validation: Validation,
+    /// The key set.
+    keys: Arc<KeyStore>,
+    /// Verified tokens by SHA-256 of the token.
+    cache: quick_cache::sync::Cache<[u8; 32], Arc<Verified>>,
+}
+
+impl Authenticator {
+    /// An authenticator over `keys`.
+    pub fn new(settings: AuthSettings, keys: Arc<KeyStore>) -> Self {
+        let mut validation = Validation::new(settings.algorithms[0]);
+        validation.algorithms = settings.algorithms.clone();
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&settings.audiences);
+        validation.leeway = settings.leeway.as_secs();
+        validation.validate_exp = true;
+        // jsonwebtoken leaves nbf unchecked and iss/aud/sub optional unless told otherwise.
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let cache = quick_cache::sync::Cache::new(settings.cache_entries.max(1));
+        Self {
+            settings,
+            validation,
+            keys,
+            cache,
+        }
+    }
+
+    /// Who may change which agent.
+    pub fn policy(&self) -> &Policy {
+        &self.settings.policy
+    }
+
+    /// The key store (readiness and the refresher).
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Authenticates a request by its `Authorization` header.
+    pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Arc<Identity>, AuthError> {
+        let token = bearer_token(header)?;
+        let digest = digest(token);
+        let now = unix_now();
+        if let Some(hit) = self.cache.get(&digest) {
+            if hit.generation == self.keys.generation()
+                && now <= hit.identity.exp.saturating_add(self.settings.leeway.as_secs())
+            {
+                return Ok(Arc::clone(&hit.identity));
+            }
+            self.cache.remove(&digest);
+        }
+        let generation = self.keys.generation();
+        let identity = Arc::new(self.verify(token, now).await?);
+        self.cache.insert(
+            digest,
+            Arc::new(Verified {
+                identity: Arc::clone(&identity),
+                generation,
+            }),
+        );
+        Ok(identity)
+    }
+
+    /// The full check of a token not found in the cache.
+    async fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let header = parse_header(token)?;
+        let alg = header_algorithm(&header, &self.settings.algorithms)?;
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(AuthError::Malformed),
+        };
+        let mut set = self.keys.current().ok_or(AuthError::NoKeys)?;
+        let mut key = set.find(kid, alg);
+        if key.is_none() && kid.is_some() && self.keys.refetch_for_unknown_kid().await {
+            set = self.keys.current().ok_or(AuthError::NoKeys)?;
+            key = set.find(kid, alg);
+        }
+        let key = key.ok_or(AuthError::UnknownKey)?;
+        if !key.algorithms.contains(&alg) {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation)
+            .map_err(|e| map_jwt_error(e.kind()))?
+            .claims;
+        self.identity(&claims, now)
+    }
+
+    /// The claims this gateway relies on, checked for type (jsonwebtoken checked values).
+    fn identity(&self, claims: &Map<String, Value>, now: u64) -> Result<Identity, AuthError> {
+        // jsonwebtoken accepts an array `iss` that contains ours; RFC 7519 says a string.
+        let iss = match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == self.settings.issuer => iss.clone(),
+            _ => return Err(AuthError::WrongIssuer),
+        };
+        let sub = match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(_) => return Err(AuthError::BadClaim("sub")),
+            None => return Err(AuthError::MissingClaim("sub")),
+        };
+        let exp = claims.get("exp").and_then(Value::as_u64).ok_or(AuthError::BadClaim("exp"))?;
+        // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
+        match claims.get("iat") {
+            None => {}
+            Some(iat) => match iat.as_u64() {
+                Some(iat) if iat > now.saturating_add(self.settings.leeway.as_secs()) => {
+                    return Err(AuthError::NotYetValid);
+                }
+                Some(_) => {}
+                None => return Err(AuthError::BadClaim("iat")),
+            },
+        }
+        Ok(Identity {
+            iss,
+            sub,
+            grants: self.settings.policy.grants(claims),
+            exp,
+        })
+    }
+}
+
+/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive).
+fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
+    let header = header.ok_or(AuthError::Missing)?;
+    // Checked before anything is decoded (the scheme adds 7 bytes).
+    if header.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
+        return Err(AuthError::TooLarge);
+    }
+    let value = header.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::NotBearer);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLarge);
+    }
+    Ok(token)
+}
+
+/// The decoded header of a compact JWS with three base64url segments.
+fn parse_header(token: &str) -> Result<Map<String, Value>, AuthError> {
+    let mut segments = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let base64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if header.is_empty() || payload.is_empty() || !base64url(header) || !base64url(payload) || !base64url(signature) {
+        return Err(AuthError::Malformed);
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthError::Malformed)?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+    if FORBIDDEN_HEADER_MEMBERS.iter().any(|m| header.contains_key(*m)) {
+        return Err(AuthError::ForbiddenHeader);
+    }
+    Ok(header)
+}
+
+/// The header's `alg`, if it is one of `allowed` (`none` and HMAC never are).
+fn header_algorithm(header: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Algorithm, AuthError> {
+    let name = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed)?;
+    let alg: Algorithm = name.parse().map_err(|_| AuthError::AlgorithmNotAllowed)?;
+    if allowed.contains(&alg) {
+        Ok(alg)
+    } else {
+        Err(AuthError::AlgorithmNotAllowed)
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
+            AuthError::AlgorithmNotAllowed
+        }
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "exp" => AuthError::MissingClaim("exp"),
+            "iss" => AuthError::MissingClaim("iss"),
+            "aud" => AuthError::MissingClaim("aud"),
+            "sub" => AuthError::MissingClaim("sub"),
+            _ => AuthError::Malformed,
+        },
+        ErrorKind::InvalidClaimFormat(claim) => match claim.as_str() {
+            "exp" => AuthError::BadClaim("exp"),
+            "nbf" => AuthError::BadClaim("nbf"),
+            _ => AuthError::Malformed,
+        },
+        // jsonwebtoken's ErrorKind is non-exhaustive: anything else (bad base64, bad JSON,
+        // a key that does not fit) is a token we cannot read.
+        _ => AuthError::Malformed,
+    }
+}
+
+/// SHA-256 of the token: the cache key (a collision would need a SHA-256 collision).
+fn digest(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,69 @@
+use super::*;
+
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap()
+}
+
+fn b64(json: &str) -> String {
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+#[test]
+fn bearer_scheme_and_size() {
+    assert_eq!(bearer_token(None), Err(AuthError::Missing));
+    assert_eq!(bearer_token(Some(&header("Basic abc"))), Err(AuthError::NotBearer));
+    assert_eq!(bearer_token(Some(&header("Bearer"))), Err(AuthError::NotBearer));
+    assert_eq!(bearer_token(Some(&header("Bearer  "))), Err(AuthError::NotBearer));
+    assert_eq!(bearer_token(Some(&header("bearer a.b.c"))), Ok("a.b.c"));
+    let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+    assert_eq!(bearer_token(Some(&header(&big))), Err(AuthError::TooLarge));
+    let limit = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES));
+    assert_eq!(bearer_token(Some(&header(&limit))).map(str::len), Ok(MAX_TOKEN_BYTES));
+}
+
+#[test]
+fn only_three_base64url_segments_with_a_json_header() {
+    let good_header = b64(r#"{"alg":"ES256","kid":"k"}"#);
+    assert!(parse_header(&format!("{good_header}.e30.c2ln")).is_ok());
+    for bad in [
+        "a.b".to_owned(),
+        "a.b.c.d".to_owned(),
+        format!("{good_header}..c2ln"),
+        format!("{good_header}.e3+0.c2ln"),
+        format!("{}.e30.c2ln", b64("not json")),
+        format!("{}.e30.c2ln", b64("[1,2]")),
+    ] {
+        assert_eq!(parse_header(&bad), Err(AuthError::Malformed), "{bad}");
+    }
+}
+
+#[test]
+fn headers_that_name_keys_are_refused() {
+    for member in FORBIDDEN_HEADER_MEMBERS {
+        let token = format!("{}.e30.c2ln", b64(&format!(r#"{{"alg":"ES256","{member}":"x"}}"#)));
+        assert_eq!(parse_header(&token), Err(AuthError::ForbiddenHeader), "{member}");
+    }
+}
+
+#[test]
+fn algorithm_allow_list() {
+    let allowed = [Algorithm::RS256, Algorithm::ES256];
+    let alg = |name: &str| {
+        let header: Map<String, Value> = serde_json::from_str(&format!(r#"{{"alg":"{name}"}}"#)).unwrap();
+        header_algorithm(&header, &allowed)
+    };
+    assert_eq!(alg("ES256"), Ok(Algorithm::ES256));
+    assert_eq!(alg("none"), Err(AuthError::AlgorithmNotAllowed));
+    assert_eq!(alg("HS256"), Err(AuthError::AlgorithmNotAllowed));
+    assert_eq!(alg("PS256"), Err(AuthError::AlgorithmNotAllowed));
+    assert_eq!(alg("nonsense"), Err(AuthError::AlgorithmNotAllowed));
+    assert_eq!(header_algorithm(&Map::new(), &allowed), Err(AuthError::Malformed));
+}
+
+#[test]
+fn error_details_never_carry_values() {
+    for error in [AuthError::Expired, AuthError::MissingClaim("sub"), AuthError::BadClaim("exp")] {
+        let text = error.to_string();
+        assert!(text.starts_with("token"), "{text}");
+    }
+}

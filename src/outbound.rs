@@ -1,0 +1,103 @@
+//! Outbound HTTP(S), shared by the vendor client and the JWKS fetcher: a pooled hyper-util
+//! client with rustls (Mozilla roots plus configured extra roots), and one bounded exchange.
+//!
+//! Both are built once at start-up; a request costs no TLS or pool set-up beyond the
+//! handshake of a new connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use tokio::time::Instant;
+
+/// The pooled client type.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Shorter than common server keep-alive timeouts (60-75 s), so we rarely pick a connection
+/// the server is just closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a client that trusts the Mozilla roots plus `extra_roots`. Plain `http://` URLs
+/// work too: whether they are allowed is the configuration's decision, checked there.
+pub fn client(
+    extra_roots: &[CertificateDer<'static>],
+    connect_timeout: Duration,
+) -> Result<HttpsClient, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build(https))
+}
+
+/// Why an exchange failed. A connection that was never made cannot have changed anything;
+/// one that failed later may have.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// No complete answer before the deadline.
+    #[error("no answer in time")]
+    Timeout,
+    /// The connection could not be established (refused, DNS, TLS handshake).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The connection failed after the request may have been sent, or the answer was over
+    /// the size limit.
+    #[error("connection failed: {0}")]
+    Transport(String),
+}
+
+/// Sends one request and reads the whole answer, at most `max_bytes`, before `deadline`.
+///
+/// hyper-util's pool may resend a request it could not write on a reused connection (the
+/// server had just closed it); that is safe, since nothing reached the server.
+pub async fn exchange(
+    client: &HttpsClient,
+    request: Request<Full<Bytes>>,
+    deadline: Instant,
+    max_bytes: usize,
+) -> Result<(StatusCode, Bytes), ExchangeError> {
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                ExchangeError::Connect(e.to_string())
+            } else {
+                ExchangeError::Transport(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| ExchangeError::Transport(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| ExchangeError::Timeout)?
+}
