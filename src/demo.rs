@@ -1,11 +1,13 @@
 //! `sipgw demo`: the whole path on loopback, with nothing outside this process.
 //!
-//! Starts the vendor simulator with one agent, starts the gateway against it (the config is
-//! `config/demo.toml`, compiled in), sends one change that succeeds and one that the password
-//! rule refuses, prints both answers and a curl line, then stops (or keeps serving with
-//! `--keep-running`). The passwords shown are the demo's own, made up for it.
+//! Starts the vendor simulator with one agent and a development JWT issuer with a fresh key,
+//! starts the gateway against both (the config is `config/demo.toml`, compiled in), mints a
+//! token for the agent, sends one change that succeeds and one that the password rule
+//! refuses, prints both answers and a curl line with the token, then stops (or keeps
+//! serving with `--keep-running`). The passwords shown are the demo's own, made up for it.
 
 use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use figment::Figment;
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::dev_issuer::{DevIssuer, KeyKind};
 use crate::sim::{SimConfig, VendorSim};
 
 /// The demo configuration, also usable by hand (see the file).
@@ -24,6 +27,10 @@ const DEMO_TOML: &str = include_str!("../config/demo.toml");
 /// The simulator's credentials; `config/demo.toml` names the same app key.
 const DEMO_APP_KEY: &str = "demo-app-key";
 const DEMO_APP_SECRET: &str = "demo-app-secret";
+/// The development issuer's name; `config/demo.toml` names the same.
+const DEMO_ISSUER: &str = "https://sso.dev.internal/realms/demo";
+/// Long enough to try the curl line by hand.
+const DEMO_TOKEN_LIFETIME_SECS: u64 = 3600;
 /// The demo agent and its passwords.
 const AGENT: &str = "a1001";
 const CURRENT_PASSWORD: &str = "Welcome~2024";
@@ -61,10 +68,33 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         "vendor simulator   http://{sim_addr} (agent {AGENT}, current password {CURRENT_PASSWORD})"
     )?;
 
-    let figment = Figment::from(Toml::string(DEMO_TOML)).merge(Serialized::default(
-        "vendor.base_url",
-        format!("http://{sim_addr}"),
-    ));
+    let idp = DevIssuer::new(DEMO_ISSUER);
+    let idp_addr = idp.spawn(TcpListener::bind("127.0.0.1:0").await?)?;
+    writeln!(
+        out,
+        "development issuer http://{idp_addr}/jwks.json (a fresh ES256 key)"
+    )?;
+    // Alice is agent a1001 and may change her own password (self-service).
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = idp.mint(
+        KeyKind::Es256,
+        &serde_json::json!({
+            "iss": DEMO_ISSUER, "sub": "alice", "aud": "sipgw", "preferred_username": AGENT,
+            "iat": now, "nbf": now, "exp": now + DEMO_TOKEN_LIFETIME_SECS,
+        }),
+    );
+
+    let figment = Figment::from(Toml::string(DEMO_TOML))
+        .merge(Serialized::default(
+            "vendor.base_url",
+            format!("http://{sim_addr}"),
+        ))
+        .merge(Serialized::default(
+            "auth.jwks_url",
+            format!("http://{idp_addr}/jwks.json"),
+        ));
     let config = Config::from_figment(figment, |name| {
         (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
     })?;
@@ -81,10 +111,10 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
 
     let url = format!("http://{addr}/v1/agents/{AGENT}/sip-phone-password");
     let body = format!(r#"{{"accountPwd":"{CURRENT_PASSWORD}","newPhonePwd":"{NEW_PASSWORD}"}}"#);
-    let (status, answer) = post(&url, &body).await?;
+    let (status, answer) = post(&url, &token, &body).await?;
     writeln!(
         out,
-        "1. change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}"
+        "1. as alice (self-service), change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}"
     )?;
     if status != StatusCode::OK {
         return Err(DemoError::Unexpected(format!(
@@ -103,7 +133,7 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     )?;
 
     let weak = format!(r#"{{"accountPwd":"{NEW_PASSWORD}","newPhonePwd":"password"}}"#);
-    let (status, answer) = post(&url, &weak).await?;
+    let (status, answer) = post(&url, &token, &weak).await?;
     writeln!(
         out,
         "2. try the weak password \"password\"\n   -> {status} {answer}"
@@ -123,6 +153,25 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         "   refused by the gateway: the vendor never saw this request\n"
     )?;
 
+    let other = format!("http://{addr}/v1/agents/a1002/sip-phone-password");
+    let (status, answer) = post(&other, &token, &weak).await?;
+    writeln!(
+        out,
+        "3. as alice, change another agent's password (a1002)\n   -> {status} {answer}\n"
+    )?;
+    if status != StatusCode::FORBIDDEN {
+        return Err(DemoError::Unexpected(format!(
+            "alice was not refused: {status}"
+        )));
+    }
+    let (status, answer) = post(&url, "not-a-token", &body).await?;
+    writeln!(out, "4. with a forged token\n   -> {status} {answer}\n")?;
+    if status != StatusCode::UNAUTHORIZED {
+        return Err(DemoError::Unexpected(format!(
+            "a forged token was not refused: {status}"
+        )));
+    }
+
     writeln!(
         out,
         "Try it by hand{}:",
@@ -134,7 +183,7 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     )?;
     writeln!(
         out,
-        "  curl -i -X POST {url} -H 'Content-Type: application/json' \\\n    -d '{{\"accountPwd\":\"{NEW_PASSWORD}\",\"newPhonePwd\":\"{NEXT_PASSWORD}\"}}'"
+        "  curl -i -X POST {url} -H 'Content-Type: application/json' \\\n    -H 'Authorization: Bearer {token}' \\\n    -d '{{\"accountPwd\":\"{NEW_PASSWORD}\",\"newPhonePwd\":\"{NEXT_PASSWORD}\"}}'"
     )?;
     out.flush()?;
     if keep_running {
@@ -149,10 +198,11 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     Ok(())
 }
 
-async fn post(url: &str, body: &str) -> Result<(StatusCode, String), DemoError> {
+async fn post(url: &str, token: &str, body: &str) -> Result<(StatusCode, String), DemoError> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = Request::post(url)
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::from(body.to_owned())))
         .map_err(|e| DemoError::Http(e.to_string()))?;
     let response = client

@@ -18,8 +18,8 @@ use serde_json::json;
 use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{Authenticator, Caller};
 use crate::config::{Config, invalid};
-use crate::outbound;
 use crate::error::{ApiError, json_response};
+use crate::outbound;
 use crate::password_policy::PasswordPolicy;
 use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
 use crate::vendor::{
@@ -62,7 +62,11 @@ impl Gateway {
                     .map_err(|e| invalid("auth.ca_file", format!("TLS set-up failed: {e}")))?,
             ),
         };
-        let keys = Arc::new(KeyStore::new(auth.source.clone(), auth.fetch.clone(), idp_client));
+        let keys = Arc::new(KeyStore::new(
+            auth.source.clone(),
+            auth.fetch.clone(),
+            idp_client,
+        ));
         Ok(Self {
             auth: Arc::new(Authenticator::new(auth.settings.clone(), keys)),
             policy: config.password_policy.clone(),

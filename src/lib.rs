@@ -19,6 +19,8 @@
 //! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
 //!   JWKS fetcher.
 //! - [`sim`]: a faithful vendor simulator for the demo, the tests and benchmarks.
+//! - [`dev_issuer`]: a development JWT issuer (JWKS, discovery, minting) for the demo
+//!   and the tests; never a real identity provider.
 //! - [`demo`]: `sipgw demo`, everything on loopback.
 //! - [`telemetry`]: log set-up.
 //!
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod demo;
+pub mod dev_issuer;
 pub mod error;
 pub mod gateway;
 pub mod outbound;

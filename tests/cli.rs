@@ -72,6 +72,9 @@ fn the_demo_changes_a_password_end_to_end() {
         stdout.contains("the vendor simulator now holds the new password: yes"),
         "{stdout}"
     );
+    assert!(stdout.contains("-> 403 Forbidden"), "{stdout}");
+    assert!(stdout.contains("-> 401 Unauthorized"), "{stdout}");
+    assert!(stdout.contains("-H 'Authorization: Bearer ey"), "{stdout}");
     assert!(
         stdout.contains("curl -i -X POST http://127.0.0.1:"),
         "{stdout}"
@@ -80,6 +83,11 @@ fn the_demo_changes_a_password_end_to_end() {
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_0() {
+    let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+    let idp_addr = idp
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let token = idp.mint_for("alice", AUDIENCE, Some(AGENT), false);
     let sim = sipgw::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
@@ -88,6 +96,8 @@ async fn sigterm_drains_and_exits_0() {
         "term",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
+             [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
+             jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
              [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
         ),
     );
@@ -130,7 +140,7 @@ async fn sigterm_drains_and_exits_0() {
         let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string();
         let request = http::Request::post(format!("http://{addr}{}", Harness::endpoint(AGENT)))
             .header("content-type", "application/json")
-            .header("authorization", "Bearer caller.jwt.value")
+            .header("authorization", format!("Bearer {token}"))
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .unwrap();
         client.request(request).await.unwrap();
@@ -172,7 +182,7 @@ async fn sigterm_drains_and_exits_0() {
         "Wrong~Pass77",
         "Other~Pass88",
         "weakpassword",
-        "caller.jwt.value",
+        &token,
         &access_token,
     ];
     for secret in secrets {

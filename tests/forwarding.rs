@@ -116,6 +116,7 @@ async fn works_over_h2c_too() {
     let body = serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string();
     let request = http::Request::post(h.url(&Harness::endpoint(AGENT)))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.admin_token))
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let response = client.request(request).await.unwrap();

@@ -177,6 +177,7 @@ fn change_request(h: &Harness) -> http::Request<http_body_util::Full<bytes::Byte
     let body = serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string();
     http::Request::post(h.url(&Harness::endpoint(AGENT)))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.admin_token))
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap()
 }

@@ -17,8 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::outbound::{self, HttpsClient};
 use crate::backoff::backoff_delay;
+use crate::outbound::{self, HttpsClient};
 
 /// Largest JWKS or discovery document we read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -69,7 +69,10 @@ impl KeySet {
     /// the key type, or that fail to parse are skipped.
     pub fn parse(document: &[u8], allowed: &[Algorithm]) -> Result<Self, KeySetError> {
         let value: Value = serde_json::from_slice(document).map_err(|_| KeySetError::NotJwks)?;
-        let keys = value.get("keys").and_then(Value::as_array).ok_or(KeySetError::NotJwks)?;
+        let keys = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(KeySetError::NotJwks)?;
         let mut set = KeySet::default();
         for raw in keys.iter().take(MAX_KEYS) {
             let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
@@ -99,7 +102,10 @@ impl KeySet {
         match kid {
             Some(kid) => self.by_kid.get(kid).cloned(),
             None => {
-                let mut fitting = self.anonymous.iter().filter(|k| k.algorithms.contains(&alg));
+                let mut fitting = self
+                    .anonymous
+                    .iter()
+                    .filter(|k| k.algorithms.contains(&alg));
                 match (fitting.next(), fitting.next()) {
                     (Some(only), None) => Some(Arc::clone(only)),
                     _ => None,
@@ -144,7 +150,10 @@ fn verifying_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyingKey> {
         // Symmetric ("oct") keys would mean HMAC: never accepted.
         _ => return None,
     };
-    let mut algorithms: Vec<Algorithm> = fits_type.into_iter().filter(|a| allowed.contains(a)).collect();
+    let mut algorithms: Vec<Algorithm> = fits_type
+        .into_iter()
+        .filter(|a| allowed.contains(a))
+        .collect();
     if let Some(declared) = jwk.common.key_algorithm {
         let declared = Algorithm::try_from(declared).ok()?;
         if !algorithms.contains(&declared) {
@@ -221,6 +230,8 @@ pub struct KeyStore {
     fetch_lock: tokio::sync::Mutex<()>,
     /// When the last fetch started, for the unknown-`kid` cool-down.
     last_fetch: Mutex<Option<Instant>>,
+    /// SHA-256 of the last document loaded, to tell a changed set from the same one.
+    last_digest: Mutex<Option<[u8; 32]>>,
     /// Fetches attempted (metrics and tests).
     fetches: AtomicU64,
 }
@@ -241,13 +252,17 @@ impl KeyStore {
             generation: AtomicU64::new(1),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_fetch: Mutex::new(None),
+            last_digest: Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
     }
 
     /// The set in use, if one was loaded.
     pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Changes whenever the set is replaced.
@@ -265,10 +280,11 @@ impl KeyStore {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// After a token named an unknown `kid`: fetch again, unless a fetch started within the
-    /// cool-down (then another caller's fetch already answered the question, or the IdP is
-    /// being asked too often). Returns whether a new set was loaded.
-    pub async fn refetch_for_unknown_kid(&self) -> bool {
+    /// On demand (a token named an unknown `kid`, or no set is loaded yet): fetch again,
+    /// unless a fetch started within the cool-down (then another caller's fetch already
+    /// answered the question, or the IdP is being asked too often). A fetch in progress is
+    /// waited for. Returns whether a new set was loaded meanwhile.
+    pub async fn refetch(&self) -> bool {
         if matches!(self.source, KeySource::Static(_)) {
             return false;
         }
@@ -320,7 +336,14 @@ impl KeyStore {
         *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch_set().await {
-            Ok(set) => {
+            Ok((set, digest)) => {
+                // An unchanged document keeps the set (and the verified-token cache) as is.
+                let mut last = self.last_digest.lock().unwrap_or_else(|p| p.into_inner());
+                if *last == Some(digest) {
+                    tracing::debug!("JWKS unchanged");
+                    return Ok(());
+                }
+                *last = Some(digest);
                 let keys = set.len();
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(set));
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -334,14 +357,20 @@ impl KeyStore {
         }
     }
 
-    async fn fetch_set(&self) -> Result<KeySet, FetchError> {
+    /// Fetches and parses the set; also returns the document's SHA-256.
+    async fn fetch_set(&self) -> Result<(KeySet, [u8; 32]), FetchError> {
         let jwks_uri = match &self.source {
             KeySource::Static(_) => unreachable!("static key sets are never fetched"),
             KeySource::JwksUrl(uri) => uri.clone(),
             KeySource::Discovery(uri) => self.discover(uri).await?,
         };
         let document = self.get(&jwks_uri).await?;
-        Ok(KeySet::parse(&document, &self.settings.algorithms)?)
+        let set = KeySet::parse(&document, &self.settings.algorithms)?;
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &document).as_ref(),
+        );
+        Ok((set, digest))
     }
 
     /// Reads a discovery document: its `issuer` must be ours, its `jwks_uri` a usable URL.
@@ -365,13 +394,17 @@ impl KeyStore {
     }
 
     async fn get(&self, uri: &Uri) -> Result<Bytes, FetchError> {
-        let client = self.client.as_ref().expect("remote key sources have a client");
+        let client = self
+            .client
+            .as_ref()
+            .expect("remote key sources have a client");
         let request = Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(|e| outbound::ExchangeError::Transport(e.to_string()))?;
         let deadline = Instant::now() + self.settings.timeout;
-        let (status, body) = outbound::exchange(client, request, deadline, MAX_DOCUMENT_BYTES).await?;
+        let (status, body) =
+            outbound::exchange(client, request, deadline, MAX_DOCUMENT_BYTES).await?;
         if status != StatusCode::OK {
             return Err(FetchError::Status(status.as_u16()));
         }

@@ -14,7 +14,7 @@ pub mod policy;
 pub mod verify;
 
 pub use policy::{Grant, Grants, Policy};
-pub use verify::{Authenticator, AuthSettings};
+pub use verify::{AuthSettings, Authenticator};
 
 /// A verified token's facts that later steps need.
 #[derive(Debug, Clone, PartialEq, Eq)]

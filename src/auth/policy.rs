@@ -54,7 +54,10 @@ pub struct Policy {
 impl Policy {
     /// Works out what `claims` grant.
     pub fn grants(&self, claims: &Map<String, Value>) -> Grants {
-        let agent = claims.get(&self.agent_claim).and_then(Value::as_str).map(str::to_owned);
+        let agent = claims
+            .get(&self.agent_claim)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let scopes = scopes(claims);
         let admin = self
             .admin_scopes
@@ -136,7 +139,10 @@ mod tests {
         let g = grants(json!({"preferred_username": "a1001"}));
         assert_eq!(policy().authorize(&g, "a1001"), Some(Grant::SelfService));
         assert_eq!(policy().authorize(&g, "a1002"), None);
-        let off = Policy { self_service: false, ..policy() };
+        let off = Policy {
+            self_service: false,
+            ..policy()
+        };
         assert_eq!(off.authorize(&g, "a1001"), None);
     }
 
@@ -155,7 +161,10 @@ mod tests {
             );
         }
         // A scope is a whole word, not a substring.
-        assert_eq!(policy().authorize(&grants(json!({"scope": "sipgw.administrator"})), "x"), None);
+        assert_eq!(
+            policy().authorize(&grants(json!({"scope": "sipgw.administrator"})), "x"),
+            None
+        );
     }
 
     #[test]
@@ -165,12 +174,24 @@ mod tests {
             json!({"realm_access": {"roles": "cc-admin"}}),
         ] {
             let g = grants(claims);
-            assert_eq!(policy().authorize(&g, "x"), Some(Grant::AdminRole("cc-admin".into())));
+            assert_eq!(
+                policy().authorize(&g, "x"),
+                Some(Grant::AdminRole("cc-admin".into()))
+            );
         }
-        assert_eq!(policy().authorize(&grants(json!({"roles": ["cc-admin"]})), "x"), None);
-        let flat = Policy { roles_path: vec!["roles".into()], ..policy() };
+        assert_eq!(
+            policy().authorize(&grants(json!({"roles": ["cc-admin"]})), "x"),
+            None
+        );
+        let flat = Policy {
+            roles_path: vec!["roles".into()],
+            ..policy()
+        };
         let g = flat.grants(json!({"roles": ["cc-admin"]}).as_object().unwrap());
-        assert_eq!(flat.authorize(&g, "x"), Some(Grant::AdminRole("cc-admin".into())));
+        assert_eq!(
+            flat.authorize(&g, "x"),
+            Some(Grant::AdminRole("cc-admin".into()))
+        );
     }
 
     #[test]

@@ -59,8 +59,9 @@ struct Verified {
 pub struct Authenticator {
     /// Settings.
     settings: AuthSettings,
-    /// jsonwebtoken's checks, configured once.
-    validation: Validation,
+    /// jsonwebtoken's checks, configured once per allowed algorithm (it requires every
+    /// algorithm of one `Validation` to belong to the key's family).
+    validations: Vec<(Algorithm, Validation)>,
     /// The key set.
     keys: Arc<KeyStore>,
     /// Verified tokens by SHA-256 of the token.
@@ -70,20 +71,26 @@ pub struct Authenticator {
 impl Authenticator {
     /// An authenticator over `keys`.
     pub fn new(settings: AuthSettings, keys: Arc<KeyStore>) -> Self {
-        let mut validation = Validation::new(settings.algorithms[0]);
-        validation.algorithms = settings.algorithms.clone();
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&settings.audiences);
-        validation.leeway = settings.leeway.as_secs();
-        validation.validate_exp = true;
-        // jsonwebtoken leaves nbf unchecked and iss/aud/sub optional unless told otherwise.
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let validations = settings
+            .algorithms
+            .iter()
+            .map(|&alg| {
+                let mut validation = Validation::new(alg);
+                validation.set_issuer(&[&settings.issuer]);
+                validation.set_audience(&settings.audiences);
+                validation.leeway = settings.leeway.as_secs();
+                validation.validate_exp = true;
+                // jsonwebtoken leaves nbf unchecked and iss/aud/sub optional unless told.
+                validation.validate_nbf = true;
+                validation.validate_aud = true;
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                (alg, validation)
+            })
+            .collect();
         let cache = quick_cache::sync::Cache::new(settings.cache_entries.max(1));
         Self {
             settings,
-            validation,
+            validations,
             keys,
             cache,
         }
@@ -100,13 +107,20 @@ impl Authenticator {
     }
 
     /// Authenticates a request by its `Authorization` header.
-    pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Arc<Identity>, AuthError> {
+    pub async fn authenticate(
+        &self,
+        header: Option<&HeaderValue>,
+    ) -> Result<Arc<Identity>, AuthError> {
         let token = bearer_token(header)?;
         let digest = digest(token);
         let now = unix_now();
         if let Some(hit) = self.cache.get(&digest) {
             if hit.generation == self.keys.generation()
-                && now <= hit.identity.exp.saturating_add(self.settings.leeway.as_secs())
+                && now
+                    <= hit
+                        .identity
+                        .exp
+                        .saturating_add(self.settings.leeway.as_secs())
             {
                 return Ok(Arc::clone(&hit.identity));
             }
@@ -133,9 +147,13 @@ impl Authenticator {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(AuthError::Malformed),
         };
+        // A request that arrives before the start-up fetch finished waits for it.
+        if self.keys.current().is_none() {
+            self.keys.refetch().await;
+        }
         let mut set = self.keys.current().ok_or(AuthError::NoKeys)?;
         let mut key = set.find(kid, alg);
-        if key.is_none() && kid.is_some() && self.keys.refetch_for_unknown_kid().await {
+        if key.is_none() && kid.is_some() && self.keys.refetch().await {
             set = self.keys.current().ok_or(AuthError::NoKeys)?;
             key = set.find(kid, alg);
         }
@@ -143,7 +161,12 @@ impl Authenticator {
         if !key.algorithms.contains(&alg) {
             return Err(AuthError::AlgorithmNotAllowed);
         }
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation)
+        let validation = self
+            .validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or(AuthError::AlgorithmNotAllowed)?;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
             .map_err(|e| map_jwt_error(e.kind()))?
             .claims;
         self.identity(&claims, now)
@@ -161,7 +184,10 @@ impl Authenticator {
             Some(_) => return Err(AuthError::BadClaim("sub")),
             None => return Err(AuthError::MissingClaim("sub")),
         };
-        let exp = claims.get("exp").and_then(Value::as_u64).ok_or(AuthError::BadClaim("exp"))?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(AuthError::BadClaim("exp"))?;
         // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
         match claims.get("iat") {
             None => {}
@@ -207,26 +233,49 @@ fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
 /// The decoded header of a compact JWS with three base64url segments.
 fn parse_header(token: &str) -> Result<Map<String, Value>, AuthError> {
     let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
+    let (Some(header), Some(payload), Some(signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
         return Err(AuthError::Malformed);
     };
-    let base64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if header.is_empty() || payload.is_empty() || !base64url(header) || !base64url(payload) || !base64url(signature) {
+    let base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if header.is_empty()
+        || payload.is_empty()
+        || !base64url(header)
+        || !base64url(payload)
+        || !base64url(signature)
+    {
         return Err(AuthError::Malformed);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthError::Malformed)?;
-    let header: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
-    if FORBIDDEN_HEADER_MEMBERS.iter().any(|m| header.contains_key(*m)) {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| AuthError::Malformed)?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+    if FORBIDDEN_HEADER_MEMBERS
+        .iter()
+        .any(|m| header.contains_key(*m))
+    {
         return Err(AuthError::ForbiddenHeader);
     }
     Ok(header)
 }
 
 /// The header's `alg`, if it is one of `allowed` (`none` and HMAC never are).
-fn header_algorithm(header: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Algorithm, AuthError> {
-    let name = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed)?;
+fn header_algorithm(
+    header: &Map<String, Value>,
+    allowed: &[Algorithm],
+) -> Result<Algorithm, AuthError> {
+    let name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::Malformed)?;
     let alg: Algorithm = name.parse().map_err(|_| AuthError::AlgorithmNotAllowed)?;
     if allowed.contains(&alg) {
         Ok(alg)
@@ -242,9 +291,9 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
-            AuthError::AlgorithmNotAllowed
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => AuthError::AlgorithmNotAllowed,
         ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
             "exp" => AuthError::MissingClaim("exp"),
             "iss" => AuthError::MissingClaim("iss"),
@@ -272,7 +321,9 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
-use jsonwebtoken::Algorithm;
 use figment::providers::{Env, Format, Toml};
+use jsonwebtoken::Algorithm;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::SecretString;
@@ -249,7 +249,10 @@ fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
         None => return Err(invalid("auth.issuer", "is required")),
     };
     if a.audiences.is_empty() || a.audiences.iter().any(|aud| aud.trim().is_empty()) {
-        return Err(invalid("auth.audiences", "must list at least one non-empty audience"));
+        return Err(invalid(
+            "auth.audiences",
+            "must list at least one non-empty audience",
+        ));
     }
     let algorithms = auth_algorithms(&a.algorithms)?;
     let extra_roots = match a.ca_file.as_deref() {
@@ -257,7 +260,9 @@ fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
         None => Vec::new(),
     };
     let url = |key: &str, raw: &str| -> Result<http::Uri, ConfigError> {
-        let uri: http::Uri = raw.parse().map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
         match uri.scheme_str() {
             Some("https") => Ok(uri),
             Some("http") if a.allow_insecure_http => Ok(uri),
@@ -270,12 +275,16 @@ fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
     let source = match (&a.jwks_file, &a.jwks_url, &a.discovery_url) {
         (Some(path), None, None) => {
             let key = "auth.jwks_file";
-            let document = std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
-            let set = KeySet::parse(&document, &algorithms).map_err(|e| invalid(key, format!("{path}: {e}")))?;
+            let document = std::fs::read(path)
+                .map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+            let set = KeySet::parse(&document, &algorithms)
+                .map_err(|e| invalid(key, format!("{path}: {e}")))?;
             KeySource::Static(Arc::new(set))
         }
         (None, Some(jwks), None) => KeySource::JwksUrl(url("auth.jwks_url", jwks)?),
-        (None, None, Some(discovery)) => KeySource::Discovery(url("auth.discovery_url", discovery)?),
+        (None, None, Some(discovery)) => {
+            KeySource::Discovery(url("auth.discovery_url", discovery)?)
+        }
         _ => {
             return Err(invalid(
                 "auth.jwks_file",
@@ -288,7 +297,10 @@ fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
     }
     let roles_path: Vec<String> = a.roles_claim.split('.').map(str::to_owned).collect();
     if roles_path.iter().any(String::is_empty) {
-        return Err(invalid("auth.roles_claim", format!("is not a claim path: {:?}", a.roles_claim)));
+        return Err(invalid(
+            "auth.roles_claim",
+            format!("is not a claim path: {:?}", a.roles_claim),
+        ));
     }
     let leeway = secs("auth.leeway_secs", a.leeway_secs, 0, 300)?;
     let settings = AuthSettings {
@@ -303,13 +315,23 @@ fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
             admin_roles: a.admin_roles.clone(),
             roles_path,
         },
-        cache_entries: in_range("auth.verified_cache_entries", a.verified_cache_entries as u64, 1, 1_000_000)? as usize,
+        cache_entries: in_range(
+            "auth.verified_cache_entries",
+            a.verified_cache_entries as u64,
+            1,
+            1_000_000,
+        )? as usize,
     };
     let fetch = FetchSettings {
         issuer,
         algorithms,
         refresh: secs("auth.jwks_refresh_secs", a.jwks_refresh_secs, 10, 86_400)?,
-        refetch_cooldown: secs("auth.jwks_refetch_cooldown_secs", a.jwks_refetch_cooldown_secs, 1, 3600)?,
+        refetch_cooldown: secs(
+            "auth.jwks_refetch_cooldown_secs",
+            a.jwks_refetch_cooldown_secs,
+            1,
+            3600,
+        )?,
         timeout: millis("auth.jwks_timeout_ms", a.jwks_timeout_ms, 1, 60_000)?,
         allow_insecure_http: a.allow_insecure_http,
     };

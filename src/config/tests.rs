@@ -203,13 +203,29 @@ fn auth_section_is_required_and_checked() {
     let swap = |from: &str, to: &str| error_of(&MINIMAL.replace(from, to));
     assert!(swap("audiences = [\"sipgw\"]", "audiences = []").contains("auth.audiences"));
     let hmac = swap("audiences", "algorithms = [\"HS256\"]\naudiences");
-    assert!(hmac.contains("auth.algorithms") && hmac.contains("HMAC"), "{hmac}");
+    assert!(
+        hmac.contains("auth.algorithms") && hmac.contains("HMAC"),
+        "{hmac}"
+    );
     assert!(swap("audiences", "algorithms = [\"none\"]\naudiences").contains("auth.algorithms"));
-    let two = swap("audiences", "discovery_url = \"https://x/.well-known/openid-configuration\"\naudiences");
+    let two = swap(
+        "audiences",
+        "discovery_url = \"https://x/.well-known/openid-configuration\"\naudiences",
+    );
     assert!(two.contains("exactly one of"), "{two}");
-    assert!(swap("jwks_url = \"https", "jwks_url = \"http").contains("auth.jwks_url must be https://"));
-    assert!(swap("audiences", "jwks_refresh_secs = 0\naudiences").contains("auth.jwks_refresh_secs"));
-    assert!(swap("audiences", "roles_claim = \"realm_access..roles\"\naudiences").contains("auth.roles_claim"));
+    assert!(
+        swap("jwks_url = \"https", "jwks_url = \"http").contains("auth.jwks_url must be https://")
+    );
+    assert!(
+        swap("audiences", "jwks_refresh_secs = 0\naudiences").contains("auth.jwks_refresh_secs")
+    );
+    assert!(
+        swap(
+            "audiences",
+            "roles_claim = \"realm_access..roles\"\naudiences"
+        )
+        .contains("auth.roles_claim")
+    );
 }
 
 #[test]
@@ -222,9 +238,16 @@ fn a_jwks_file_is_loaded_with_the_config() {
         &format!("jwks_file = {:?}", path.display().to_string()),
     );
     assert!(error_of(&with_file).contains("auth.jwks_file"));
-    std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}]}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}]}"#,
+    )
+    .unwrap();
     let err = error_of(&with_file);
-    assert!(err.contains("auth.jwks_file") && err.contains("no usable"), "{err}");
+    assert!(
+        err.contains("auth.jwks_file") && err.contains("no usable"),
+        "{err}"
+    );
     std::fs::write(
         &path,
         r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"ec-1","use":"sig","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#,

@@ -30,7 +30,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Shortest token life we work with: the refresher replaces a token at 80 % of its life, so
 /// a shorter one would have it fetch several times a second.
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
-/// How long an idle pooled connection to the vendor is kept.
 
 /// Why a vendor call failed. The split between `Connect` and `Transport` matters: a
 /// connection that was never made cannot have changed anything, one cut after the request

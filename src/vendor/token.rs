@@ -21,8 +21,8 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use super::VendorError;
-use crate::backoff::backoff_delay;
 use super::wire::FetchedToken;
+use crate::backoff::backoff_delay;
 
 /// Fraction of a token's life after which the background task replaces it.
 const REFRESH_AT_FRACTION: f64 = 0.8;

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sipgw::config::{Config, FileConfig};
+use sipgw::dev_issuer::DevIssuer;
 use sipgw::sim::{SimConfig, VendorSim};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -23,11 +24,20 @@ pub const APP_SECRET: &str = "test-app-secret-9f3c";
 pub const AGENT: &str = "a1001";
 pub const CURRENT: &str = "Welcome~2024";
 pub const NEW: &str = "Sip~Phone2025";
+pub const ISSUER: &str = "https://sso.test.internal/realms/corp";
+pub const AUDIENCE: &str = "sipgw";
+pub const ADMIN_SCOPE: &str = "sipgw.admin";
+pub const ADMIN_ROLE: &str = "cc-admin";
 
-/// A running gateway in front of a running simulator.
+/// A running gateway in front of a running simulator, with a development JWT issuer.
 pub struct Harness {
     pub sim: VendorSim,
     pub sim_addr: SocketAddr,
+    /// The issuer whose JWKS the gateway trusts; tests mint tokens with it.
+    pub idp: DevIssuer,
+    pub idp_addr: SocketAddr,
+    /// An admin token (scope sipgw.admin) sent by `change` and `send`.
+    pub admin_token: String,
     pub addr: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: Option<JoinHandle<()>>,
@@ -77,9 +87,16 @@ pub fn sim_config() -> SimConfig {
     }
 }
 
-/// The gateway's config, pointed at `sim_addr`.
-pub fn file_config(sim_addr: SocketAddr) -> FileConfig {
+/// The gateway's config, pointed at `sim_addr` and at the issuer on `idp_addr`.
+pub fn file_config(sim_addr: SocketAddr, idp_addr: SocketAddr) -> FileConfig {
     let mut file = FileConfig::default();
+    file.auth.issuer = Some(ISSUER.into());
+    file.auth.audiences = vec![AUDIENCE.into()];
+    file.auth.jwks_url = Some(format!("http://{idp_addr}/jwks.json"));
+    file.auth.allow_insecure_http = true;
+    file.auth.admin_scopes = vec![ADMIN_SCOPE.into()];
+    file.auth.admin_roles = vec![ADMIN_ROLE.into()];
+    file.auth.roles_claim = "realm_access.roles".into();
     file.vendor.base_url = Some(format!("http://{sim_addr}"));
     file.vendor.app_key = Some(APP_KEY.into());
     file.vendor.allow_insecure_http = true;
@@ -102,13 +119,18 @@ impl Harness {
         Self::start_gateway(sim, sim_addr, tweak).await
     }
 
-    /// Starts a gateway in front of an already running simulator.
+    /// Starts an issuer and a gateway in front of an already running simulator.
     pub async fn start_gateway(
         sim: VendorSim,
         sim_addr: SocketAddr,
         tweak: impl FnOnce(&mut FileConfig),
     ) -> Self {
-        let mut file = file_config(sim_addr);
+        let idp = DevIssuer::new(ISSUER);
+        let idp_addr = idp
+            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .unwrap();
+        let admin_token = idp.mint_for("ops-robot", AUDIENCE, None, true);
+        let mut file = file_config(sim_addr, idp_addr);
         tweak(&mut file);
         let config = Config::from_file(file, |name| {
             (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned())
@@ -127,6 +149,9 @@ impl Harness {
         Self {
             sim,
             sim_addr,
+            idp,
+            idp_addr,
+            admin_token,
             addr,
             stop: Some(stop),
             task: Some(task),
@@ -142,8 +167,22 @@ impl Harness {
         format!("/v1/agents/{account}/sip-phone-password")
     }
 
-    /// Sends any request; `headers` are added as given.
+    /// Sends any request as the admin caller; `headers` are added as given.
     pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let bearer = format!("Bearer {}", self.admin_token);
+        let mut with_auth = vec![("authorization", bearer.as_str())];
+        with_auth.extend_from_slice(headers);
+        self.send_raw(method, path, &with_auth, body).await
+    }
+
+    /// Sends any request with exactly `headers` (no `Authorization` unless given).
+    pub async fn send_raw(
         &self,
         method: Method,
         path: &str,
@@ -169,13 +208,23 @@ impl Harness {
         }
     }
 
-    /// A well-formed change request.
+    /// A well-formed change request by the admin caller.
     pub async fn change(&self, account: &str, current: &str, new: &str) -> Answer {
+        let token = self.admin_token.clone();
+        self.change_as(&token, account, current, new).await
+    }
+
+    /// A well-formed change request with `token` as the bearer token.
+    pub async fn change_as(&self, token: &str, account: &str, current: &str, new: &str) -> Answer {
         let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string();
-        self.send(
+        let bearer = format!("Bearer {token}");
+        self.send_raw(
             Method::POST,
             &Self::endpoint(account),
-            &[("content-type", "application/json")],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &bearer),
+            ],
             body,
         )
         .await

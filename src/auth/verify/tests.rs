@@ -11,14 +11,26 @@ fn b64(json: &str) -> String {
 #[test]
 fn bearer_scheme_and_size() {
     assert_eq!(bearer_token(None), Err(AuthError::Missing));
-    assert_eq!(bearer_token(Some(&header("Basic abc"))), Err(AuthError::NotBearer));
-    assert_eq!(bearer_token(Some(&header("Bearer"))), Err(AuthError::NotBearer));
-    assert_eq!(bearer_token(Some(&header("Bearer  "))), Err(AuthError::NotBearer));
+    assert_eq!(
+        bearer_token(Some(&header("Basic abc"))),
+        Err(AuthError::NotBearer)
+    );
+    assert_eq!(
+        bearer_token(Some(&header("Bearer"))),
+        Err(AuthError::NotBearer)
+    );
+    assert_eq!(
+        bearer_token(Some(&header("Bearer  "))),
+        Err(AuthError::NotBearer)
+    );
     assert_eq!(bearer_token(Some(&header("bearer a.b.c"))), Ok("a.b.c"));
     let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
     assert_eq!(bearer_token(Some(&header(&big))), Err(AuthError::TooLarge));
     let limit = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES));
-    assert_eq!(bearer_token(Some(&header(&limit))).map(str::len), Ok(MAX_TOKEN_BYTES));
+    assert_eq!(
+        bearer_token(Some(&header(&limit))).map(str::len),
+        Ok(MAX_TOKEN_BYTES)
+    );
 }
 
 #[test]
@@ -40,8 +52,15 @@ fn only_three_base64url_segments_with_a_json_header() {
 #[test]
 fn headers_that_name_keys_are_refused() {
     for member in FORBIDDEN_HEADER_MEMBERS {
-        let token = format!("{}.e30.c2ln", b64(&format!(r#"{{"alg":"ES256","{member}":"x"}}"#)));
-        assert_eq!(parse_header(&token), Err(AuthError::ForbiddenHeader), "{member}");
+        let token = format!(
+            "{}.e30.c2ln",
+            b64(&format!(r#"{{"alg":"ES256","{member}":"x"}}"#))
+        );
+        assert_eq!(
+            parse_header(&token),
+            Err(AuthError::ForbiddenHeader),
+            "{member}"
+        );
     }
 }
 
@@ -49,7 +68,8 @@ fn headers_that_name_keys_are_refused() {
 fn algorithm_allow_list() {
     let allowed = [Algorithm::RS256, Algorithm::ES256];
     let alg = |name: &str| {
-        let header: Map<String, Value> = serde_json::from_str(&format!(r#"{{"alg":"{name}"}}"#)).unwrap();
+        let header: Map<String, Value> =
+            serde_json::from_str(&format!(r#"{{"alg":"{name}"}}"#)).unwrap();
         header_algorithm(&header, &allowed)
     };
     assert_eq!(alg("ES256"), Ok(Algorithm::ES256));
@@ -57,12 +77,19 @@ fn algorithm_allow_list() {
     assert_eq!(alg("HS256"), Err(AuthError::AlgorithmNotAllowed));
     assert_eq!(alg("PS256"), Err(AuthError::AlgorithmNotAllowed));
     assert_eq!(alg("nonsense"), Err(AuthError::AlgorithmNotAllowed));
-    assert_eq!(header_algorithm(&Map::new(), &allowed), Err(AuthError::Malformed));
+    assert_eq!(
+        header_algorithm(&Map::new(), &allowed),
+        Err(AuthError::Malformed)
+    );
 }
 
 #[test]
 fn error_details_never_carry_values() {
-    for error in [AuthError::Expired, AuthError::MissingClaim("sub"), AuthError::BadClaim("exp")] {
+    for error in [
+        AuthError::Expired,
+        AuthError::MissingClaim("sub"),
+        AuthError::BadClaim("exp"),
+    ] {
         let text = error.to_string();
         assert!(text.starts_with("token"), "{text}");
     }
