@@ -201,9 +201,19 @@ async fn a_cancelled_h2_stream_does_not_keep_its_connection_open() {
         .faults()
         .set_update_delay(Some(Duration::from_secs(2)));
     let (mut sender, closed) = h2_connection(h.addr).await;
-    // Start a change, then give up on it: hyper's client resets the stream.
+    // Start a change, and give up on it (hyper's client resets the stream) once it has
+    // reached the vendor, whose answer takes 2 s.
     let pending = sender.send_request(change_request(&h));
-    let _ = tokio::time::timeout(Duration::from_millis(300), pending).await;
+    let reached_vendor = async {
+        while h.sim.update_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = pending => panic!("the change finished although the vendor takes 2 s"),
+        () = reached_vendor => {}
+        () = tokio::time::sleep(Duration::from_secs(15)) => panic!("the change never reached the vendor"),
+    }
     tokio::time::timeout(Duration::from_secs(20), closed)
         .await
         .expect("the connection was closed once idle")
