@@ -22,6 +22,7 @@
 //! - [`dev_issuer`]: a development JWT issuer (JWKS, discovery, minting) for the demo
 //!   and the tests; never a real identity provider.
 //! - [`demo`]: `sipgw demo`, everything on loopback.
+//! - [`dev_token`]: `sipgw dev-token`, development tokens from a key file.
 //! - [`telemetry`]: log set-up.
 //!
 //! ## One request
@@ -38,6 +39,7 @@ pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod dev_issuer;
+pub mod dev_token;
 pub mod error;
 pub mod gateway;
 pub mod outbound;

@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
+    /// Mint a development JWT (never for production: the key is a file on disk).
+    DevToken(sipgw::dev_token::DevTokenArgs),
     /// Start a vendor simulator and the gateway on loopback and change a password end to end.
     Demo {
         /// Keep serving after the scripted requests, for trying the printed curl line.
@@ -43,6 +45,16 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
+        Command::DevToken(args) => match sipgw::dev_token::run(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("sipgw dev-token: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { keep_running } => {
             telemetry::init(LogFormat::Pretty, "warn");
             match sipgw::demo::run(keep_running, &mut std::io::stdout()).await {

@@ -192,3 +192,50 @@ async fn sigterm_drains_and_exits_0() {
         );
     }
 }
+
+#[test]
+fn dev_token_mints_tokens_that_verify_against_its_jwks() {
+    let dir = std::env::temp_dir().join(format!("sipgw-cli-{}-devtoken", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, jwks) = (dir.join("dev-key.pem"), dir.join("dev-jwks.json"));
+    let mint = |extra: &[&str]| {
+        let output = Command::new(SIPGW)
+            .args(["dev-token", "--key-file"])
+            .arg(&key)
+            .args(["--sub", "alice", "--agent", "a1001"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        )
+    };
+    let (ok, first) = mint(&["--new-key", "--jwks-out", jwks.to_str().unwrap()]);
+    assert!(ok, "{first}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, second) = mint(&["--admin"]);
+    assert!(ok);
+    // An existing key is never overwritten.
+    assert!(!mint(&["--new-key"]).0);
+
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&std::fs::read(&jwks).unwrap()).unwrap();
+    assert_eq!(set.keys.len(), 1);
+    let key = jsonwebtoken::DecodingKey::from_jwk(&set.keys[0]).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["sipgw"]);
+    for (token, admin) in [(first, false), (second, true)] {
+        let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["preferred_username"], "a1001");
+        assert_eq!(claims["scope"] == "sipgw.admin", admin);
+    }
+}
