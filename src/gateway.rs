@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::auth::keys::{KeySource, KeyStore};
-use crate::auth::{Authenticator, Caller};
+use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
 use crate::outbound;
@@ -140,9 +140,14 @@ impl Gateway {
 
         // 2. JWT: after the shape (a malformed request costs less to refuse than a signature
         //    check) and before anything that spends a quota, touches the vendor or writes.
+        let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
+        let (header, extra) = (authorization.next(), authorization.next());
+        if extra.is_some() {
+            return Err(ApiError::Unauthenticated(AuthError::Duplicate));
+        }
         let identity = self
             .auth
-            .authenticate(headers.get(http::header::AUTHORIZATION))
+            .authenticate(header)
             .await
             .map_err(ApiError::Unauthenticated)?;
 

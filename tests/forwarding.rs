@@ -9,14 +9,15 @@ use http::Method;
 async fn a_change_reaches_the_vendor_built_from_scratch() {
     let h = Harness::start().await;
     let body = serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string();
+    let caller_auth = format!("Bearer {}", h.admin_token);
     let answer = h
-        .send(
+        .send_raw(
             Method::POST,
             &Harness::endpoint(AGENT),
             &[
                 ("content-type", "application/json"),
                 ("x-request-id", "trace-42"),
-                ("authorization", "Bearer caller-sso-jwt"),
+                ("authorization", &caller_auth),
                 ("cookie", "session=caller-cookie"),
                 ("x-custom", "caller-header"),
             ],

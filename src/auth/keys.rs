@@ -228,8 +228,9 @@ pub struct KeyStore {
     generation: AtomicU64,
     /// Held while fetching: one fetch at a time.
     fetch_lock: tokio::sync::Mutex<()>,
-    /// When the last fetch started, for the unknown-`kid` cool-down.
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last on-demand fetch started: the cool-down counts from it alone, so that
+    /// the start-up and periodic fetches never delay a rotated-in key.
+    last_refetch: Mutex<Option<Instant>>,
     /// SHA-256 of the last document loaded, to tell a changed set from the same one.
     last_digest: Mutex<Option<[u8; 32]>>,
     /// Fetches attempted (metrics and tests).
@@ -251,7 +252,7 @@ impl KeyStore {
             current: RwLock::new(current),
             generation: AtomicU64::new(1),
             fetch_lock: tokio::sync::Mutex::new(()),
-            last_fetch: Mutex::new(None),
+            last_refetch: Mutex::new(None),
             last_digest: Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
@@ -293,13 +294,12 @@ impl KeyStore {
         if self.generation() != before {
             return true; // someone fetched while we waited
         }
-        let cooled_down = self
-            .last_fetch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none_or(|at| at.elapsed() >= self.settings.refetch_cooldown);
-        if !cooled_down {
-            return false;
+        {
+            let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < self.settings.refetch_cooldown) {
+                return false;
+            }
+            *last = Some(Instant::now());
         }
         self.fetch_locked().await.is_ok()
     }
@@ -333,7 +333,6 @@ impl KeyStore {
 
     /// One fetch; the caller holds `fetch_lock`.
     async fn fetch_locked(&self) -> Result<(), FetchError> {
-        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch_set().await {
             Ok((set, digest)) => {

@@ -48,6 +48,9 @@ pub enum AuthError {
     /// No `Authorization` header.
     #[error("missing bearer token")]
     Missing,
+    /// Several `Authorization` headers: which one counts would be a guess.
+    #[error("more than one Authorization header")]
+    Duplicate,
     /// A scheme other than `Bearer`, or no token after it.
     #[error("the Authorization scheme must be Bearer")]
     NotBearer,

@@ -186,12 +186,12 @@ impl Authenticator {
         };
         let exp = claims
             .get("exp")
-            .and_then(Value::as_u64)
+            .and_then(numeric_date)
             .ok_or(AuthError::BadClaim("exp"))?;
         // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
         match claims.get("iat") {
             None => {}
-            Some(iat) => match iat.as_u64() {
+            Some(iat) => match numeric_date(iat) {
                 Some(iat) if iat > now.saturating_add(self.settings.leeway.as_secs()) => {
                     return Err(AuthError::NotYetValid);
                 }
@@ -206,6 +206,17 @@ impl Authenticator {
             exp,
         })
     }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly with a fraction, which
+/// is dropped (as jsonwebtoken does when it checks the same claims).
+fn numeric_date(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    })
 }
 
 /// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive).

@@ -94,3 +94,17 @@ fn error_details_never_carry_values() {
         assert!(text.starts_with("token"), "{text}");
     }
 }
+
+#[test]
+fn numeric_dates_may_carry_a_fraction() {
+    assert_eq!(
+        numeric_date(&serde_json::json!(1_700_000_000)),
+        Some(1_700_000_000)
+    );
+    assert_eq!(
+        numeric_date(&serde_json::json!(1_700_000_000.75)),
+        Some(1_700_000_000)
+    );
+    assert_eq!(numeric_date(&serde_json::json!(-1)), None);
+    assert_eq!(numeric_date(&serde_json::json!("1700000000")), None);
+}
