@@ -42,6 +42,7 @@ pub mod dev_issuer;
 pub mod dev_token;
 pub mod error;
 pub mod gateway;
+pub mod limits;
 pub mod outbound;
 pub mod password_policy;
 pub mod request;

@@ -1,0 +1,194 @@
+//! Keyed GCRA quotas (DESIGN.md §3) over `governor`: "up to `burst` at once, refilling one
+//! every `per / burst`", so an empty bucket is full again after `per`.
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, QuantaClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+/// A quota as configured: `{ burst = N, per_secs = S }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSpec {
+    /// Changes allowed at once.
+    pub burst: NonZeroU32,
+    /// Time for an empty bucket to fill again.
+    pub per: Duration,
+}
+
+impl QuotaSpec {
+    /// Time to earn back one change.
+    pub fn interval(&self) -> Duration {
+        self.per / self.burst.get()
+    }
+
+    /// The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers): quota and window.
+    pub fn policy_header(&self, name: &str) -> String {
+        format!("\"{name}\";q={};w={}", self.burst, self.per.as_secs())
+    }
+}
+
+/// A quota decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed; this many more would be allowed right now.
+    Allowed {
+        /// Changes left in the bucket after this one.
+        remaining: u32,
+    },
+    /// Refused; the next change is allowed after this long.
+    Limited {
+        /// Time until one change is allowed again.
+        retry_after: Duration,
+    },
+}
+
+/// One keyed quota. Generic over the clock so tests can drive time by hand.
+pub struct KeyedQuota<K: Hash + Eq + Clone, C: Clock = QuantaClock> {
+    /// What it allows.
+    spec: QuotaSpec,
+    /// The limiter: one GCRA cell (8 bytes) per key in a concurrent map.
+    limiter: RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>,
+    /// The limiter's clock, to turn "not before" into a duration.
+    clock: C,
+}
+
+impl<K: Hash + Eq + Clone> KeyedQuota<K, QuantaClock> {
+    /// A quota on the real clock.
+    pub fn new(spec: QuotaSpec) -> Self {
+        Self::with_clock(spec, QuantaClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedQuota<K, C> {
+    /// A quota on `clock`.
+    pub fn with_clock(spec: QuotaSpec, clock: C) -> Self {
+        let quota = Quota::with_period(spec.interval())
+            .expect("quota intervals are validated to be non-zero")
+            .allow_burst(spec.burst);
+        let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
+            .with_middleware::<StateInformationMiddleware>();
+        Self {
+            spec,
+            limiter,
+            clock,
+        }
+    }
+
+    /// The configured quota.
+    pub fn spec(&self) -> QuotaSpec {
+        self.spec
+    }
+
+    /// Takes one change from `key`'s bucket, or says when one will be available.
+    pub fn check(&self, key: &K) -> Verdict {
+        match self.limiter.check_key(key) {
+            Ok(snapshot) => Verdict::Allowed {
+                remaining: snapshot.remaining_burst_capacity(),
+            },
+            Err(not_until) => Verdict::Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+        }
+    }
+
+    /// Forgets keys whose buckets have been full again for an interval (they hold no
+    /// information), so memory stays bounded by the keys active within about `per` plus one
+    /// interval.
+    pub fn purge(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3), at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn spec(burst: u32, per_secs: u64) -> QuotaSpec {
+        QuotaSpec {
+            burst: NonZeroU32::new(burst).unwrap(),
+            per: Duration::from_secs(per_secs),
+        }
+    }
+
+    #[test]
+    fn a_burst_then_refusal_then_refill() {
+        let clock = FakeRelativeClock::default();
+        let quota = KeyedQuota::with_clock(spec(3, 1800), clock.clone());
+        let agent = "a1001".to_owned();
+        assert_eq!(quota.check(&agent), Verdict::Allowed { remaining: 2 });
+        assert_eq!(quota.check(&agent), Verdict::Allowed { remaining: 1 });
+        assert_eq!(quota.check(&agent), Verdict::Allowed { remaining: 0 });
+        // One change is earned back every 1800 / 3 = 600 s.
+        assert_eq!(
+            quota.check(&agent),
+            Verdict::Limited {
+                retry_after: Duration::from_secs(600)
+            }
+        );
+        clock.advance(Duration::from_secs(599));
+        assert_eq!(
+            quota.check(&agent),
+            Verdict::Limited {
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(quota.check(&agent), Verdict::Allowed { remaining: 0 });
+        // After a full window the bucket is full again.
+        clock.advance(Duration::from_secs(1800));
+        assert_eq!(quota.check(&agent), Verdict::Allowed { remaining: 2 });
+    }
+
+    #[test]
+    fn keys_are_independent_and_idle_ones_are_purged() {
+        let clock = FakeRelativeClock::default();
+        let quota = KeyedQuota::with_clock(spec(1, 60), clock.clone());
+        for i in 0..100 {
+            assert!(matches!(quota.check(&i), Verdict::Allowed { .. }));
+        }
+        assert!(matches!(quota.check(&7), Verdict::Limited { .. }));
+        assert_eq!(quota.len(), 100);
+        // governor drops a key once its bucket has been full for one more interval.
+        clock.advance(Duration::from_secs(61));
+        quota.purge();
+        assert_eq!(quota.len(), 100);
+        clock.advance(Duration::from_secs(60));
+        quota.purge();
+        assert_eq!(quota.len(), 0);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(600)), 600);
+        assert_eq!(retry_after_secs(Duration::from_millis(600_001)), 601);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn policy_header_names_quota_and_window() {
+        assert_eq!(spec(3, 1800).policy_header("agent"), "\"agent\";q=3;w=1800");
+    }
+}
