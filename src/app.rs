@@ -23,6 +23,7 @@ pub async fn serve(
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
     // Fetch a remote key set now, and keep it current.
     let key_refresher = tokio::spawn(Arc::clone(gateway.keys()).run_refresher());
+    let janitor = tokio::spawn(Arc::clone(gateway.limits()).run_janitor());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
@@ -35,5 +36,6 @@ pub async fn serve(
     server::run(listener, config.server.limits.clone(), handler, shutdown).await;
     refresher.abort();
     key_refresher.abort();
+    janitor.abort();
     Ok(())
 }

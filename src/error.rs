@@ -8,6 +8,7 @@
 //! cannot hold a secret.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -15,6 +16,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::limits::quota::{QuotaSpec, retry_after_secs};
 use crate::password_policy::PolicyViolation;
 
 /// Header echoed on every response (DESIGN.md §1).
@@ -46,6 +48,25 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType,
+    /// 409: another change for this agent is in flight and did not finish in time (an
+    /// addition to the contract's table, asked for by issue 4).
+    ChangeInProgress,
+    /// 422: an `Idempotency-Key` seen before arrived with a different body.
+    IdempotencyKeyReused,
+    /// 429: the agent had too many vendor rejections in a row; blocked for a while.
+    LockoutProtection {
+        /// Until the block ends.
+        retry_after: Duration,
+    },
+    /// 429: a quota is spent.
+    RateLimited {
+        /// Which quota: `"caller"` or `"agent"`.
+        scope: &'static str,
+        /// The quota, for the `RateLimit-Policy` header.
+        spec: QuotaSpec,
+        /// Until one change is allowed again.
+        retry_after: Duration,
+    },
     /// 422: the vendor answered `resultCode "1"`; carries its `resultMessage`.
     VendorRejected {
         /// The vendor's explanation, passed on (truncated) so the caller can act on it.
@@ -71,7 +92,13 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::VendorRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ChangeInProgress => StatusCode::CONFLICT,
+            Self::VendorRejected { .. } | Self::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::LockoutProtection { .. } | Self::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::VendorError => StatusCode::BAD_GATEWAY,
             Self::UpstreamAuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::VendorTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -90,6 +117,10 @@ impl ApiError {
             Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ChangeInProgress => "change_in_progress",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::LockoutProtection { .. } => "lockout_protection",
+            Self::RateLimited { .. } => "rate_limited",
             Self::VendorRejected { .. } => "vendor_rejected",
             Self::VendorError => "vendor_error",
             Self::UpstreamAuthUnavailable => "upstream_auth_unavailable",
@@ -111,6 +142,19 @@ impl ApiError {
             Self::RequestTimeout => "the request body did not arrive in time".into(),
             Self::PayloadTooLarge => "the request body is over 4096 bytes".into(),
             Self::UnsupportedMediaType => "the request body must be application/json".into(),
+            Self::ChangeInProgress => {
+                "another change for this agent is in progress; retry when it has finished".into()
+            }
+            Self::IdempotencyKeyReused => {
+                "this Idempotency-Key was used before with a different request body".into()
+            }
+            Self::LockoutProtection { .. } => "this agent's recent changes were refused by the \
+                 vendor; further changes are blocked for a while so that the vendor does not lock \
+                 the agent out"
+                .into(),
+            Self::RateLimited { scope, .. } => {
+                format!("the {scope} quota of password changes is spent").into()
+            }
             Self::VendorRejected { .. } => {
                 "the vendor refused the change; see vendorMessage".into()
             }
@@ -125,8 +169,8 @@ impl ApiError {
         }
     }
 
-    /// Renders the RFC 9457 problem document, with `X-Request-Id` and per-status headers.
-    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+    /// The RFC 9457 problem document.
+    pub fn problem(&self, request_id: &str) -> serde_json::Value {
         let status = self.status();
         let code = self.code();
         let mut body = json!({
@@ -144,22 +188,46 @@ impl ApiError {
                 .collect();
             body["vendorMessage"] = message.into();
         }
-        let mut response = json_response(status, &body, request_id);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        body
+    }
+
+    /// Renders the problem document, with `X-Request-Id` and per-status headers.
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        let mut response = json_response(self.status(), &self.problem(request_id), request_id);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
             Self::MethodNotAllowed => {
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
             // RFC 6750 §3: tells the client to obtain a new token.
             Self::Unauthenticated(_) => {
-                response.headers_mut().insert(
+                headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            Self::LockoutProtection { retry_after } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*retry_after)),
+                );
+            }
+            // RFC 9110 Retry-After, and draft-ietf-httpapi-ratelimit-headers' RateLimit-Policy
+            // (the quota) and RateLimit (none left, and when one comes back).
+            Self::RateLimited {
+                scope,
+                spec,
+                retry_after,
+            } => {
+                let secs = retry_after_secs(*retry_after);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                if let Ok(policy) = HeaderValue::from_str(&spec.policy_header(scope)) {
+                    headers.insert("ratelimit-policy", policy);
+                }
+                if let Ok(state) = HeaderValue::from_str(&format!("\"{scope}\";r=0;t={secs}")) {
+                    headers.insert("ratelimit", state);
+                }
             }
             _ => {}
         }

@@ -19,6 +19,9 @@ use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
+use crate::limits::Limits;
+use crate::limits::idempotency::{self, Begin, Stored};
+use crate::limits::quota::Verdict;
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
 use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
@@ -30,6 +33,8 @@ use crate::vendor::{
 pub struct Gateway {
     /// Checks callers' JWTs and holds the key set.
     auth: Arc<Authenticator>,
+    /// Quotas, lockout shield, per-agent serialization, idempotency.
+    limits: Arc<Limits>,
     /// The compiled `[password_policy]`.
     policy: PasswordPolicy,
     /// Bound on a whole request once its head has arrived.
@@ -43,10 +48,15 @@ pub struct Gateway {
 /// When a request must be answered: `server.request_timeout_ms` after its head arrived.
 type Deadline = tokio::time::Instant;
 
-/// A change the vendor accepted.
-struct Accepted {
-    /// The vendor's `resultMessage`.
-    message: String,
+/// What a successful pass through the pipeline answers.
+enum Reply {
+    /// The vendor accepted the change; its `resultMessage`.
+    Accepted {
+        /// The vendor's `resultMessage`.
+        message: String,
+    },
+    /// A retry: the first request's outcome, as it was.
+    Replayed(Arc<Stored>),
 }
 
 impl Gateway {
@@ -69,6 +79,7 @@ impl Gateway {
         ));
         Ok(Self {
             auth: Arc::new(Authenticator::new(auth.settings.clone(), keys)),
+            limits: Arc::new(Limits::new(&config.limits)),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             vendor,
@@ -79,6 +90,11 @@ impl Gateway {
     /// The token cache, so the caller can run its refresher and readiness can look at it.
     pub fn tokens(&self) -> &Arc<TokenCache> {
         &self.tokens
+    }
+
+    /// The limits, so the caller can run their janitor.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     /// The key store, so the caller can run its refresher and readiness can look at it.
@@ -94,14 +110,15 @@ impl Gateway {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self.change_password(req, &request_id, deadline).await;
         let (response, code) = match result {
-            Ok(accepted) => {
-                let body = json!({
-                    "resultCode": "0",
-                    "resultMessage": accepted.message,
-                    "requestId": request_id,
-                });
-                (json_response(StatusCode::OK, &body, &request_id), "ok")
-            }
+            Ok(Reply::Accepted { message }) => (
+                json_response(
+                    StatusCode::OK,
+                    &success_body(&message, &request_id),
+                    &request_id,
+                ),
+                "ok",
+            ),
+            Ok(Reply::Replayed(stored)) => (replay(&stored, &request_id), "replayed"),
             Err(error) => (error.to_response(&request_id), error.code()),
         };
         tracing::info!(
@@ -116,14 +133,14 @@ impl Gateway {
         response
     }
 
-    /// The pipeline. Steps that later issues add (JWT, authorization, quotas, idempotency,
-    /// lockout shield, per-agent serialization, audit) take their places as marked.
+    /// The pipeline, in the order of DESIGN.md §1. The audit steps (issue 5) take their
+    /// places as marked.
     async fn change_password(
         &self,
         req: Request<Incoming>,
         request_id: &str,
         deadline: Deadline,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Reply, ApiError> {
         // 1. Request shape: route and method first (cheapest, and they decide whether the
         //    rest applies at all), then the body, read within a size and time bound.
         let segment = request::match_endpoint(req.uri().path()).ok_or(ApiError::NotFound)?;
@@ -164,7 +181,16 @@ impl Gateway {
         };
         tracing::debug!(request_id, sub = %caller.sub, rule = caller.grant.rule(), "caller authorized");
 
-        // 4. Per-caller quota: issue 4.
+        // 4. Per-caller quota: after authentication, so unauthenticated floods cannot spend
+        //    it, and before anything else, so one runaway caller is stopped cheaply.
+        let caller_key = (caller.iss.clone(), caller.sub.clone());
+        if let Verdict::Limited { retry_after } = self.limits.per_caller.check(&caller_key) {
+            return Err(ApiError::RateLimited {
+                scope: "caller",
+                spec: self.limits.per_caller.spec(),
+                retry_after,
+            });
+        }
 
         // 5. Password rule: a local check that spares the vendor (and the agent's lockout
         //    count) a change that is bound to fail.
@@ -175,24 +201,90 @@ impl Gateway {
             )
             .map_err(ApiError::PasswordPolicy)?;
 
-        // 6.-9. Idempotency, per-agent quota and lockout shield, one change per agent,
-        //       audit `attempt`: issues 4 and 5.
+        // 6. Idempotency: a retry of a change that reached the vendor gets its first outcome
+        //    and never reaches the vendor (its current password may no longer be valid).
+        let ticket = match idempotency_key(&headers)? {
+            None => None,
+            Some(key) => {
+                let scope = [
+                    caller.iss.as_str(),
+                    caller.sub.as_str(),
+                    user_account.as_str(),
+                    key,
+                ];
+                match self
+                    .limits
+                    .idempotency
+                    .begin(scope, &body, self.limits.change_wait)
+                    .await
+                {
+                    Begin::Proceed(ticket) => Some(ticket),
+                    Begin::Replay(stored) => return Ok(Reply::Replayed(stored)),
+                    Begin::Reused => return Err(ApiError::IdempotencyKeyReused),
+                    Begin::Busy => return Err(ApiError::ChangeInProgress),
+                }
+            }
+        };
+
+        // 7. Per-agent quota and the lockout shield.
+        self.check_lockout(&user_account)?;
+        if let Verdict::Limited { retry_after } = self.limits.per_agent.check(&user_account) {
+            return Err(ApiError::RateLimited {
+                scope: "agent",
+                spec: self.limits.per_agent.spec(),
+                retry_after,
+            });
+        }
+
+        // 8. One change per agent at a time; the shield is asked again once it is our turn,
+        //    since the change we waited for may have been the one that tripped it.
+        let _turn = self
+            .limits
+            .agents
+            .lock(&user_account, self.limits.change_wait)
+            .await
+            .ok_or(ApiError::ChangeInProgress)?;
+        self.check_lockout(&user_account)?;
+
+        // 9. Audit `attempt`: issue 5.
 
         // 10. The vendor call.
-        let outcome = self
+        let result = self
             .call_vendor(&user_account, &change, request_id, deadline)
-            .await?;
-
-        // 11. Audit `outcome`: issue 5.
-        if outcome.is_success() {
-            Ok(Accepted {
-                message: outcome.result_message,
-            })
-        } else {
-            Err(ApiError::VendorRejected {
-                vendor_message: scrub(&outcome.result_message, &change),
-            })
+            .await
+            .and_then(|outcome| {
+                if outcome.is_success() {
+                    Ok(outcome.result_message)
+                } else {
+                    Err(ApiError::VendorRejected {
+                        vendor_message: scrub(&outcome.result_message, &change),
+                    })
+                }
+            });
+        match &result {
+            Ok(_) => self.limits.lockout.record_success(&user_account),
+            Err(ApiError::VendorRejected { .. }) => {
+                let now = tokio::time::Instant::now();
+                if self.limits.lockout.record_rejection(&user_account, now) {
+                    tracing::warn!(request_id, agent = %user_account, "lockout shield: agent blocked after repeated vendor rejections");
+                }
+            }
+            Err(_) => {}
         }
+
+        // 11. Audit `outcome`: issue 5. Then remember the outcome for retries, if the change
+        //     reached the vendor (an outcome decided before it is not worth replaying).
+        if let Some(ticket) = ticket {
+            ticket.complete(stored_outcome(&result, request_id));
+        }
+        result.map(|message| Reply::Accepted { message })
+    }
+
+    fn check_lockout(&self, agent: &str) -> Result<(), ApiError> {
+        self.limits
+            .lockout
+            .check(agent, tokio::time::Instant::now())
+            .map_err(|retry_after| ApiError::LockoutProtection { retry_after })
     }
 
     /// Sends the change once; after a vendor 401, once more with a freshly fetched token.
@@ -266,6 +358,83 @@ async fn read_body(body: Incoming, deadline: Deadline) -> Result<Bytes, ApiError
                 "the request body could not be read".into(),
             ))
         }
+    }
+}
+
+fn success_body(message: &str, request_id: &str) -> serde_json::Value {
+    json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
+}
+
+/// The outcome to remember for an `Idempotency-Key`: only one that reached the vendor (a
+/// vendor answer, or an unknown outcome after a timeout or a cut connection); refusals
+/// before it, and a vendor that refused our credentials (nothing changed), release the key.
+fn stored_outcome(result: &Result<String, ApiError>, request_id: &str) -> Option<Stored> {
+    let (status, content_type, body) = match result {
+        Ok(message) => (
+            StatusCode::OK,
+            "application/json",
+            success_body(message, request_id),
+        ),
+        Err(
+            error @ (ApiError::VendorRejected { .. }
+            | ApiError::VendorError
+            | ApiError::VendorTimeout),
+        ) => (
+            error.status(),
+            crate::error::PROBLEM_JSON,
+            error.problem(request_id),
+        ),
+        Err(_) => return None,
+    };
+    Some(Stored {
+        status: status.as_u16(),
+        content_type,
+        body: Bytes::from(body.to_string()),
+    })
+}
+
+/// Answers a retry with the first outcome, marked as a replay.
+fn replay(stored: &Stored, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(stored.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(stored.content_type),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        "idempotent-replayed",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        headers.insert(crate::error::REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
+/// The request's `Idempotency-Key`, if any; more than one, or a malformed one, is a 400.
+fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let bad = || {
+        ApiError::InvalidRequest(
+            "Idempotency-Key must be one header of 1-128 visible ASCII characters".into(),
+        )
+    };
+    let mut values = headers.get_all("idempotency-key").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => {
+            let key = value.to_str().map_err(|_| bad())?;
+            if idempotency::valid_key(key) {
+                Ok(Some(key))
+            } else {
+                Err(bad())
+            }
+        }
+        (Some(_), Some(_)) => Err(bad()),
     }
 }
 

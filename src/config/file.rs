@@ -18,6 +18,12 @@ pub struct FileConfig {
     pub auth: AuthSection,
     /// `[password_policy]`: our copy of the vendor's password rule group.
     pub password_policy: PasswordPolicySection,
+    /// `[rate_limit]`: quotas per caller and per agent.
+    pub rate_limit: RateLimitSection,
+    /// `[lockout]`: the shield against the vendor's lockout.
+    pub lockout: LockoutSection,
+    /// `[idempotency]`: how long and how many `Idempotency-Key` outcomes are remembered.
+    pub idempotency: IdempotencySection,
 }
 
 /// `[server]`.
@@ -183,6 +189,91 @@ impl Default for AuthSection {
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
             verified_cache_entries: 10_000,
+        }
+    }
+}
+
+/// A quota: `{ burst = N, per_secs = S }`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    /// Changes allowed at once.
+    pub burst: u32,
+    /// Seconds for an empty bucket to fill again.
+    pub per_secs: u64,
+}
+
+/// `[rate_limit]` (DESIGN.md §3).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    /// `"memory"` (this process) or `"redis"` (shared by replicas).
+    pub backend: String,
+    /// Redis URL for `backend = "redis"`.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+    /// Per agent (`userAccount`).
+    pub per_agent: QuotaSection,
+    /// Per caller (`iss` + `sub`).
+    pub per_caller: QuotaSection,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            redis_url: None,
+            key_prefix: "sipgw:".into(),
+            per_agent: QuotaSection {
+                burst: 3,
+                per_secs: 1800,
+            },
+            per_caller: QuotaSection {
+                burst: 30,
+                per_secs: 60,
+            },
+        }
+    }
+}
+
+/// `[lockout]` (DESIGN.md §3).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    /// Vendor rejections in a row that block the agent (the vendor locks at 3).
+    pub max_consecutive_failures: u32,
+    /// How long the block lasts.
+    pub cooldown_secs: u64,
+    /// How long a change waits for another change of the same agent to finish.
+    pub change_wait_ms: u64,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        Self {
+            max_consecutive_failures: 2,
+            cooldown_secs: 1800,
+            change_wait_ms: 5_000,
+        }
+    }
+}
+
+/// `[idempotency]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySection {
+    /// How long a first outcome is replayed for its retries.
+    pub ttl_secs: u64,
+    /// Most outcomes remembered (oldest forgotten first).
+    pub max_entries: usize,
+}
+
+impl Default for IdempotencySection {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 86_400,
+            max_entries: 100_000,
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod file;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ use secrecy::SecretString;
 
 use crate::auth::keys::{FetchSettings, KeySet, KeySource};
 use crate::auth::{AuthSettings, Policy};
+use crate::limits::lockout::LockoutPolicy;
+use crate::limits::quota::QuotaSpec;
 use crate::password_policy::PasswordPolicy;
 use crate::server::Limits;
 pub use file::FileConfig;
@@ -67,6 +70,25 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     /// `[auth]`, with a JWKS file already loaded.
     pub auth: AuthConfig,
+    /// `[rate_limit]`, `[lockout]` and `[idempotency]`.
+    pub limits: LimitsConfig,
+}
+
+/// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Quota per caller (`iss` + `sub`).
+    pub per_caller: QuotaSpec,
+    /// Quota per agent.
+    pub per_agent: QuotaSpec,
+    /// The lockout shield.
+    pub lockout: LockoutPolicy,
+    /// How long a change waits for another change of the same agent.
+    pub change_wait: Duration,
+    /// How long `Idempotency-Key` outcomes are remembered.
+    pub idempotency_ttl: Duration,
+    /// Most outcomes remembered.
+    pub idempotency_entries: usize,
 }
 
 /// `[auth]`, validated.
@@ -152,6 +174,7 @@ impl Config {
             vendor: vendor_config(&file.vendor, env)?,
             password_policy,
             auth: auth_config(&file.auth)?,
+            limits: limits_config(&file)?,
         })
     }
 }
@@ -239,6 +262,56 @@ fn vendor_config(
         timeout: millis("vendor.timeout_ms", v.timeout_ms, 1, 120_000)?,
         body_shape,
         extra_roots,
+    })
+}
+
+fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigError> {
+    let r = &file.rate_limit;
+    match r.backend.as_str() {
+        "memory" => {}
+        "redis" => {
+            return Err(invalid(
+                "rate_limit.backend",
+                "\"redis\" is not available in this release yet; use \"memory\" (one replica's limits)",
+            ));
+        }
+        other => {
+            return Err(invalid(
+                "rate_limit.backend",
+                format!("must be \"memory\" or \"redis\", got {other:?}"),
+            ));
+        }
+    }
+    let quota = |key: &str, q: &file::QuotaSection| -> Result<QuotaSpec, ConfigError> {
+        let burst = in_range(&format!("{key}.burst"), u64::from(q.burst), 1, 1_000_000)?;
+        let per = secs(&format!("{key}.per_secs"), q.per_secs, 1, 30 * 86_400)?;
+        Ok(QuotaSpec {
+            burst: NonZeroU32::new(burst as u32).expect("checked above"),
+            per,
+        })
+    };
+    let l = &file.lockout;
+    let i = &file.idempotency;
+    Ok(LimitsConfig {
+        per_caller: quota("rate_limit.per_caller", &r.per_caller)?,
+        per_agent: quota("rate_limit.per_agent", &r.per_agent)?,
+        lockout: LockoutPolicy {
+            max_consecutive_failures: in_range(
+                "lockout.max_consecutive_failures",
+                u64::from(l.max_consecutive_failures),
+                1,
+                100,
+            )? as u32,
+            cooldown: secs("lockout.cooldown_secs", l.cooldown_secs, 1, 7 * 86_400)?,
+        },
+        change_wait: millis("lockout.change_wait_ms", l.change_wait_ms, 0, 60_000)?,
+        idempotency_ttl: secs("idempotency.ttl_secs", i.ttl_secs, 1, 7 * 86_400)?,
+        idempotency_entries: in_range(
+            "idempotency.max_entries",
+            i.max_entries as u64,
+            1,
+            10_000_000,
+        )? as usize,
     })
 }
 

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sipgw::config::file::QuotaSection;
 use sipgw::config::{Config, FileConfig};
 use sipgw::dev_issuer::DevIssuer;
 use sipgw::sim::{SimConfig, VendorSim};
@@ -97,6 +98,16 @@ pub fn file_config(sim_addr: SocketAddr, idp_addr: SocketAddr) -> FileConfig {
     file.auth.admin_scopes = vec![ADMIN_SCOPE.into()];
     file.auth.admin_roles = vec![ADMIN_ROLE.into()];
     file.auth.roles_claim = "realm_access.roles".into();
+    // Limits that never bind unless a test sets its own: most tests are about other things.
+    file.rate_limit.per_agent = QuotaSection {
+        burst: 10_000,
+        per_secs: 1,
+    };
+    file.rate_limit.per_caller = QuotaSection {
+        burst: 10_000,
+        per_secs: 1,
+    };
+    file.lockout.max_consecutive_failures = 100;
     file.vendor.base_url = Some(format!("http://{sim_addr}"));
     file.vendor.app_key = Some(APP_KEY.into());
     file.vendor.allow_insecure_http = true;
