@@ -196,7 +196,13 @@ async fn an_idle_h2_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_cancelled_h2_stream_does_not_keep_its_connection_open() {
-    let h = Harness::start_with(sim_config(), idle_after_one_second).await;
+    // The vendor's 2 s answer must stay well inside the vendor timeout, or the change would
+    // end as a 504 instead of completing.
+    let h = Harness::start_with(sim_config(), |c| {
+        idle_after_one_second(c);
+        c.vendor.timeout_ms = 20_000;
+    })
+    .await;
     h.sim
         .faults()
         .set_update_delay(Some(Duration::from_secs(2)));
@@ -220,7 +226,7 @@ async fn a_cancelled_h2_stream_does_not_keep_its_connection_open() {
         .unwrap();
     // The change itself ran to its end at the vendor although the caller left.
     let mut finished = false;
-    for _ in 0..100 {
+    for _ in 0..600 {
         if h.sim.agent_password(AGENT).as_deref() == Some(NEW) {
             finished = true;
             break;
