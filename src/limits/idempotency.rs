@@ -63,6 +63,15 @@ struct Entry {
     created: Instant,
 }
 
+/// Entries by key digest, and their arrival order for expiry and eviction.
+#[derive(Default)]
+struct Table {
+    /// Entries by key digest.
+    entries: HashMap<[u8; 32], Entry>,
+    /// (key digest, arrival) in arrival order; may hold places of released entries.
+    order: VecDeque<([u8; 32], Instant)>,
+}
+
 /// The store of remembered outcomes, bounded in time (`ttl`) and in entries (`capacity`,
 /// oldest first out).
 pub struct IdempotencyStore {
@@ -72,8 +81,8 @@ pub struct IdempotencyStore {
     ttl: Duration,
     /// Most entries held.
     capacity: usize,
-    /// Entries by key digest, and their arrival order for expiry and eviction.
-    inner: Mutex<(HashMap<[u8; 32], Entry>, VecDeque<([u8; 32], Instant)>)>,
+    /// The entries.
+    inner: Mutex<Table>,
 }
 
 /// The first request's claim on a key; dropping it without [`Ticket::complete`] releases
@@ -96,7 +105,7 @@ impl IdempotencyStore {
             hmac_key,
             ttl,
             capacity: capacity.max(1),
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            inner: Mutex::new(Table::default()),
         }
     }
 
@@ -121,7 +130,7 @@ impl IdempotencyStore {
         loop {
             let mut receiver = {
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let (entries, order) = &mut *inner;
+                let Table { entries, order } = &mut *inner;
                 let now = Instant::now();
                 expire(entries, order, now, self.ttl);
                 match entries.get(&key) {
@@ -179,7 +188,11 @@ impl IdempotencyStore {
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
     }
 
     /// Whether no entry is held.
@@ -190,7 +203,7 @@ impl IdempotencyStore {
     /// Drops expired entries (also done on every lookup; call periodically when idle).
     pub fn purge(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (entries, order) = &mut *inner;
+        let Table { entries, order } = &mut *inner;
         expire(entries, order, Instant::now(), self.ttl);
     }
 }
@@ -221,13 +234,13 @@ impl Ticket<'_> {
         match outcome {
             Some(stored) => {
                 let stored = Arc::new(stored);
-                if let Some(entry) = inner.0.get_mut(&self.key) {
+                if let Some(entry) = inner.entries.get_mut(&self.key) {
                     entry.state = State::Done(Arc::clone(&stored));
                 }
                 sender.send_replace(Some(stored));
             }
             None => {
-                inner.0.remove(&self.key);
+                inner.entries.remove(&self.key);
             }
         }
     }
@@ -237,7 +250,7 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.sender.take().is_some() {
             let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.0.remove(&self.key);
+            inner.entries.remove(&self.key);
         }
     }
 }

@@ -111,7 +111,8 @@ pub fn file_config(sim_addr: SocketAddr, idp_addr: SocketAddr) -> FileConfig {
     file.vendor.base_url = Some(format!("http://{sim_addr}"));
     file.vendor.app_key = Some(APP_KEY.into());
     file.vendor.allow_insecure_http = true;
-    file.vendor.timeout_ms = 2_000;
+    // Generous: tests that are about timeouts set their own.
+    file.vendor.timeout_ms = 10_000;
     file.server.shutdown_grace_secs = 10;
     file
 }
