@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod config;

@@ -1,0 +1,11 @@
+//! The tamper-evident audit trail (DESIGN.md §5).
+//!
+//! - [`record`]: the record and its exact bytes.
+//! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).
+//! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
+//! - [`verify`]: `sipgw audit verify` and `sipgw audit show`.
+
+pub mod chain;
+pub mod record;
+pub mod verify;
+pub mod writer;

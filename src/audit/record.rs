@@ -1,0 +1,178 @@
+//! The audit record (DESIGN.md §5): one JSON object per line.
+//!
+//! A record is written as compact JSON with its fields in a fixed order and `mac` last; the
+//! bytes before `,"mac"` (plus the closing brace) are exactly what the MAC covers, so the
+//! verifier needs no JSON canonicalization: it checks the bytes as they are on disk.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the record format.
+pub const VERSION: u32 = 1;
+
+/// What happened, as the gateway reports it (the writer adds `v`, `seq`, `ts`, `prev`, `mac`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// `attempt` (durable before the vendor is called), `outcome`, or `summary` (suppressed
+    /// records of a flood).
+    pub kind: Kind,
+    /// The request's id (absent in a summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Who asked.
+    pub caller: CallerInfo,
+    /// The agent concerned, when the request named a valid one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The stable code (`ok` or one of DESIGN.md §1's); for an attempt, `attempt`.
+    pub code: String,
+    /// The HTTP status answered (absent in an attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// What the vendor said, when it was called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorInfo>,
+    /// Time the gateway spent on the request, in milliseconds (absent in an attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// For a summary: how many records were suppressed in its window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
+}
+
+/// Record kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A change about to be sent to the vendor.
+    Attempt,
+    /// How a request ended.
+    Outcome,
+    /// How many outcome records a flood control window suppressed.
+    Summary,
+}
+
+/// The caller, as far as it is known (`iss`/`sub` only once authenticated).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerInfo {
+    /// Token issuer.
+    pub iss: Option<String>,
+    /// Token subject.
+    pub sub: Option<String>,
+    /// Peer address of the connection.
+    pub client_ip: String,
+}
+
+/// The vendor's part. `status` is null when the outcome is unknown (timeout, cut
+/// connection): the change may or may not have happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VendorInfo {
+    /// HTTP status of the password call, if an answer came.
+    pub status: Option<u16>,
+    /// `resultCode`, if an answer with one came.
+    pub result_code: Option<String>,
+    /// Time spent on the vendor call(s), in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// A record as written: the chain fields around an event.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Unsealed<'a> {
+    v: u32,
+    seq: u64,
+    ts: &'a str,
+    #[serde(flatten)]
+    event: &'a Event,
+    prev: &'a str,
+}
+
+/// The record's bytes without `mac` (what the MAC covers), as compact JSON.
+pub fn unsealed_json(seq: u64, ts: &str, event: &Event, prev: &str) -> String {
+    serde_json::to_string(&Unsealed {
+        v: VERSION,
+        seq,
+        ts,
+        event,
+        prev,
+    })
+    .expect("records always serialize")
+}
+
+/// Appends `mac` to unsealed JSON: `{...}` → `{...,"mac":"<hex>"}`.
+pub fn seal(unsealed: &str, mac_hex: &str) -> String {
+    debug_assert!(unsealed.ends_with('}'));
+    format!(
+        "{},\"mac\":\"{mac_hex}\"}}",
+        &unsealed[..unsealed.len() - 1]
+    )
+}
+
+/// Splits a sealed line into (unsealed JSON, mac hex); `None` if it does not end with a
+/// 64-hex-digit `mac` member.
+pub fn unseal(line: &str) -> Option<(String, &str)> {
+    const TAIL: usize = ",\"mac\":\"".len() + 64 + "\"}".len();
+    if line.len() < TAIL + 2 || !line.is_char_boundary(line.len() - TAIL) {
+        return None;
+    }
+    let (body, tail) = line.split_at(line.len() - TAIL);
+    let mac = tail.strip_prefix(",\"mac\":\"")?.strip_suffix("\"}")?;
+    if !mac
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    Some((format!("{body}}}"), mac))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            kind: Kind::Outcome,
+            request_id: Some("r-1".into()),
+            caller: CallerInfo {
+                iss: Some("https://sso".into()),
+                sub: Some("alice\nforged".into()),
+                client_ip: "127.0.0.1".into(),
+            },
+            agent: Some("a1001".into()),
+            code: "ok".into(),
+            http_status: Some(200),
+            vendor: Some(VendorInfo {
+                status: Some(200),
+                result_code: Some("0".into()),
+                latency_ms: 12,
+            }),
+            latency_ms: Some(15),
+            suppressed: None,
+        }
+    }
+
+    #[test]
+    fn fields_come_in_the_documented_order_and_caller_values_are_escaped() {
+        let json = unsealed_json(7, "2026-11-27T20:00:00.000Z", &event(), &"0".repeat(64));
+        assert!(json.starts_with(r#"{"v":1,"seq":7,"ts":"2026-11-27T20:00:00.000Z","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"agent":"a1001","code":"ok","httpStatus":200,"vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
+        assert!(
+            !json.contains('\n'),
+            "a caller's line break cannot split a record"
+        );
+    }
+
+    #[test]
+    fn seal_and_unseal_round_trip() {
+        let json = unsealed_json(1, "t", &event(), &"0".repeat(64));
+        let mac = "ab".repeat(32);
+        let line = seal(&json, &mac);
+        assert!(line.ends_with(&format!(",\"mac\":\"{mac}\"}}")));
+        let (back, got) = unseal(&line).unwrap();
+        assert_eq!((back.as_str(), got), (json.as_str(), mac.as_str()));
+        assert!(unseal(&line[..line.len() - 1]).is_none());
+        assert!(unseal(&line.replace(&mac, &"AB".repeat(32))).is_none());
+    }
+}

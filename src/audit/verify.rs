@@ -1,0 +1,239 @@
+//! `sipgw audit verify`: recomputes the chain over the files of one trail, in order, and
+//! names the first bad line. `sipgw audit show`: prints matching records for a reviewer.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::chain::{GENESIS, MacKey};
+use super::record::unseal;
+
+/// What an intact trail holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Records checked.
+    pub records: u64,
+    /// `seq` of the first record (1 when the trail starts at its beginning).
+    pub first_seq: u64,
+    /// `ts` of the first and the last record.
+    pub first_ts: Option<String>,
+    /// `ts` of the last record.
+    pub last_ts: Option<String>,
+    /// Files read.
+    pub files: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OK: {} records in {} file(s), seq {}..{}, from {} to {}",
+            self.records,
+            self.files,
+            self.first_seq,
+            self.first_seq + self.records.saturating_sub(1),
+            self.first_ts.as_deref().unwrap_or("-"),
+            self.last_ts.as_deref().unwrap_or("-"),
+        )
+    }
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The file.
+    pub file: PathBuf,
+    /// Its 1-based line number (0 when the file itself could not be read).
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FAILED: {}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.reason
+        )
+    }
+}
+
+/// The files to read: each argument is a file, or a directory whose `*.jsonl` files are
+/// taken in name order (rotated files, named with their rotation time, sort before the
+/// current one).
+pub fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Checks JSON validity, `seq` continuity, `prev` links and every `mac` across `files`.
+pub fn verify(files: &[PathBuf], key: &MacKey) -> Result<Summary, Failure> {
+    let mut summary = Summary {
+        records: 0,
+        first_seq: 0,
+        first_ts: None,
+        last_ts: None,
+        files: files.len(),
+    };
+    let mut last: Option<(u64, String)> = None; // (seq, mac) of the previous record
+    for file in files {
+        let fail = |line: u64, reason: String| Failure {
+            file: file.clone(),
+            line,
+            reason,
+        };
+        let reader = std::fs::File::open(file).map_err(|e| fail(0, format!("cannot open: {e}")))?;
+        let mut reader = BufReader::new(reader);
+        let mut raw = Vec::new();
+        let mut number = 0u64;
+        loop {
+            raw.clear();
+            let n = reader
+                .by_ref()
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| fail(number + 1, format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            if raw.last() != Some(&b'\n') {
+                return Err(fail(number, "truncated mid-line (no line end)".into()));
+            }
+            let line = std::str::from_utf8(&raw[..raw.len() - 1])
+                .map_err(|_| fail(number, "not UTF-8".into()))?;
+            let (unsealed, mac) = unseal(line)
+                .ok_or_else(|| fail(number, "not a sealed record (no trailing mac)".into()))?;
+            let value: Value =
+                serde_json::from_str(line).map_err(|_| fail(number, "not valid JSON".into()))?;
+            let seq = value["seq"]
+                .as_u64()
+                .ok_or_else(|| fail(number, "no seq".into()))?;
+            let prev = value["prev"]
+                .as_str()
+                .ok_or_else(|| fail(number, "no prev".into()))?;
+            match &last {
+                Some((last_seq, last_mac)) => {
+                    if seq != last_seq + 1 {
+                        return Err(fail(
+                            number,
+                            format!(
+                                "seq {seq} follows {last_seq}: a record was deleted, inserted or reordered"
+                            ),
+                        ));
+                    }
+                    if prev != last_mac {
+                        return Err(fail(
+                            number,
+                            "prev does not match the previous record's mac".into(),
+                        ));
+                    }
+                }
+                None => {
+                    summary.first_seq = seq;
+                    if seq == 1 && prev != GENESIS {
+                        return Err(fail(
+                            number,
+                            "the first record's prev is not the genesis value".into(),
+                        ));
+                    }
+                }
+            }
+            if key.mac(prev, &unsealed) != mac {
+                return Err(fail(
+                    number,
+                    "mac does not match: the record was altered (or the key is wrong)".into(),
+                ));
+            }
+            let ts = value["ts"].as_str().map(str::to_owned);
+            if summary.first_ts.is_none() {
+                summary.first_ts.clone_from(&ts);
+            }
+            summary.last_ts = ts;
+            summary.records += 1;
+            last = Some((seq, mac.to_owned()));
+        }
+    }
+    Ok(summary)
+}
+
+/// What `audit show` selects.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only records at or after this RFC 3339 time (string comparison of UTC `ts`).
+    pub since: Option<String>,
+    /// Only this code.
+    pub code: Option<String>,
+}
+
+impl Filter {
+    /// Whether a parsed record matches.
+    pub fn matches(&self, record: &Value) -> bool {
+        let field = |name: &str| record.get(name).and_then(Value::as_str);
+        self.agent
+            .as_deref()
+            .is_none_or(|a| field("agent") == Some(a))
+            && self
+                .code
+                .as_deref()
+                .is_none_or(|c| field("code") == Some(c))
+            && self
+                .since
+                .as_deref()
+                .is_none_or(|s| field("ts").is_some_and(|ts| ts >= s))
+    }
+}
+
+/// Reads the records of `files` that match `filter` (lines that are not JSON are skipped:
+/// `verify` is the tool that reports them).
+pub fn select(files: &[PathBuf], filter: &Filter) -> std::io::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for file in files {
+        for line in BufReader::new(std::fs::File::open(file)?).lines() {
+            if let Ok(record) = serde_json::from_str::<Value>(&line?)
+                && filter.matches(&record)
+            {
+                out.push(record);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One record as a table row: ts, kind, code, status, agent, caller, request id.
+pub fn table_row(record: &Value) -> String {
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .or_else(|| v.as_u64().map(|n| n.to_string()))
+            .unwrap_or_else(|| "-".into())
+    };
+    format!(
+        "{:<24} {:<8} {:<26} {:>4} {:<16} {:<24} {}",
+        s(&record["ts"]),
+        s(&record["kind"]),
+        s(&record["code"]),
+        s(&record["httpStatus"]),
+        s(&record["agent"]),
+        s(&record["caller"]["sub"]),
+        s(&record["requestId"]),
+    )
+}

@@ -1,0 +1,205 @@
+use super::*;
+use crate::audit::record::{CallerInfo, Kind};
+use crate::audit::verify::{expand, verify};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipgw-audit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn event(n: u64) -> Event {
+    Event {
+        kind: Kind::Outcome,
+        request_id: Some(format!("req-{n}")),
+        caller: CallerInfo {
+            iss: Some("https://sso".into()),
+            sub: Some("alice".into()),
+            client_ip: "127.0.0.1".into(),
+        },
+        agent: Some("a1001".into()),
+        code: "ok".into(),
+        http_status: Some(200),
+        vendor: None,
+        latency_ms: Some(3),
+        suppressed: None,
+    }
+}
+
+fn key() -> MacKey {
+    MacKey::from_file_bytes(b"test-hmac-key-0123456789abcdef").unwrap()
+}
+
+fn open(path: &Path, fsync: Fsync, max_bytes: u64) -> AuditWriter {
+    AuditWriter::open(WriterConfig {
+        path: path.to_owned(),
+        max_bytes,
+        fsync,
+        stdout: false,
+        key: key(),
+    })
+    .unwrap()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn records_chain_and_verify() {
+    let path = temp_dir("chain").join("audit.jsonl");
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    for n in 1..=3 {
+        assert_eq!(writer.append(event(n)).await.unwrap(), n);
+    }
+    let written = lines(&path);
+    assert_eq!(written.len(), 3);
+    assert!(written[0].contains(&format!("\"prev\":\"{GENESIS}\"")));
+    let summary = verify(std::slice::from_ref(&path), &key()).unwrap();
+    assert_eq!(summary.records, 3);
+    assert!(summary.to_string().starts_with("OK: 3 records"));
+    // The plain SHA-256 chain is a different chain: a keyed trail fails without its key.
+    assert_eq!(verify(&[path], &MacKey::Plain).unwrap_err().line, 1);
+}
+
+#[tokio::test]
+async fn the_chain_continues_across_restarts_and_cuts_a_partial_last_line() {
+    let path = temp_dir("restart").join("audit.jsonl");
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    writer.append(event(1)).await.unwrap();
+    writer.append(event(2)).await.unwrap();
+    drop(writer);
+    // A crash in the middle of a write leaves a partial line; it was never acknowledged.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"{\"v\":1,\"seq\":3,\"ts")
+        .unwrap();
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    assert_eq!(writer.append(event(3)).await.unwrap(), 3);
+    assert_eq!(lines(&path).len(), 3);
+    assert_eq!(verify(&[path], &key()).unwrap().records, 3);
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_chain_verifiable() {
+    let dir = temp_dir("rotate");
+    let path = dir.join("audit.jsonl");
+    let writer = open(&path, Fsync::Always, 1000);
+    for n in 1..=12 {
+        writer.append(event(n)).await.unwrap();
+    }
+    drop(writer);
+    let files = expand(std::slice::from_ref(&dir)).unwrap();
+    assert!(files.len() >= 3, "{files:?}");
+    assert_eq!(files.last().unwrap(), &path, "the current file sorts last");
+    let summary = verify(&files, &key()).unwrap();
+    assert_eq!((summary.records, summary.first_seq), (12, 1));
+    // A crash right after a rotation's rename leaves no current file: a restart continues
+    // from the newest rotated one.
+    std::fs::rename(&path, rotated_name(&path, 12, SystemTime::now())).unwrap();
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    assert_eq!(writer.append(event(13)).await.unwrap(), 13);
+    drop(writer);
+    assert_eq!(
+        verify(&expand(&[dir]).unwrap(), &key()).unwrap().records,
+        13
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_share_fsyncs() {
+    let path = temp_dir("group").join("audit.jsonl");
+    let writer = Arc::new(open(&path, Fsync::Always, 1 << 24));
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move { writer.append(event(n)).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let fsyncs = writer.stats().fsyncs.load(Ordering::Relaxed);
+    assert!(fsyncs < 100, "{fsyncs} fsyncs for 100 concurrent records");
+    assert_eq!(writer.stats().records.load(Ordering::Relaxed), 100);
+    assert_eq!(verify(&[path], &key()).unwrap().records, 100);
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_and_the_chain_stays_whole() {
+    let writer = open(Path::new("/dev/full"), Fsync::Always, u64::MAX);
+    assert!(matches!(
+        writer.append(event(1)).await,
+        Err(AuditError::Io(_))
+    ));
+    assert_eq!(writer.stats().failures.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_found_at_its_line() {
+    let dir = temp_dir("tamper");
+    let path = dir.join("audit.jsonl");
+    let writer = open(&path, Fsync::Never, 1 << 20);
+    for n in 1..=5 {
+        writer.append(event(n)).await.unwrap();
+    }
+    drop(writer);
+    let original = lines(&path);
+    let check = |name: &str, content: String, expected_line: u64| {
+        let file = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&file, content).unwrap();
+        let failure = verify(&[file], &key()).unwrap_err();
+        assert_eq!(failure.line, expected_line, "{name}: {failure}");
+    };
+    let join = |l: &[String]| l.iter().map(|s| format!("{s}\n")).collect::<String>();
+    let mut edited = original.clone();
+    edited[2] = edited[2].replace("a1001", "a1002");
+    check("edited", join(&edited), 3);
+    let mut deleted = original.clone();
+    deleted.remove(1);
+    check("deleted", join(&deleted), 2);
+    let mut swapped = original.clone();
+    swapped.swap(2, 3);
+    check("swapped", join(&swapped), 3);
+    let mut truncated = join(&original);
+    truncated.truncate(truncated.len() - 10);
+    check("truncated", truncated, 5);
+    let mut inserted = original.clone();
+    inserted.insert(2, original[2].clone());
+    // The copy itself links correctly; the record after it no longer does.
+    check("inserted", join(&inserted), 4);
+    // An attacker who rewrites the chain with plain SHA-256 is caught by the key.
+    let forged: Vec<String> = {
+        let mut prev = GENESIS.to_owned();
+        original
+            .iter()
+            .map(|line| {
+                let (unsealed, _) = unseal(line).unwrap();
+                let unsealed = unsealed.replace(
+                    &format!(
+                        "\"prev\":\"{}",
+                        &line[line.find("\"prev\":\"").unwrap() + 8..][..64]
+                    ),
+                    &format!("\"prev\":\"{prev}"),
+                );
+                let mac = MacKey::Plain.mac(&prev, &unsealed);
+                prev = mac.clone();
+                seal(&unsealed, &mac)
+            })
+            .collect()
+    };
+    let forged_file = dir.join("forged.jsonl");
+    std::fs::write(&forged_file, join(&forged)).unwrap();
+    assert!(
+        verify(std::slice::from_ref(&forged_file), &MacKey::Plain).is_ok(),
+        "a consistent SHA-256 chain"
+    );
+    assert_eq!(verify(&[forged_file], &key()).unwrap_err().line, 1);
+}
