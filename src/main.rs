@@ -28,6 +28,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
+    /// Check or read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Mint a development JWT (never for production: the key is a file on disk).
     DevToken(sipgw::dev_token::DevTokenArgs),
     /// Start a vendor simulator and the gateway on loopback and change a password end to end.
@@ -38,6 +41,37 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the chain of one trail (its rotated files in order, or a directory).
+    Verify {
+        /// Trail files in chain order, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The HMAC key file the trail was written with (plain SHA-256 without it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Print matching records as a table (or JSON lines).
+    Show {
+        /// Trail files, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this code (ok, vendor_rejected, unauthenticated, ...).
+        #[arg(long)]
+        code: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Exit status for an unusable configuration (as `check-config` will use).
 const EXIT_CONFIG: u8 = 2;
 
@@ -45,6 +79,7 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
+        Command::Audit(command) => audit(command),
         Command::DevToken(args) => match sipgw::dev_token::run(&args) {
             Ok(token) => {
                 println!("{token}");
@@ -92,6 +127,73 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
         Err(error) => {
             eprintln!("sipgw: invalid configuration: {error}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn audit(command: AuditCommand) -> ExitCode {
+    use sipgw::audit::{chain::MacKey, verify};
+    match command {
+        AuditCommand::Verify { files, key_file } => {
+            let key = match key_file {
+                None => MacKey::Plain,
+                Some(path) => match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| MacKey::from_file_bytes(&b))
+                {
+                    Ok(key) => key,
+                    Err(error) => {
+                        eprintln!("sipgw audit verify: --key-file {}: {error}", path.display());
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+            };
+            let files = match verify::expand(&files) {
+                Ok(files) if !files.is_empty() => files,
+                Ok(_) => {
+                    eprintln!("sipgw audit verify: no trail files found");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                Err(error) => {
+                    eprintln!("sipgw audit verify: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match verify::verify(&files, &key) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(failure) => {
+                    println!("{failure}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AuditCommand::Show {
+            files,
+            agent,
+            since,
+            code,
+            json,
+        } => {
+            let filter = verify::Filter { agent, since, code };
+            match verify::expand(&files).and_then(|files| verify::select(&files, &filter)) {
+                Ok(records) => {
+                    for record in records {
+                        if json {
+                            println!("{record}");
+                        } else {
+                            println!("{}", verify::table_row(&record));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("sipgw audit show: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

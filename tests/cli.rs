@@ -239,3 +239,82 @@ fn dev_token_mints_tokens_that_verify_against_its_jwks() {
         assert_eq!(claims["scope"] == "sipgw.admin", admin);
     }
 }
+
+#[tokio::test]
+async fn audit_verify_and_show_read_a_trail() {
+    use sipgw::audit::chain::MacKey;
+    use sipgw::audit::record::{CallerInfo, Event, Kind};
+    use sipgw::audit::writer::{AuditWriter, Fsync, WriterConfig};
+    let dir = std::env::temp_dir().join(format!("sipgw-cli-{}-audit", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("hmac.key");
+    std::fs::write(&key_file, "an-hmac-key-kept-off-the-host-0123\n").unwrap();
+    let trail = dir.join("trail");
+    let writer = AuditWriter::open(WriterConfig {
+        path: trail.join("audit.jsonl"),
+        max_bytes: 1500,
+        fsync: Fsync::Always,
+        stdout: false,
+        key: MacKey::from_file_bytes(&std::fs::read(&key_file).unwrap()).unwrap(),
+    })
+    .unwrap();
+    for (n, agent) in ["a1001", "a1002", "a1001", "a1003", "a1001", "a1002"]
+        .into_iter()
+        .enumerate()
+    {
+        let event = Event {
+            kind: Kind::Outcome,
+            request_id: Some(format!("req-{n}")),
+            caller: CallerInfo {
+                iss: Some(ISSUER.into()),
+                sub: Some("alice".into()),
+                client_ip: "127.0.0.1".into(),
+            },
+            agent: Some(agent.into()),
+            code: if n == 2 {
+                "vendor_rejected".into()
+            } else {
+                "ok".into()
+            },
+            http_status: Some(200),
+            vendor: None,
+            latency_ms: Some(1),
+            suppressed: None,
+        };
+        writer.append(event).await.unwrap();
+    }
+    drop(writer);
+    let run = |args: &[&str]| {
+        let output = Command::new(SIPGW).args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let trail_arg = trail.to_str().unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let (code, out) = run(&["audit", "verify", trail_arg, "--key-file", key_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("OK: 6 records in "), "{out}");
+    // Without the key the MACs do not match.
+    let (code, out) = run(&["audit", "verify", trail_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(":1: mac does not match"), "{out}");
+    // Edit one byte of the current file's first record.
+    let current = trail.join("audit.jsonl");
+    let text = std::fs::read_to_string(&current).unwrap();
+    std::fs::write(&current, text.replacen("\"ok\"", "\"OK\"", 1)).unwrap();
+    let (code, out) = run(&["audit", "verify", trail_arg, "--key-file", key_arg]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.starts_with("FAILED: ") && out.contains("audit.jsonl:"),
+        "{out}"
+    );
+    let (code, out) = run(&["audit", "show", trail_arg, "--agent", "a1001", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (_, out) = run(&["audit", "show", trail_arg, "--code", "vendor_rejected"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("req-2"));
+}
