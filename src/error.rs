@@ -58,6 +58,9 @@ pub enum ApiError {
         /// Until the block ends.
         retry_after: Duration,
     },
+    /// 503: the lockout shield's shared state (Redis) cannot be read, so the change is
+    /// refused rather than risk the vendor's lockout (an addition to the contract's table).
+    LockoutStateUnavailable,
     /// 429: a quota is spent.
     RateLimited {
         /// Which quota: `"caller"` or `"agent"`.
@@ -100,7 +103,9 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::VendorError => StatusCode::BAD_GATEWAY,
-            Self::UpstreamAuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamAuthUnavailable | Self::LockoutStateUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::VendorTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -120,6 +125,7 @@ impl ApiError {
             Self::ChangeInProgress => "change_in_progress",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::LockoutProtection { .. } => "lockout_protection",
+            Self::LockoutStateUnavailable => "lockout_state_unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::VendorRejected { .. } => "vendor_rejected",
             Self::VendorError => "vendor_error",
@@ -151,6 +157,9 @@ impl ApiError {
             Self::LockoutProtection { .. } => "this agent's recent changes were refused by the \
                  vendor; further changes are blocked for a while so that the vendor does not lock \
                  the agent out"
+                .into(),
+            Self::LockoutStateUnavailable => "the gateway cannot read this agent's lockout state \
+                 right now; the change is refused so that the vendor does not lock the agent out"
                 .into(),
             Self::RateLimited { scope, .. } => {
                 format!("the {scope} quota of password changes is spent").into()
@@ -212,6 +221,10 @@ impl ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(*retry_after)),
                 );
+            }
+            // Redis is usually back within seconds (a restart, a fail-over).
+            Self::LockoutStateUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
             }
             // RFC 9110 Retry-After, and draft-ietf-httpapi-ratelimit-headers' RateLimit-Policy
             // (the quota) and RateLimit (none left, and when one comes back).

@@ -19,9 +19,9 @@ use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
-use crate::limits::Limits;
 use crate::limits::idempotency::{self, Begin, Stored};
 use crate::limits::quota::Verdict;
+use crate::limits::{Limits, Shield};
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
 use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
@@ -79,7 +79,14 @@ impl Gateway {
         ));
         Ok(Self {
             auth: Arc::new(Authenticator::new(auth.settings.clone(), keys)),
-            limits: Arc::new(Limits::new(&config.limits)),
+            limits: Arc::new(
+                Limits::new(&config.limits, &config.vendor.app_secret).map_err(|e| {
+                    invalid(
+                        "rate_limit.redis_url",
+                        format!("redis client set-up failed ({:?})", e.kind()),
+                    )
+                })?,
+            ),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             vendor,
@@ -184,7 +191,7 @@ impl Gateway {
         // 4. Per-caller quota: after authentication, so unauthenticated floods cannot spend
         //    it, and before anything else, so one runaway caller is stopped cheaply.
         let caller_key = (caller.iss.clone(), caller.sub.clone());
-        if let Verdict::Limited { retry_after } = self.limits.per_caller.check(&caller_key) {
+        if let Verdict::Limited { retry_after } = self.limits.check_caller(&caller_key).await {
             return Err(ApiError::RateLimited {
                 scope: "caller",
                 spec: self.limits.per_caller.spec(),
@@ -212,12 +219,7 @@ impl Gateway {
                     user_account.as_str(),
                     key,
                 ];
-                match self
-                    .limits
-                    .idempotency
-                    .begin(scope, &body, self.limits.change_wait)
-                    .await
-                {
+                match self.limits.idempotency_begin(scope, &body).await {
                     Begin::Proceed(ticket) => Some(ticket),
                     Begin::Replay(stored) => return Ok(Reply::Replayed(stored)),
                     Begin::Reused => return Err(ApiError::IdempotencyKeyReused),
@@ -227,8 +229,8 @@ impl Gateway {
         };
 
         // 7. Per-agent quota and the lockout shield.
-        self.check_lockout(&user_account)?;
-        if let Verdict::Limited { retry_after } = self.limits.per_agent.check(&user_account) {
+        self.check_lockout(&user_account).await?;
+        if let Verdict::Limited { retry_after } = self.limits.check_agent(&user_account).await {
             return Err(ApiError::RateLimited {
                 scope: "agent",
                 spec: self.limits.per_agent.spec(),
@@ -240,11 +242,10 @@ impl Gateway {
         //    since the change we waited for may have been the one that tripped it.
         let _turn = self
             .limits
-            .agents
-            .lock(&user_account, self.limits.change_wait)
+            .lock_agent(&user_account)
             .await
             .ok_or(ApiError::ChangeInProgress)?;
-        self.check_lockout(&user_account)?;
+        self.check_lockout(&user_account).await?;
 
         // 9. Audit `attempt`: issue 5.
 
@@ -262,10 +263,9 @@ impl Gateway {
                 }
             });
         match &result {
-            Ok(_) => self.limits.lockout.record_success(&user_account),
+            Ok(_) => self.limits.record_success(&user_account).await,
             Err(ApiError::VendorRejected { .. }) => {
-                let now = tokio::time::Instant::now();
-                if self.limits.lockout.record_rejection(&user_account, now) {
+                if self.limits.record_rejection(&user_account).await {
                     tracing::warn!(request_id, agent = %user_account, "lockout shield: agent blocked after repeated vendor rejections");
                 }
             }
@@ -275,16 +275,17 @@ impl Gateway {
         // 11. Audit `outcome`: issue 5. Then remember the outcome for retries, if the change
         //     reached the vendor (an outcome decided before it is not worth replaying).
         if let Some(ticket) = ticket {
-            ticket.complete(stored_outcome(&result, request_id));
+            ticket.complete(stored_outcome(&result, request_id)).await;
         }
         result.map(|message| Reply::Accepted { message })
     }
 
-    fn check_lockout(&self, agent: &str) -> Result<(), ApiError> {
-        self.limits
-            .lockout
-            .check(agent, tokio::time::Instant::now())
-            .map_err(|retry_after| ApiError::LockoutProtection { retry_after })
+    async fn check_lockout(&self, agent: &str) -> Result<(), ApiError> {
+        match self.limits.lockout_check(agent).await {
+            Shield::Open => Ok(()),
+            Shield::Blocked(retry_after) => Err(ApiError::LockoutProtection { retry_after }),
+            Shield::Unknown => Err(ApiError::LockoutStateUnavailable),
+        }
     }
 
     /// Sends the change once; after a vendor 401, once more with a freshly fetched token.

@@ -89,7 +89,29 @@ pub struct LimitsConfig {
     pub idempotency_ttl: Duration,
     /// Most outcomes remembered.
     pub idempotency_entries: usize,
+    /// Where the limits live.
+    pub backend: LimitsBackend,
+    /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a
+    /// turn taken by a replica that crashed expires on its own.
+    pub turn_lease: Duration,
 }
+
+/// `rate_limit.backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsBackend {
+    /// This process only (`"memory"`).
+    Memory,
+    /// Shared by every replica through Redis (`"redis"`).
+    Redis {
+        /// `rate_limit.redis_url`, checked to be a `redis://` URL.
+        url: String,
+        /// `rate_limit.key_prefix`, put before every key.
+        key_prefix: String,
+    },
+}
+
+/// Added to `server.request_timeout_ms` for the lease of an agent's turn in Redis.
+const TURN_LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// `[auth]`, validated.
 #[derive(Debug, Clone)]
@@ -267,21 +289,16 @@ fn vendor_config(
 
 fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigError> {
     let r = &file.rate_limit;
-    match r.backend.as_str() {
-        "memory" => {}
-        "redis" => {
-            return Err(invalid(
-                "rate_limit.backend",
-                "\"redis\" is not available in this release yet; use \"memory\" (one replica's limits)",
-            ));
-        }
+    let backend = match r.backend.as_str() {
+        "memory" => LimitsBackend::Memory,
+        "redis" => redis_backend(r)?,
         other => {
             return Err(invalid(
                 "rate_limit.backend",
                 format!("must be \"memory\" or \"redis\", got {other:?}"),
             ));
         }
-    }
+    };
     let quota = |key: &str, q: &file::QuotaSection| -> Result<QuotaSpec, ConfigError> {
         let burst = in_range(&format!("{key}.burst"), u64::from(q.burst), 1, 1_000_000)?;
         let per = secs(&format!("{key}.per_secs"), q.per_secs, 1, 30 * 86_400)?;
@@ -312,6 +329,45 @@ fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigError> {
             1,
             10_000_000,
         )? as usize,
+        backend,
+        turn_lease: millis(
+            "server.request_timeout_ms",
+            file.server.request_timeout_ms,
+            1,
+            600_000,
+        )? + TURN_LEASE_MARGIN,
+    })
+}
+
+/// `backend = "redis"`: a `redis://` URL the client accepts, and a key prefix.
+fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend, ConfigError> {
+    let key = "rate_limit.redis_url";
+    let url = r
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| invalid(key, "is required when rate_limit.backend = \"redis\""))?;
+    // The URL may carry a password: never quote it back.
+    if url.starts_with("rediss://") {
+        return Err(invalid(
+            key,
+            "TLS to Redis (rediss://) is not built in; use redis:// on a private network or a TLS sidecar",
+        ));
+    }
+    if !url.starts_with("redis://") {
+        return Err(invalid(key, "must be a redis:// URL"));
+    }
+    redis::Client::open(url)
+        .map_err(|e| invalid(key, format!("is not a usable Redis URL ({:?})", e.kind())))?;
+    let key_prefix = r.key_prefix.clone();
+    if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "rate_limit.key_prefix",
+            "must be non-empty visible ASCII",
+        ));
+    }
+    Ok(LimitsBackend::Redis {
+        url: url.to_owned(),
+        key_prefix,
     })
 }
 

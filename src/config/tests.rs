@@ -259,3 +259,35 @@ fn a_jwks_file_is_loaded_with_the_config() {
         other => panic!("expected a static key set, got {other:?}"),
     }
 }
+
+#[test]
+fn the_redis_backend_needs_a_redis_url() {
+    let memory = load(MINIMAL).unwrap();
+    assert_eq!(memory.limits.backend, crate::config::LimitsBackend::Memory);
+    let redis = |extra: &str| format!("{MINIMAL}\n[rate_limit]\nbackend = \"redis\"\n{extra}");
+    let err = error_of(&redis(""));
+    assert!(
+        err.contains("rate_limit.redis_url") && err.contains("required"),
+        "{err}"
+    );
+    let err = error_of(&redis("redis_url = \"http://cache:6379\""));
+    assert!(err.contains("rate_limit.redis_url"), "{err}");
+    let err = error_of(&redis(
+        "redis_url = \"redis://:hunter2@cache:6379\"\nkey_prefix = \"\"",
+    ));
+    assert!(err.contains("rate_limit.key_prefix"), "{err}");
+    let err = error_of(&redis("redis_url = \"rediss://:hunter2@cache:6379\""));
+    assert!(
+        err.contains("rate_limit.redis_url") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let config = load(&redis("redis_url = \"redis://cache:6379/2\"")).unwrap();
+    assert_eq!(
+        config.limits.backend,
+        crate::config::LimitsBackend::Redis {
+            url: "redis://cache:6379/2".into(),
+            key_prefix: "sipgw:".into(),
+        }
+    );
+    assert!(config.limits.turn_lease > config.server.request_timeout);
+}

@@ -8,7 +8,8 @@
 //! - Only outcomes of requests that reached the vendor are remembered; a request refused
 //!   before (quota, lockout, no token) releases its key, so the retry is processed anew.
 //!
-//! Keys and bodies are stored as HMAC-SHA256 digests under a key drawn at start-up: the
+//! Keys and bodies are stored as HMAC-SHA256 digests under a key drawn at start-up (with the
+//! Redis backend, derived from the vendor app secret so that every replica agrees): the
 //! store never holds a body (which carries passwords), and a digest of a low-entropy password
 //! cannot be brute-forced without the key.
 
@@ -35,10 +36,10 @@ pub struct Stored {
     pub body: Bytes,
 }
 
-/// What [`IdempotencyStore::begin`] decided.
-pub enum Begin<'a> {
-    /// First time: process the request, then [`Ticket::complete`].
-    Proceed(Ticket<'a>),
+/// What [`IdempotencyStore::begin`] decided; `T` is the claim on the key.
+pub enum Begin<T> {
+    /// First time: process the request, then complete the ticket.
+    Proceed(T),
     /// Seen before with the same body: answer this.
     Replay(Arc<Stored>),
     /// Seen before with another body.
@@ -101,6 +102,11 @@ impl IdempotencyStore {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let hmac_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("the system RNG works");
+        Self::with_key(ttl, capacity, hmac_key)
+    }
+
+    /// An empty store whose digests are keyed with `hmac_key`.
+    pub fn with_key(ttl: Duration, capacity: usize, hmac_key: hmac::Key) -> Self {
         Self {
             hmac_key,
             ttl,
@@ -109,7 +115,8 @@ impl IdempotencyStore {
         }
     }
 
-    fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+    /// HMAC of `parts`, each length-prefixed.
+    pub fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut context = hmac::Context::with_key(&self.hmac_key);
         for part in parts {
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
@@ -123,7 +130,7 @@ impl IdempotencyStore {
 
     /// Looks up (iss, sub, agent, key) for a request with `body`; waits up to `wait` for a
     /// first request still in flight.
-    pub async fn begin(&self, scope: [&str; 4], body: &[u8], wait: Duration) -> Begin<'_> {
+    pub async fn begin(&self, scope: [&str; 4], body: &[u8], wait: Duration) -> Begin<Ticket<'_>> {
         let key = self.digest(&scope.map(str::as_bytes));
         let fingerprint = self.digest(&[body]);
         let deadline = Instant::now() + wait;

@@ -5,26 +5,40 @@
 //! - [`lockout`]: counts vendor rejections per agent and blocks before the vendor would.
 //! - [`serial`]: one change per agent at a time.
 //! - [`idempotency`]: the first outcome of an `Idempotency-Key`, replayed for its retries.
+//! - [`redis`]: the same, shared by every replica through Redis (`backend = "redis"`).
+//!
+//! [`Limits`] is the one API the pipeline calls, whatever the backend. With `memory`, each
+//! method is the in-process check (a branch on `shared` is the only extra). With `redis`,
+//! each asks Redis and, when Redis cannot be reached, falls back to the in-process state
+//! (the lockout shield instead refuses: see [`Shield::Unknown`]).
 
 pub mod idempotency;
 pub mod lockout;
 pub mod quota;
+pub mod redis;
 pub mod serial;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::LimitsConfig;
-use idempotency::IdempotencyStore;
+use aws_lc_rs::hmac;
+use secrecy::{ExposeSecret, SecretString};
+
+use self::redis::idempotency::SharedTicket;
+use self::redis::turn::SharedTurn;
+use self::redis::{Shared, Unavailable};
+use crate::config::{LimitsBackend, LimitsConfig};
+use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
 use lockout::LockoutShield;
-use quota::KeyedQuota;
-use serial::AgentLocks;
+use quota::{KeyedQuota, Verdict};
+use serial::{AgentGuard, AgentLocks};
 
 /// How often idle quota keys, old lockout records and expired idempotency entries are
 /// dropped.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Every limit of one gateway process (the `memory` backend).
+/// Every limit of one gateway process: the in-process state (the `memory` backend, and the
+/// fallback of the `redis` one) and, with `redis`, the shared state.
 pub struct Limits {
     /// Quota per caller, keyed by (`iss`, `sub`).
     pub per_caller: KeyedQuota<(String, String)>,
@@ -32,30 +46,215 @@ pub struct Limits {
     pub per_agent: KeyedQuota<String>,
     /// Vendor rejections per agent.
     pub lockout: LockoutShield,
-    /// One change per agent at a time.
+    /// One change per agent at a time (in this process; always taken, also with Redis).
     pub agents: AgentLocks,
     /// Remembered outcomes of `Idempotency-Key`s.
     pub idempotency: IdempotencyStore,
     /// How long a change waits for another change of the same agent (or a retry for its
     /// first request).
     pub change_wait: Duration,
+    /// Lease of an agent's turn (and of an in-flight idempotency claim) in Redis.
+    turn_lease: Duration,
+    /// How long an idempotency outcome is remembered.
+    idempotency_ttl: Duration,
+    /// The shared state, with `backend = "redis"`.
+    shared: Option<Arc<Shared>>,
+}
+
+/// What the lockout shield says about an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shield {
+    /// Changes may proceed.
+    Open,
+    /// Blocked for this long.
+    Blocked(Duration),
+    /// The shared state could not be read: the change is refused (503), since letting it
+    /// through could be the rejection that makes the vendor lock the agent.
+    Unknown,
+}
+
+/// An agent's turn: dropping it lets the next change of that agent in.
+pub struct Turn<'a> {
+    /// The turn across replicas (released first); `None` with `memory`, or while Redis is
+    /// unreachable.
+    _shared: Option<SharedTurn>,
+    /// The turn in this process.
+    _local: AgentGuard<'a>,
+}
+
+/// The claim of a first request on its `Idempotency-Key`.
+pub enum ChangeTicket<'a> {
+    /// In this process.
+    Local(Ticket<'a>),
+    /// In Redis.
+    Shared(SharedTicket),
+}
+
+impl ChangeTicket<'_> {
+    /// Remembers `outcome` for the retries, or releases the key when `None`.
+    pub async fn complete(self, outcome: Option<Stored>) {
+        match self {
+            Self::Local(ticket) => ticket.complete(outcome),
+            Self::Shared(ticket) => ticket.complete(outcome).await,
+        }
+    }
 }
 
 impl Limits {
-    /// Empty limits as configured.
-    pub fn new(config: &LimitsConfig) -> Self {
-        Self {
+    /// Empty limits as configured. With Redis, idempotency digests are keyed with a key
+    /// derived from `app_secret`, the same on every replica.
+    pub fn new(config: &LimitsConfig, app_secret: &SecretString) -> ::redis::RedisResult<Self> {
+        let (shared, idempotency) = match &config.backend {
+            LimitsBackend::Memory => (
+                None,
+                IdempotencyStore::new(config.idempotency_ttl, config.idempotency_entries),
+            ),
+            LimitsBackend::Redis { url, key_prefix } => (
+                Some(Arc::new(Shared::new(url, key_prefix.clone())?)),
+                IdempotencyStore::with_key(
+                    config.idempotency_ttl,
+                    config.idempotency_entries,
+                    shared_digest_key(app_secret),
+                ),
+            ),
+        };
+        Ok(Self {
             per_caller: KeyedQuota::new(config.per_caller),
             per_agent: KeyedQuota::new(config.per_agent),
             lockout: LockoutShield::new(config.lockout),
             agents: AgentLocks::default(),
-            idempotency: IdempotencyStore::new(config.idempotency_ttl, config.idempotency_entries),
+            idempotency,
             change_wait: config.change_wait,
+            turn_lease: config.turn_lease,
+            idempotency_ttl: config.idempotency_ttl,
+            shared,
+        })
+    }
+
+    /// Whether the shared state is unreachable and the local fallbacks are in use (for
+    /// `/readyz`: degraded, still serving).
+    pub fn degraded(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.health().degraded())
+    }
+
+    /// Transitions between reachable and degraded since start-up (for a metric).
+    pub fn redis_transitions(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.health().transitions())
+    }
+
+    /// Takes one change from the caller's quota.
+    pub async fn check_caller(&self, caller: &(String, String)) -> Verdict {
+        if let Some(shared) = &self.shared {
+            let id = self::redis::caller_id(&caller.0, &caller.1);
+            if let Ok(verdict) = shared.quota(&id, self.per_caller.spec()).await {
+                return verdict;
+            }
+        }
+        self.per_caller.check(caller)
+    }
+
+    /// Takes one change from the agent's quota.
+    pub async fn check_agent(&self, agent: &String) -> Verdict {
+        if let Some(shared) = &self.shared
+            && let Ok(verdict) = shared
+                .quota(&format!("agent:{agent}"), self.per_agent.spec())
+                .await
+        {
+            return verdict;
+        }
+        self.per_agent.check(agent)
+    }
+
+    /// Whether the lockout shield lets a change for `agent` through.
+    pub async fn lockout_check(&self, agent: &str) -> Shield {
+        let blocked = match &self.shared {
+            None => self.lockout.check(agent, tokio::time::Instant::now()).err(),
+            Some(shared) => match shared.lockout_check(agent).await {
+                Ok(blocked) => blocked,
+                Err(Unavailable) => return Shield::Unknown,
+            },
+        };
+        blocked.map_or(Shield::Open, Shield::Blocked)
+    }
+
+    /// The vendor accepted a change for `agent`: its count starts over.
+    pub async fn record_success(&self, agent: &str) {
+        self.lockout.record_success(agent);
+        if let Some(shared) = &self.shared
+            && shared.lockout_success(agent).await.is_err()
+        {
+            tracing::warn!(agent, "lockout count could not be reset in redis");
         }
     }
 
+    /// The vendor rejected a change for `agent`; whether the agent is now blocked.
+    pub async fn record_rejection(&self, agent: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        match &self.shared {
+            None => self.lockout.record_rejection(agent, now),
+            Some(shared) => match shared.lockout_reject(agent, self.lockout.policy()).await {
+                Ok(blocked) => blocked,
+                Err(Unavailable) => {
+                    // Not counted in Redis: the shield refuses this agent while Redis is
+                    // unreachable anyway, and its margin (one below the vendor's 3) covers
+                    // this one lost count.
+                    tracing::warn!(agent, "vendor rejection could not be counted in redis");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Waits up to `change_wait` for `agent`'s turn (in this process, then across replicas);
+    /// `None` when another change still holds it.
+    pub async fn lock_agent(&self, agent: &str) -> Option<Turn<'_>> {
+        let deadline = tokio::time::Instant::now() + self.change_wait;
+        let local = self.agents.lock(agent, self.change_wait).await?;
+        let shared = match &self.shared {
+            None => None,
+            Some(shared) => match shared.take_turn(agent, self.turn_lease, deadline).await {
+                Ok(Some(turn)) => Some(turn),
+                Ok(None) => return None,
+                // Unreachable: this process's lock still keeps its own changes apart.
+                Err(Unavailable) => None,
+            },
+        };
+        Some(Turn {
+            _shared: shared,
+            _local: local,
+        })
+    }
+
+    /// Looks up (iss, sub, agent, key) for a request with `body`, waiting up to
+    /// `change_wait` for a first request still in flight.
+    pub async fn idempotency_begin(
+        &self,
+        scope: [&str; 4],
+        body: &[u8],
+    ) -> Begin<ChangeTicket<'_>> {
+        if let Some(shared) = &self.shared {
+            let key = self.idempotency.digest(&scope.map(str::as_bytes));
+            let fingerprint = self.idempotency.digest(&[body]);
+            let deadline = tokio::time::Instant::now() + self.change_wait;
+            let begun = shared
+                .idempotency_begin(
+                    &key,
+                    &fingerprint,
+                    self.turn_lease,
+                    self.idempotency_ttl,
+                    deadline,
+                )
+                .await;
+            if let Ok(begin) = begun {
+                return map_ticket(begin, ChangeTicket::Shared);
+            }
+        }
+        let begin = self.idempotency.begin(scope, body, self.change_wait).await;
+        map_ticket(begin, ChangeTicket::Local)
+    }
+
     /// Keeps memory bounded: drops what no longer holds information, every minute. Runs
-    /// until its task is dropped.
+    /// until its task is dropped. (Redis keys expire on their own.)
     pub async fn run_janitor(self: Arc<Self>) {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,4 +266,21 @@ impl Limits {
             self.idempotency.purge();
         }
     }
+}
+
+fn map_ticket<T, U>(begin: Begin<T>, f: impl FnOnce(T) -> U) -> Begin<U> {
+    match begin {
+        Begin::Proceed(ticket) => Begin::Proceed(f(ticket)),
+        Begin::Replay(stored) => Begin::Replay(stored),
+        Begin::Reused => Begin::Reused,
+        Begin::Busy => Begin::Busy,
+    }
+}
+
+/// HMAC-SHA256(app secret, "sipgw idempotency v1"): the idempotency digest key every
+/// replica derives alike, without a further secret to distribute.
+fn shared_digest_key(app_secret: &SecretString) -> hmac::Key {
+    let derive = hmac::Key::new(hmac::HMAC_SHA256, app_secret.expose_secret().as_bytes());
+    let tag = hmac::sign(&derive, b"sipgw idempotency v1");
+    hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
 }
