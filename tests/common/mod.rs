@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -141,6 +143,18 @@ impl Harness {
         let idp_addr = idp
             .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
             .unwrap();
+        Self::start_gateway_trusting(sim, sim_addr, idp, idp_addr, tweak).await
+    }
+
+    /// Starts a gateway in front of a running simulator that trusts an already running
+    /// issuer: a second replica of another harness's gateway (same vendor, same callers).
+    pub async fn start_gateway_trusting(
+        sim: VendorSim,
+        sim_addr: SocketAddr,
+        idp: DevIssuer,
+        idp_addr: SocketAddr,
+        tweak: impl FnOnce(&mut FileConfig),
+    ) -> Self {
         let admin_token = idp.mint_for("ops-robot", AUDIENCE, None, true);
         let mut file = file_config(sim_addr, idp_addr);
         tweak(&mut file);
@@ -238,6 +252,18 @@ impl Harness {
                 ("authorization", &bearer),
             ],
             body,
+        )
+        .await
+    }
+
+    /// A second gateway (replica) in front of this harness's simulator, trusting its issuer.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut FileConfig)) -> Self {
+        Self::start_gateway_trusting(
+            self.sim.clone(),
+            self.sim_addr,
+            self.idp.clone(),
+            self.idp_addr,
+            tweak,
         )
         .await
     }
