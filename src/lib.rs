@@ -13,6 +13,8 @@
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
 //! - [`request`]: the request's shape: route, `userAccount`, media type, body.
 //! - [`password_policy`]: the vendor's password rule, checked locally.
+//! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
+//!   this process or shared by replicas through Redis ([`limits::redis`]).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.

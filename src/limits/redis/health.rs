@@ -16,7 +16,7 @@ pub struct Health {
     degraded: AtomicBool,
     /// Changes between reachable and degraded since start-up (for a metric).
     transitions: AtomicU64,
-    /// While degraded: milliseconds since [`epoch`] before which Redis is not tried again.
+    /// While degraded: milliseconds since `epoch()` before which Redis is not tried again.
     retry_at_ms: AtomicU64,
 }
 

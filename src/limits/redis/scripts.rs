@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// GCRA (as redis-cell): KEYS[1] holds the bucket's theoretical arrival time (TAT).
+/// GCRA (as redis-cell): `KEYS[1]` holds the bucket's theoretical arrival time (TAT).
 /// ARGV: emission interval (µs), burst. Returns {allowed 0/1, remaining, retry_after µs}.
 /// The key expires when the bucket is full again, so idle keys vanish.
 pub static QUOTA: LazyLock<Script> = LazyLock::new(|| {
@@ -33,7 +33,7 @@ return {1, math.floor((now + interval * burst - new_tat) / interval), 0}
     )
 });
 
-/// Lockout check: KEYS[1] the agent's hash. Returns the block's remaining milliseconds, or 0.
+/// Lockout check: `KEYS[1]` the agent's hash. Returns the block's remaining milliseconds, or 0.
 pub static LOCKOUT_CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -47,7 +47,7 @@ return 0
     )
 });
 
-/// A vendor rejection: KEYS[1] the agent's hash (failures, last, blocked_until).
+/// A vendor rejection: `KEYS[1]` the agent's hash (failures, last, blocked_until).
 /// ARGV: max consecutive failures, cool-down (ms). Counts, and blocks at the maximum, in
 /// one step; the hash expires with the cool-down. Returns 1 when the agent is now blocked.
 pub static LOCKOUT_REJECT: LazyLock<Script> = LazyLock::new(|| {
@@ -79,7 +79,7 @@ return result
     )
 });
 
-/// Deletes KEYS[1] if it still holds ARGV[1] (an agent's turn: only its holder releases it).
+/// Deletes `KEYS[1]` if it still holds `ARGV[1]` (an agent's turn: only its holder releases it).
 pub static RELEASE_TURN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -91,7 +91,7 @@ return 0
     )
 });
 
-/// An `Idempotency-Key` lookup: KEYS[1] the entry's hash (fp, state, token, status, ctype,
+/// An `Idempotency-Key` lookup: `KEYS[1]` the entry's hash (fp, state, token, status, ctype,
 /// body). ARGV: body fingerprint, claim token, claim lease (ms). A new key is claimed as
 /// in flight for the lease. Returns {"proceed"}, {"reused"}, {"flight"} or
 /// {"done", status, content type, body (base64)}.
@@ -111,7 +111,7 @@ return {'flight'}
     )
 });
 
-/// The first request's outcome: KEYS[1] the entry; ARGV: claim token, status, content
+/// The first request's outcome: `KEYS[1]` the entry; ARGV: claim token, status, content
 /// type, body (base64), ttl (ms). Only the claim's holder completes it. Returns 1 if stored.
 pub static IDEM_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -125,8 +125,8 @@ return 1
     )
 });
 
-/// Releases a claim (the request never reached the vendor): KEYS[1] deleted if its token
-/// is still ARGV[1].
+/// Releases a claim (the request never reached the vendor): `KEYS[1]` deleted if its token
+/// is still `ARGV[1]`.
 pub static IDEM_RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
