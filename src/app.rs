@@ -24,6 +24,7 @@ pub async fn serve(
     // Fetch a remote key set now, and keep it current.
     let key_refresher = tokio::spawn(Arc::clone(gateway.keys()).run_refresher());
     let janitor = tokio::spawn(Arc::clone(gateway.limits()).run_janitor());
+    let audit_sweeper = tokio::spawn(Arc::clone(gateway.auditor()).run_sweeper());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
@@ -37,5 +38,6 @@ pub async fn serve(
     refresher.abort();
     key_refresher.abort();
     janitor.abort();
+    audit_sweeper.abort();
     Ok(())
 }

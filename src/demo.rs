@@ -86,6 +86,10 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         }),
     );
 
+    // The demo's audit trail goes to a directory of its own, shown at the end.
+    let audit_dir = std::env::temp_dir().join(format!("sipgw-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&audit_dir);
+    let audit_path = audit_dir.join("sipgw-audit.jsonl");
     let figment = Figment::from(Toml::string(DEMO_TOML))
         .merge(Serialized::default(
             "vendor.base_url",
@@ -94,6 +98,10 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         .merge(Serialized::default(
             "auth.jwks_url",
             format!("http://{idp_addr}/jwks.json"),
+        ))
+        .merge(Serialized::default(
+            "audit.path",
+            audit_path.display().to_string(),
         ));
     let config = Config::from_figment(figment, |name| {
         (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
@@ -170,6 +178,21 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         return Err(DemoError::Unexpected(format!(
             "a forged token was not refused: {status}"
         )));
+    }
+
+    let files = vec![audit_path.clone()];
+    let records = crate::audit::verify::select(&files, &crate::audit::verify::Filter::default())?;
+    writeln!(out, "The audit trail ({}):", audit_path.display())?;
+    for record in &records {
+        writeln!(out, "  {}", crate::audit::verify::table_row(record))?;
+    }
+    match crate::audit::verify::verify(&files, &crate::audit::chain::MacKey::Plain) {
+        Ok(summary) => writeln!(out, "  sipgw audit verify: {summary}\n")?,
+        Err(failure) => {
+            return Err(DemoError::Unexpected(format!(
+                "the audit trail does not verify: {failure}"
+            )));
+        }
     }
 
     writeln!(

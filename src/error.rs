@@ -61,6 +61,8 @@ pub enum ApiError {
     /// 503: the lockout shield's shared state (Redis) cannot be read, so the change is
     /// refused rather than risk the vendor's lockout (an addition to the contract's table).
     LockoutStateUnavailable,
+    /// 503: the audit `attempt` record could not be made durable: fail closed, no vendor call.
+    AuditUnavailable,
     /// 429: a quota is spent.
     RateLimited {
         /// Which quota: `"caller"` or `"agent"`.
@@ -103,9 +105,9 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::VendorError => StatusCode::BAD_GATEWAY,
-            Self::UpstreamAuthUnavailable | Self::LockoutStateUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::UpstreamAuthUnavailable
+            | Self::LockoutStateUnavailable
+            | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::VendorTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -126,6 +128,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::LockoutProtection { .. } => "lockout_protection",
             Self::LockoutStateUnavailable => "lockout_state_unavailable",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::VendorRejected { .. } => "vendor_rejected",
             Self::VendorError => "vendor_error",
@@ -160,6 +163,9 @@ impl ApiError {
                 .into(),
             Self::LockoutStateUnavailable => "the gateway cannot read this agent's lockout state \
                  right now; the change is refused so that the vendor does not lock the agent out"
+                .into(),
+            Self::AuditUnavailable => "the audit trail cannot record the change right now, so it \
+                 is not sent to the vendor"
                 .into(),
             Self::RateLimited { scope, .. } => {
                 format!("the {scope} quota of password changes is spent").into()

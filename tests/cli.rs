@@ -92,10 +92,13 @@ async fn sigterm_drains_and_exits_0() {
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
+    let audit_dir = fresh_dir("term-audit");
+    let audit_path = audit_dir.join("sipgw-audit.jsonl").display().to_string();
     let path = temp_file(
         "term",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
+             [audit]\npath = {audit_path:?}\n\
              [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
              jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
              [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
@@ -191,6 +194,25 @@ async fn sigterm_drains_and_exits_0() {
             "{secret} appears in the log: {log:?}"
         );
     }
+    // The audit trail holds the run (an attempt and an outcome per vendor call, one outcome
+    // for the refusal), verifies, and holds no secret either.
+    let trail = std::fs::read_to_string(&audit_path).unwrap();
+    assert_eq!(trail.lines().count(), 5, "{trail}");
+    for secret in secrets {
+        assert!(
+            !trail.contains(secret),
+            "{secret} appears in the audit trail"
+        );
+    }
+    let verify = Command::new(SIPGW)
+        .args(["audit", "verify", &audit_path])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub const MIN_KEY_BYTES: usize = 16;
 
 /// How records are sealed.
+#[derive(Clone)]
 pub enum MacKey {
     /// HMAC-SHA256 with a secret key.
     Hmac(Box<hmac::Key>),

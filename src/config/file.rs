@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub lockout: LockoutSection,
     /// `[idempotency]`: how long and how many `Idempotency-Key` outcomes are remembered.
     pub idempotency: IdempotencySection,
+    /// `[audit]`: the tamper-evident audit trail.
+    pub audit: AuditSection,
 }
 
 /// `[server]`.
@@ -274,6 +276,40 @@ impl Default for IdempotencySection {
         Self {
             ttl_secs: 86_400,
             max_entries: 100_000,
+        }
+    }
+}
+
+/// `[audit]` (DESIGN.md §5).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The current trail file; rotated files go beside it.
+    pub path: String,
+    /// File holding the HMAC key; without it records are chained with plain SHA-256.
+    pub hmac_key_file: Option<String>,
+    /// `"always"` (group commit, the default), `"interval"` or `"never"`.
+    pub fsync: String,
+    /// With `fsync = "interval"`: at most this long between a write and its fsync.
+    pub fsync_interval_ms: u64,
+    /// Rotate when the file would grow beyond this.
+    pub max_bytes: u64,
+    /// Also print each record on stdout as JSON.
+    pub stdout: bool,
+    /// Records per client IP and minute for unauthenticated requests.
+    pub unauthenticated_per_minute: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            path: "audit/sipgw-audit.jsonl".into(),
+            hmac_key_file: None,
+            fsync: "always".into(),
+            fsync_interval_ms: 1_000,
+            max_bytes: 64 * 1024 * 1024,
+            stdout: false,
+            unauthenticated_per_minute: 10,
         }
     }
 }

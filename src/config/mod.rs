@@ -10,7 +10,7 @@ pub mod file;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::SecretString;
 
+use crate::audit::chain::MacKey;
+use crate::audit::writer::Fsync;
 use crate::auth::keys::{FetchSettings, KeySet, KeySource};
 use crate::auth::{AuthSettings, Policy};
 use crate::limits::lockout::LockoutPolicy;
@@ -72,6 +74,25 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[rate_limit]`, `[lockout]` and `[idempotency]`.
     pub limits: LimitsConfig,
+    /// `[audit]`, with the HMAC key loaded.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The current trail file.
+    pub path: PathBuf,
+    /// Seals records (HMAC key, or plain SHA-256).
+    pub key: MacKey,
+    /// Durability policy.
+    pub fsync: Fsync,
+    /// Rotation size.
+    pub max_bytes: u64,
+    /// Also print records on stdout.
+    pub stdout: bool,
+    /// Records per client IP and minute for unauthenticated requests.
+    pub unauthenticated_per_minute: u32,
 }
 
 /// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.
@@ -197,6 +218,7 @@ impl Config {
             password_policy,
             auth: auth_config(&file.auth)?,
             limits: limits_config(&file)?,
+            audit: audit_config(&file.audit)?,
         })
     }
 }
@@ -368,6 +390,50 @@ fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend, ConfigErro
     Ok(LimitsBackend::Redis {
         url: url.to_owned(),
         key_prefix,
+    })
+}
+
+fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, ConfigError> {
+    if a.path.trim().is_empty() {
+        return Err(invalid("audit.path", "must not be empty"));
+    }
+    let key = match a.hmac_key_file.as_deref() {
+        None => MacKey::Plain,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| invalid("audit.hmac_key_file", format!("cannot read {path}: {e}")))?;
+            MacKey::from_file_bytes(&bytes)
+                .map_err(|why| invalid("audit.hmac_key_file", format!("{path} {why}")))?
+        }
+    };
+    let fsync = match a.fsync.as_str() {
+        "always" => Fsync::Always,
+        "interval" => Fsync::Interval(millis(
+            "audit.fsync_interval_ms",
+            a.fsync_interval_ms,
+            1,
+            60_000,
+        )?),
+        "never" => Fsync::Never,
+        other => {
+            return Err(invalid(
+                "audit.fsync",
+                format!("must be \"always\", \"interval\" or \"never\", got {other:?}"),
+            ));
+        }
+    };
+    Ok(AuditConfig {
+        path: PathBuf::from(&a.path),
+        key,
+        fsync,
+        max_bytes: in_range("audit.max_bytes", a.max_bytes, 4096, 1 << 40)?,
+        stdout: a.stdout,
+        unauthenticated_per_minute: in_range(
+            "audit.unauthenticated_per_minute",
+            u64::from(a.unauthenticated_per_minute),
+            0,
+            100_000,
+        )? as u32,
     })
 }
 

@@ -78,6 +78,16 @@ pub fn max_tries_within(elapsed: Duration) -> u64 {
     }
 }
 
+/// A new, empty directory under the system's temp dir, unique to this process and call.
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sipgw-test-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The default simulator: the test credentials and a handful of agents.
 pub fn sim_config() -> SimConfig {
     let mut agents = vec![(AGENT.to_owned(), CURRENT.to_owned())];
@@ -110,6 +120,11 @@ pub fn file_config(sim_addr: SocketAddr, idp_addr: SocketAddr) -> FileConfig {
         per_secs: 1,
     };
     file.lockout.max_consecutive_failures = 100;
+    // Each gateway writes its own audit trail in a fresh directory.
+    file.audit.path = fresh_dir("audit")
+        .join("sipgw-audit.jsonl")
+        .display()
+        .to_string();
     file.vendor.base_url = Some(format!("http://{sim_addr}"));
     file.vendor.app_key = Some(APP_KEY.into());
     file.vendor.allow_insecure_http = true;

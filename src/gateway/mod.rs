@@ -4,7 +4,7 @@
 //! runs [`Gateway::change_password`] and renders its result: a success, or an [`ApiError`]
 //! through the single mapping in [`crate::error`]. Each step says why it stands where it does.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,11 @@ use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+mod audit;
+
+pub use audit::{Auditor, Trace};
+
+use crate::audit::record::VendorInfo;
 use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::{Config, invalid};
@@ -33,6 +38,8 @@ use crate::vendor::{
 pub struct Gateway {
     /// Checks callers' JWTs and holds the key set.
     auth: Arc<Authenticator>,
+    /// Writes the audit trail.
+    auditor: Arc<Auditor>,
     /// Quotas, lockout shield, per-agent serialization, idempotency.
     limits: Arc<Limits>,
     /// The compiled `[password_policy]`.
@@ -87,6 +94,12 @@ impl Gateway {
                     )
                 })?,
             ),
+            auditor: Arc::new(Auditor::open(&config.audit).map_err(|e| {
+                invalid(
+                    "audit.path",
+                    format!("cannot open {}: {e}", config.audit.path.display()),
+                )
+            })?),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             vendor,
@@ -104,6 +117,11 @@ impl Gateway {
         &self.limits
     }
 
+    /// The audit trail, so the caller can run its sweeper (and tests can read its counters).
+    pub fn auditor(&self) -> &Arc<Auditor> {
+        &self.auditor
+    }
+
     /// The key store, so the caller can run its refresher and readiness can look at it.
     pub fn keys(&self) -> &Arc<KeyStore> {
         self.auth.keys()
@@ -115,7 +133,10 @@ impl Gateway {
         let request_id = request::request_id(req.headers());
         let path = req.uri().path().to_owned();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let result = self.change_password(req, &request_id, deadline).await;
+        let mut trace = Trace::default();
+        let result = self
+            .change_password(req, &request_id, deadline, peer.ip(), &mut trace)
+            .await;
         let (response, code) = match result {
             Ok(Reply::Accepted { message }) => (
                 json_response(
@@ -125,16 +146,26 @@ impl Gateway {
                 ),
                 "ok",
             ),
-            Ok(Reply::Replayed(stored)) => (replay(&stored, &request_id), "replayed"),
+            Ok(Reply::Replayed(stored)) => (replay(&stored, &request_id), replayed_code(&stored)),
             Err(error) => (error.to_response(&request_id), error.code()),
         };
+        let latency = started.elapsed();
+        // Requests on the endpoint end with an outcome record, written before the answer
+        // leaves; other paths are not password changes.
+        if trace.endpoint {
+            let status = response.status().as_u16();
+            let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+            self.auditor
+                .outcome(&request_id, &trace, peer.ip(), code, status, latency_ms)
+                .await;
+        }
         tracing::info!(
             request_id = %request_id,
             client_ip = %peer.ip(),
             path = %path,
             status = response.status().as_u16(),
             code,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = latency.as_secs_f64() * 1000.0,
             "request"
         );
         response
@@ -147,14 +178,18 @@ impl Gateway {
         req: Request<Incoming>,
         request_id: &str,
         deadline: Deadline,
+        client_ip: IpAddr,
+        trace: &mut Trace,
     ) -> Result<Reply, ApiError> {
         // 1. Request shape: route and method first (cheapest, and they decide whether the
         //    rest applies at all), then the body, read within a size and time bound.
         let segment = request::match_endpoint(req.uri().path()).ok_or(ApiError::NotFound)?;
+        trace.endpoint = true;
         if req.method() != Method::POST {
             return Err(ApiError::MethodNotAllowed);
         }
         let user_account = request::parse_user_account(segment)?;
+        trace.agent = Some(user_account.clone());
         request::check_content_type(req.headers())?;
         request::check_declared_length(req.headers())?;
         let (parts, body) = req.into_parts();
@@ -181,6 +216,7 @@ impl Gateway {
             .policy()
             .authorize(&identity.grants, &user_account)
             .ok_or(ApiError::Forbidden)?;
+        trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
         let caller = Caller {
             iss: identity.iss.clone(),
             sub: identity.sub.clone(),
@@ -247,11 +283,12 @@ impl Gateway {
             .ok_or(ApiError::ChangeInProgress)?;
         self.check_lockout(&user_account).await?;
 
-        // 9. Audit `attempt`: issue 5.
+        // 9. Audit `attempt`: durable before the vendor is called, or no call at all.
+        self.auditor.attempt(request_id, trace, client_ip).await?;
 
         // 10. The vendor call.
         let result = self
-            .call_vendor(&user_account, &change, request_id, deadline)
+            .call_vendor(&user_account, &change, request_id, deadline, trace)
             .await
             .and_then(|outcome| {
                 if outcome.is_success() {
@@ -272,8 +309,9 @@ impl Gateway {
             Err(_) => {}
         }
 
-        // 11. Audit `outcome`: issue 5. Then remember the outcome for retries, if the change
-        //     reached the vendor (an outcome decided before it is not worth replaying).
+        // 11. Remember the outcome for retries, if the change reached the vendor (an outcome
+        //     decided before it is not worth replaying). The audit `outcome` record is
+        //     written by `handle`, for this and every earlier refusal alike.
         if let Some(ticket) = ticket {
             ticket.complete(stored_outcome(&result, request_id)).await;
         }
@@ -297,6 +335,7 @@ impl Gateway {
         change: &ChangeBody,
         request_id: &str,
         deadline: Deadline,
+        trace: &mut Trace,
     ) -> Result<UpdateOutcome, ApiError> {
         let update = UpdateRequest {
             user_account,
@@ -305,7 +344,9 @@ impl Gateway {
             request_id,
         };
         let token = self.token(deadline).await?;
+        let started = Instant::now();
         let result = self.vendor.update_password(&token, &update, deadline).await;
+        trace.vendor = Some(vendor_info(&result, started));
         if !matches!(result, Err(VendorError::Unauthorized)) {
             self.tokens.accepted();
         }
@@ -318,6 +359,7 @@ impl Gateway {
                 self.tokens.invalidate(&token);
                 let fresh = self.token(deadline).await?;
                 let result = self.vendor.update_password(&fresh, &update, deadline).await;
+                trace.vendor = Some(vendor_info(&result, started));
                 match result {
                     Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
                     _ => self.tokens.accepted(),
@@ -450,6 +492,41 @@ fn scrub(message: &str, change: &ChangeBody) -> String {
         clean = clean.replace(secret, "[REDACTED]");
     }
     clean
+}
+
+/// What the audit trail says of a vendor call: its status and `resultCode` when an answer
+/// came, nothing when the outcome is unknown (timeout, cut or failed connection).
+fn vendor_info(result: &Result<UpdateOutcome, VendorError>, started: Instant) -> VendorInfo {
+    let (status, result_code) = match result {
+        Ok(outcome) => (Some(200), Some(outcome.result_code.clone())),
+        Err(VendorError::Status(status)) => (Some(*status), None),
+        Err(VendorError::Unauthorized) => (Some(401), None),
+        Err(VendorError::BadBody) => (Some(200), None),
+        Err(VendorError::Timeout | VendorError::Connect(_) | VendorError::Transport(_)) => {
+            (None, None)
+        }
+    };
+    VendorInfo {
+        status,
+        result_code,
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The code of a replayed outcome, for logs and the audit trail: the stored problem's
+/// `code`, or `ok`.
+fn replayed_code(stored: &Stored) -> &'static str {
+    if stored.status == 200 {
+        return "ok";
+    }
+    let code = serde_json::from_slice::<serde_json::Value>(&stored.body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
+    match code.as_deref() {
+        Some("vendor_rejected") => "vendor_rejected",
+        Some("vendor_timeout") => "vendor_timeout",
+        _ => "vendor_error",
+    }
 }
 
 /// Maps a failed vendor call to what the client sees; the cause goes to the log only.

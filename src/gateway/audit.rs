@@ -1,0 +1,170 @@
+//! The pipeline's link to the audit trail: what a request's records say, and when they are
+//! written (DESIGN.md §5).
+//!
+//! - An `attempt` record is made durable before the vendor is called; if it cannot be, the
+//!   change is refused (503 `audit_unavailable`) and the vendor never sees it.
+//! - Every request on the endpoint ends with one `outcome` record, written before the
+//!   answer leaves. Unauthenticated requests' outcomes go through flood control.
+//! - Records carry no password, token or secret: only the fields of [`Event`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::record::{CallerInfo, Event, Kind, VendorInfo};
+use crate::audit::throttle::{Closed, Decision, Throttle};
+use crate::audit::writer::{AuditWriter, WriterConfig};
+use crate::config::AuditConfig;
+use crate::error::ApiError;
+
+/// Window of the unauthenticated records' flood control.
+const FLOOD_WINDOW: Duration = Duration::from_secs(60);
+
+/// What the audit trail learns about a request as the pipeline proceeds.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Whether the path was the endpoint (other paths are not audited).
+    pub endpoint: bool,
+    /// `iss` and `sub`, once authenticated.
+    pub caller: Option<(String, String)>,
+    /// The agent, once the path named a valid one.
+    pub agent: Option<String>,
+    /// The vendor's answer, once called.
+    pub vendor: Option<VendorInfo>,
+}
+
+/// Writes a request's records.
+pub struct Auditor {
+    /// The trail.
+    writer: AuditWriter,
+    /// Flood control for unauthenticated requests.
+    throttle: Throttle,
+}
+
+impl Auditor {
+    /// Opens the trail (continuing its chain).
+    pub fn open(config: &AuditConfig) -> std::io::Result<Self> {
+        let writer = AuditWriter::open(WriterConfig {
+            path: config.path.clone(),
+            max_bytes: config.max_bytes,
+            fsync: config.fsync,
+            stdout: config.stdout,
+            key: config.key.clone(),
+        })?;
+        Ok(Self {
+            writer,
+            throttle: Throttle::new(config.unauthenticated_per_minute, FLOOD_WINDOW),
+        })
+    }
+
+    /// The writer (its counters).
+    pub fn writer(&self) -> &AuditWriter {
+        &self.writer
+    }
+
+    /// The durable `attempt` record, before the vendor call.
+    pub async fn attempt(
+        &self,
+        request_id: &str,
+        trace: &Trace,
+        ip: IpAddr,
+    ) -> Result<(), ApiError> {
+        let event = event(Kind::Attempt, request_id, trace, ip, "attempt", None, None);
+        self.writer.append(event).await.map(drop).map_err(|error| {
+            tracing::error!(request_id, %error, "audit attempt record failed; the change is refused");
+            ApiError::AuditUnavailable
+        })
+    }
+
+    /// The `outcome` record. A failure here cannot undo what happened; it is logged.
+    pub async fn outcome(
+        &self,
+        request_id: &str,
+        trace: &Trace,
+        ip: IpAddr,
+        code: &str,
+        status: u16,
+        latency_ms: u64,
+    ) {
+        if code == "unauthenticated" {
+            let (decision, closed) = self.throttle.decide(ip, tokio::time::Instant::now());
+            self.summaries(closed).await;
+            if decision == Decision::Suppress {
+                return;
+            }
+        }
+        let event = event(
+            Kind::Outcome,
+            request_id,
+            trace,
+            ip,
+            code,
+            Some(status),
+            Some(latency_ms),
+        );
+        if let Err(error) = self.writer.append(event).await {
+            tracing::error!(request_id, %error, "audit outcome record failed");
+        }
+    }
+
+    /// Writes summaries for flood windows that closed; runs until its task is dropped.
+    pub async fn run_sweeper(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let closed = self.throttle.sweep(tokio::time::Instant::now());
+            self.summaries(closed).await;
+        }
+    }
+
+    async fn summaries(&self, closed: Vec<Closed>) {
+        for window in closed {
+            let event = Event {
+                kind: Kind::Summary,
+                request_id: None,
+                caller: CallerInfo {
+                    iss: None,
+                    sub: None,
+                    client_ip: window
+                        .ip
+                        .map_or_else(|| "*".to_owned(), |ip| ip.to_string()),
+                },
+                agent: None,
+                code: "unauthenticated".into(),
+                http_status: Some(401),
+                vendor: None,
+                latency_ms: None,
+                suppressed: Some(window.suppressed),
+            };
+            if let Err(error) = self.writer.append(event).await {
+                tracing::error!(%error, "audit summary record failed");
+            }
+        }
+    }
+}
+
+fn event(
+    kind: Kind,
+    request_id: &str,
+    trace: &Trace,
+    ip: IpAddr,
+    code: &str,
+    http_status: Option<u16>,
+    latency_ms: Option<u64>,
+) -> Event {
+    Event {
+        kind,
+        request_id: Some(request_id.to_owned()),
+        caller: CallerInfo {
+            iss: trace.caller.as_ref().map(|(iss, _)| iss.clone()),
+            sub: trace.caller.as_ref().map(|(_, sub)| sub.clone()),
+            client_ip: ip.to_string(),
+        },
+        agent: trace.agent.clone(),
+        code: code.to_owned(),
+        http_status,
+        vendor: trace.vendor.clone(),
+        latency_ms,
+        suppressed: None,
+    }
+}
