@@ -98,7 +98,7 @@ async fn sigterm_drains_and_exits_0() {
         "term",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
-             [audit]\npath = {audit_path:?}\n\
+             [audit]\npath = {audit_path:?}\nstdout = true\n\
              [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
              jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
              [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
@@ -110,6 +110,7 @@ async fn sigterm_drains_and_exits_0() {
         .env("SIPGW_APP_SECRET", APP_SECRET)
         .env("RUST_LOG", "trace")
         .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     // The JSON log line "sipgw listening" carries the address.
@@ -160,10 +161,13 @@ async fn sigterm_drains_and_exits_0() {
         .status()
         .unwrap();
     assert!(status.success());
+    let mut stdout = child.stdout.take().unwrap();
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
     assert_eq!(
         exit.code(),
         Some(0),
@@ -197,6 +201,10 @@ async fn sigterm_drains_and_exits_0() {
     // The audit trail holds the run (an attempt and an outcome per vendor call, one outcome
     // for the refusal), verifies, and holds no secret either.
     let trail = std::fs::read_to_string(&audit_path).unwrap();
+    assert_eq!(
+        printed, trail,
+        "stdout = true prints the same records as the file"
+    );
     assert_eq!(trail.lines().count(), 5, "{trail}");
     for secret in secrets {
         assert!(
