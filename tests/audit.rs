@@ -53,7 +53,7 @@ async fn a_mixed_run_leaves_exactly_its_records_and_no_secret() {
             burst: 2,
             per_secs: 3600,
         };
-        c.vendor.timeout_ms = 300;
+        c.vendor.timeout_ms = 1_500;
     })
     .await;
     let alice = h.idp.mint_for("alice", AUDIENCE, Some("agent7"), false);
@@ -76,7 +76,7 @@ async fn a_mixed_run_leaves_exactly_its_records_and_no_secret() {
     assert_eq!(h.change(AGENT, NEW, CURRENT).await.code(), "rate_limited");
     h.sim
         .faults()
-        .set_update_delay(Some(Duration::from_secs(3)));
+        .set_update_delay(Some(Duration::from_secs(5)));
     assert_eq!(
         h.change("agent1", CURRENT, NEW).await.code(),
         "vendor_timeout"
@@ -115,6 +115,10 @@ async fn a_mixed_run_leaves_exactly_its_records_and_no_secret() {
     assert!(
         all[4]["caller"]["sub"].is_null(),
         "no caller before authentication"
+    );
+    assert_eq!(
+        all[5]["caller"]["sub"], "alice",
+        "a refused caller is named"
     );
     // A timeout's outcome is unknown: the vendor status is null.
     assert!(all[9]["vendor"]["status"].is_null());
@@ -211,5 +215,30 @@ async fn requests_outside_the_endpoint_are_not_audited() {
     assert_eq!(
         kinds_and_codes(&all),
         vec![("outcome".to_owned(), "method_not_allowed".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_garbage_without_a_token_is_bounded_too() {
+    let dir = fresh_dir("garbage");
+    let path = audit_path(&dir);
+    let p = path.display().to_string();
+    let h = Harness::start_with(sim_config(), move |c| c.audit.path = p).await;
+    for _ in 0..300 {
+        let answer = h
+            .send_raw(
+                Method::POST,
+                &Harness::endpoint(AGENT),
+                &[("content-type", "application/json")],
+                "{garbage",
+            )
+            .await;
+        assert_eq!(answer.status, 400);
+    }
+    let all = records(&path);
+    assert!(
+        all.len() <= 12,
+        "{} records for 300 unauthenticated requests",
+        all.len()
     );
 }

@@ -284,3 +284,22 @@ async fn a_malformed_idempotency_key_is_a_400() {
     }
     assert_eq!(h.sim.update_count(), 0);
 }
+
+#[tokio::test]
+async fn a_timeout_after_the_vendor_may_have_checked_counts_towards_the_shield() {
+    let h = Harness::start_with(sim_config(), |c| {
+        c.lockout.max_consecutive_failures = 2;
+        c.vendor.timeout_ms = 1_000;
+    })
+    .await;
+    assert_eq!(h.change(AGENT, WRONG, NEW).await.code(), "vendor_rejected");
+    // The vendor may well have rejected this one too: its answer just never came.
+    h.sim
+        .faults()
+        .set_update_delay(Some(Duration::from_secs(5)));
+    assert_eq!(h.change(AGENT, WRONG, NEW).await.code(), "vendor_timeout");
+    h.sim.faults().set_update_delay(None);
+    let blocked = h.change(AGENT, CURRENT, NEW).await;
+    assert_eq!(blocked.code(), "lockout_protection", "{}", blocked.text);
+    assert_eq!(h.sim.update_count(), 2);
+}

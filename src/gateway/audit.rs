@@ -4,7 +4,8 @@
 //! - An `attempt` record is made durable before the vendor is called; if it cannot be, the
 //!   change is refused (503 `audit_unavailable`) and the vendor never sees it.
 //! - Every request on the endpoint ends with one `outcome` record, written before the
-//!   answer leaves. Unauthenticated requests' outcomes go through flood control.
+//!   answer leaves. Outcomes of requests refused before authentication go through flood
+//!   control (per client IP; a `summary` record counts what was suppressed).
 //! - Records carry no password, token or secret: only the fields of [`Event`].
 
 use std::net::IpAddr;
@@ -31,6 +32,9 @@ pub struct Trace {
     pub agent: Option<String>,
     /// The vendor's answer, once called.
     pub vendor: Option<VendorInfo>,
+    /// Whether the vendor may have checked the current password although no clear answer
+    /// came (a timeout, a cut connection, a 5xx): the lockout shield counts such a call.
+    pub vendor_may_have_checked: bool,
 }
 
 /// Writes a request's records.
@@ -86,7 +90,9 @@ impl Auditor {
         status: u16,
         latency_ms: u64,
     ) {
-        if code == "unauthenticated" {
+        // Anything refused before authentication (bad tokens, but also garbage bodies or
+        // wrong methods) is flood-controlled: nobody accountable sent it.
+        if trace.caller.is_none() {
             let (decision, closed) = self.throttle.decide(ip, tokio::time::Instant::now());
             self.summaries(closed).await;
             if decision == Decision::Suppress {
@@ -130,8 +136,8 @@ impl Auditor {
                         .map_or_else(|| "*".to_owned(), |ip| ip.to_string()),
                 },
                 agent: None,
-                code: "unauthenticated".into(),
-                http_status: Some(401),
+                code: "suppressed".into(),
+                http_status: None,
                 vendor: None,
                 latency_ms: None,
                 suppressed: Some(window.suppressed),

@@ -209,6 +209,7 @@ impl Gateway {
             .authenticate(header)
             .await
             .map_err(ApiError::Unauthenticated)?;
+        trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
 
         // 3. Authorization: may this caller change this agent's password?
         let grant = self
@@ -216,7 +217,6 @@ impl Gateway {
             .policy()
             .authorize(&identity.grants, &user_account)
             .ok_or(ApiError::Forbidden)?;
-        trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
         let caller = Caller {
             iss: identity.iss.clone(),
             sub: identity.sub.clone(),
@@ -283,8 +283,20 @@ impl Gateway {
             .ok_or(ApiError::ChangeInProgress)?;
         self.check_lockout(&user_account).await?;
 
-        // 9. Audit `attempt`: durable before the vendor is called, or no call at all.
-        self.auditor.attempt(request_id, trace, client_ip).await?;
+        // 9. Audit `attempt`: durable before the vendor is called, or no call at all (and no
+        //    waiting past the request's deadline for a stalled disk).
+        match tokio::time::timeout_at(deadline, self.auditor.attempt(request_id, trace, client_ip))
+            .await
+        {
+            Ok(written) => written?,
+            Err(_) => {
+                tracing::error!(
+                    request_id,
+                    "audit attempt record not durable before the deadline; the change is refused"
+                );
+                return Err(ApiError::AuditUnavailable);
+            }
+        }
 
         // 10. The vendor call.
         let result = self
@@ -299,14 +311,17 @@ impl Gateway {
                     })
                 }
             });
-        match &result {
-            Ok(_) => self.limits.record_success(&user_account).await,
-            Err(ApiError::VendorRejected { .. }) => {
-                if self.limits.record_rejection(&user_account).await {
-                    tracing::warn!(request_id, agent = %user_account, "lockout shield: agent blocked after repeated vendor rejections");
-                }
-            }
-            Err(_) => {}
+        // A lost or garbled answer after the vendor may have checked the password counts
+        // like a rejection: the vendor may have counted one.
+        let counts_as_rejection = match &result {
+            Err(ApiError::VendorRejected { .. }) => true,
+            Err(ApiError::VendorTimeout | ApiError::VendorError) => trace.vendor_may_have_checked,
+            _ => false,
+        };
+        if result.is_ok() {
+            self.limits.record_success(&user_account).await;
+        } else if counts_as_rejection && self.limits.record_rejection(&user_account).await {
+            tracing::warn!(request_id, agent = %user_account, "lockout shield: agent blocked after repeated vendor rejections");
         }
 
         // 11. Remember the outcome for retries, if the change reached the vendor (an outcome
@@ -347,6 +362,7 @@ impl Gateway {
         let started = Instant::now();
         let result = self.vendor.update_password(&token, &update, deadline).await;
         trace.vendor = Some(vendor_info(&result, started));
+        trace.vendor_may_have_checked = may_have_checked(&result);
         if !matches!(result, Err(VendorError::Unauthorized)) {
             self.tokens.accepted();
         }
@@ -360,6 +376,7 @@ impl Gateway {
                 let fresh = self.token(deadline).await?;
                 let result = self.vendor.update_password(&fresh, &update, deadline).await;
                 trace.vendor = Some(vendor_info(&result, started));
+                trace.vendor_may_have_checked = may_have_checked(&result);
                 match result {
                     Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
                     _ => self.tokens.accepted(),
@@ -510,6 +527,18 @@ fn vendor_info(result: &Result<UpdateOutcome, VendorError>, started: Instant) ->
         status,
         result_code,
         latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Whether the vendor may have checked the current password (and counted a failure) in a
+/// call that did not end with a clear answer: yes once the request may have been sent and
+/// the vendor did not refuse it outright (401, or a 4xx for a malformed request).
+fn may_have_checked(result: &Result<UpdateOutcome, VendorError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(VendorError::Timeout | VendorError::Transport(_) | VendorError::BadBody) => true,
+        Err(VendorError::Status(status)) => *status >= 500,
+        Err(VendorError::Connect(_) | VendorError::Unauthorized) => false,
     }
 }
 

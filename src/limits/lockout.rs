@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How long an agent's rejection count is kept after its last rejection. The vendor keeps
+/// its own until a success; a week bounds the memory while covering any realistic gap.
+pub const RECORD_TTL: Duration = Duration::from_secs(7 * 86_400);
+
 /// The `[lockout]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -28,7 +32,7 @@ pub struct LockoutPolicy {
 struct Record {
     /// Vendor rejections in a row.
     failures: u32,
-    /// When the last one happened; a count older than the cool-down is forgotten.
+    /// When the last one happened (records are dropped [`RECORD_TTL`] after it).
     last_failure: Instant,
     /// Set when `failures` reached the maximum.
     blocked_until: Option<Instant>,
@@ -74,14 +78,13 @@ impl LockoutShield {
             last_failure: now,
             blocked_until: None,
         });
-        // A count from before the cool-down (or a block that has ended) starts over.
-        if now.saturating_duration_since(record.last_failure) >= self.policy.cooldown
-            || record.blocked_until.is_some_and(|until| until <= now)
-        {
-            record.failures = 0;
+        // The vendor counts wrong passwords "in a row" until a success, however long ago:
+        // so does the shield. A block that has ended lets one attempt through, and its
+        // rejection blocks again at once.
+        if record.blocked_until.is_some_and(|until| until <= now) {
             record.blocked_until = None;
         }
-        record.failures += 1;
+        record.failures = record.failures.saturating_add(1);
         record.last_failure = now;
         if record.failures >= self.policy.max_consecutive_failures {
             record.blocked_until = Some(now + self.policy.cooldown);
@@ -98,14 +101,14 @@ impl LockoutShield {
             .remove(agent);
     }
 
-    /// Forgets records older than the cool-down (called periodically).
+    /// Forgets records whose last rejection is older than [`RECORD_TTL`] (called
+    /// periodically), so memory stays bounded.
     pub fn purge(&self, now: Instant) {
-        let cooldown = self.policy.cooldown;
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, r| {
-                now.saturating_duration_since(r.last_failure) < cooldown
+                now.saturating_duration_since(r.last_failure) < RECORD_TTL
                     || r.blocked_until.is_some_and(|u| u > now)
             });
     }
@@ -150,8 +153,9 @@ mod tests {
         );
         assert_eq!(s.check("a", t0 + Duration::from_secs(1810)), Ok(()));
         assert_eq!(s.check("b", t0), Ok(()), "other agents are not affected");
-        // After the block, one rejection does not block again at once.
-        assert!(!s.record_rejection("a", t0 + Duration::from_secs(1811)));
+        // After the block one attempt goes through; if the vendor rejects it too, the
+        // agent is blocked again at once (the vendor's count did not reset either).
+        assert!(s.record_rejection("a", t0 + Duration::from_secs(1811)));
     }
 
     #[test]
@@ -165,16 +169,20 @@ mod tests {
     }
 
     #[test]
-    fn old_counts_are_forgotten_and_purged() {
+    fn counts_do_not_fade_with_time_but_are_purged_after_a_week() {
         let s = shield();
         let t0 = Instant::now();
         s.record_rejection("a", t0);
         assert!(
-            !s.record_rejection("a", t0 + Duration::from_secs(1800)),
-            "the first is too old"
+            s.record_rejection("a", t0 + Duration::from_secs(86_400)),
+            "a day apart: still in a row"
         );
         s.record_rejection("b", t0);
-        s.purge(t0 + Duration::from_secs(1801));
-        assert_eq!(s.len(), 1, "only a's recent rejection is kept");
+        s.purge(t0 + RECORD_TTL + Duration::from_secs(1));
+        assert_eq!(
+            s.len(),
+            1,
+            "b's week-old record is dropped; a's block is recent"
+        );
     }
 }

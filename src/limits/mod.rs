@@ -167,14 +167,17 @@ impl Limits {
 
     /// Whether the lockout shield lets a change for `agent` through.
     pub async fn lockout_check(&self, agent: &str) -> Shield {
-        let blocked = match &self.shared {
-            None => self.lockout.check(agent, tokio::time::Instant::now()).err(),
+        // This replica's own count is always kept too (see `record_rejection`), so a
+        // rejection that Redis missed still counts here.
+        let local = self.lockout.check(agent, tokio::time::Instant::now()).err();
+        let shared = match &self.shared {
+            None => None,
             Some(shared) => match shared.lockout_check(agent).await {
                 Ok(blocked) => blocked,
                 Err(Unavailable) => return Shield::Unknown,
             },
         };
-        blocked.map_or(Shield::Open, Shield::Blocked)
+        local.max(shared).map_or(Shield::Open, Shield::Blocked)
     }
 
     /// The vendor accepted a change for `agent`: its count starts over.
@@ -190,16 +193,19 @@ impl Limits {
     /// The vendor rejected a change for `agent`; whether the agent is now blocked.
     pub async fn record_rejection(&self, agent: &str) -> bool {
         let now = tokio::time::Instant::now();
+        // Always counted here as well: a rejection that Redis cannot record (a blip) is
+        // then not lost, and this replica blocks on its own count.
+        let local = self.lockout.record_rejection(agent, now);
         match &self.shared {
-            None => self.lockout.record_rejection(agent, now),
+            None => local,
             Some(shared) => match shared.lockout_reject(agent, self.lockout.policy()).await {
-                Ok(blocked) => blocked,
+                Ok(blocked) => blocked || local,
                 Err(Unavailable) => {
-                    // Not counted in Redis: the shield refuses this agent while Redis is
-                    // unreachable anyway, and its margin (one below the vendor's 3) covers
-                    // this one lost count.
-                    tracing::warn!(agent, "vendor rejection could not be counted in redis");
-                    false
+                    tracing::warn!(
+                        agent,
+                        "vendor rejection could not be counted in redis; counted locally"
+                    );
+                    local
                 }
             },
         }

@@ -144,7 +144,8 @@ impl Shared {
         invocation
             .key(self.key(&format!("lockout:{agent}")))
             .arg(policy.max_consecutive_failures)
-            .arg(policy.cooldown.as_millis() as u64);
+            .arg(policy.cooldown.as_millis() as u64)
+            .arg(crate::limits::lockout::RECORD_TTL.as_millis() as u64);
         let blocked: u8 = self.run(Call::Script(invocation)).await?;
         Ok(blocked == 1)
     }
