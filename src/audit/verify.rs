@@ -83,8 +83,20 @@ pub fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Checks JSON validity, `seq` continuity, `prev` links and every `mac` across `files`.
+/// Checks JSON validity, `seq` continuity, `prev` links and every `mac` across `files`,
+/// which must start at the trail's first record (`seq` 1): a trail whose head was removed
+/// fails. Use [`verify_from_any`] to check archived tails on purpose.
 pub fn verify(files: &[PathBuf], key: &MacKey) -> Result<Summary, Failure> {
+    verify_with(files, key, false)
+}
+
+/// Like [`verify`], but accepts a trail that starts later than `seq` 1 (its first record's
+/// `prev` is then taken on trust; the summary says where it starts).
+pub fn verify_from_any(files: &[PathBuf], key: &MacKey) -> Result<Summary, Failure> {
+    verify_with(files, key, true)
+}
+
+fn verify_with(files: &[PathBuf], key: &MacKey, later_start: bool) -> Result<Summary, Failure> {
     let mut summary = Summary {
         records: 0,
         first_seq: 0,
@@ -147,6 +159,14 @@ pub fn verify(files: &[PathBuf], key: &MacKey) -> Result<Summary, Failure> {
                 }
                 None => {
                     summary.first_seq = seq;
+                    if seq != 1 && !later_start {
+                        return Err(fail(
+                            number,
+                            format!(
+                                "the trail starts at seq {seq}: its first records are missing (use --partial to check an archived tail)"
+                            ),
+                        ));
+                    }
                     if seq == 1 && prev != GENESIS {
                         return Err(fail(
                             number,

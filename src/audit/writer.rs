@@ -134,6 +134,12 @@ struct Trail {
     seq: u64,
     /// `mac` of the last record (the next `prev`).
     prev: String,
+    /// The file may hold bytes past `len` (a failed write whose cut-back failed too): they
+    /// are cut before anything else is written.
+    needs_cut: bool,
+    /// The directory must be synced before the next write (a new file's entry, or a
+    /// rename, is not durable yet).
+    dir_dirty: bool,
 }
 
 impl Trail {
@@ -144,6 +150,7 @@ impl Trail {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,17 +158,18 @@ impl Trail {
             .open(path)?;
         let (mut seq, mut prev) = (0, GENESIS.to_owned());
         let mut len = file.metadata()?.len();
-        if let Some((tail_seq, tail_mac, complete_len)) = read_tail(&mut file, len)? {
+        let (head, complete_len) = read_tail(&mut file, len)?;
+        if complete_len < len {
+            tracing::warn!(path = %path.display(), cut = len - complete_len, "audit trail ends with a partial record; cutting it off");
+            file.set_len(complete_len)?;
+            len = complete_len;
+        }
+        if let Some((tail_seq, tail_mac)) = head {
             (seq, prev) = (tail_seq, tail_mac);
-            if complete_len < len {
-                tracing::warn!(path = %path.display(), cut = len - complete_len, "audit trail ends with a partial record; cutting it off");
-                file.set_len(complete_len)?;
-                len = complete_len;
-            }
         } else if let Some(rotated) = newest_rotated(path)? {
             let mut old = File::open(&rotated)?;
             let old_len = old.metadata()?.len();
-            if let Some((tail_seq, tail_mac, _)) = read_tail(&mut old, old_len)? {
+            if let (Some((tail_seq, tail_mac)), _) = read_tail(&mut old, old_len)? {
                 (seq, prev) = (tail_seq, tail_mac);
             }
         }
@@ -170,18 +178,27 @@ impl Trail {
             len,
             seq,
             prev,
+            needs_cut: false,
+            dir_dirty: !existed,
         })
     }
 }
 
-/// The last complete record of a file: (seq, mac, length up to its line end).
-fn read_tail(file: &mut File, len: u64) -> std::io::Result<Option<(u64, String, u64)>> {
+/// The last complete record of a file, `(seq, mac)`, and the length up to its line end
+/// (0 when the file holds no complete line: a crash during its very first write).
+fn read_tail(file: &mut File, len: u64) -> std::io::Result<(Option<(u64, String)>, u64)> {
     let start = len.saturating_sub(TAIL_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
     file.take(TAIL_BYTES).read_to_end(&mut tail)?;
     let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
-        return Ok(None);
+        if start == 0 {
+            return Ok((None, 0));
+        }
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the audit trail ends with a line longer than any record; run `sipgw audit verify` on it",
+        ));
     };
     let complete = &tail[..last_newline];
     let line_start = complete
@@ -195,7 +212,7 @@ fn read_tail(file: &mut File, len: u64) -> std::io::Result<Option<(u64, String, 
         Some((seq, mac.to_owned()))
     });
     match parsed {
-        Some((seq, mac)) => Ok(Some((seq, mac, start + last_newline as u64 + 1))),
+        Some(head) => Ok((Some(head), start + last_newline as u64 + 1)),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "the audit trail's last line is not a sealed record; run `sipgw audit verify` on it",
@@ -334,8 +351,16 @@ fn write_batch(
         lines.push('\n');
         prev = mac;
     }
+    if trail.needs_cut {
+        trail.file.set_len(trail.len).map_err(io)?;
+        trail.needs_cut = false;
+    }
     if trail.len > 0 && trail.len + lines.len() as u64 > config.max_bytes {
         rotate(trail, &config.path).map_err(io)?;
+    }
+    if trail.dir_dirty {
+        sync_dir(&config.path).map_err(io)?;
+        trail.dir_dirty = false;
     }
     let written = trail
         .file
@@ -348,8 +373,9 @@ fn write_batch(
             Fsync::Interval(_) | Fsync::Never => Ok(()),
         });
     if let Err(error) = written {
-        // Cut back to the last durable record, so that the chain stays whole.
-        let _ = trail.file.set_len(trail.len);
+        // Cut back to the last durable record, so that the chain stays whole; if even that
+        // fails, the next batch cuts first (or is refused).
+        trail.needs_cut = trail.file.set_len(trail.len).is_err();
         return Err(io(error));
     }
     let first = trail.seq + 1;
@@ -364,29 +390,34 @@ fn write_batch(
     Ok(first)
 }
 
-/// Renames the full file with its rotation time, makes the rename durable, and starts a
-/// new file; the chain simply continues in it.
+/// Renames the full file with its rotation time and starts a new one; the chain simply
+/// continues in it. The directory is synced before the next write (`dir_dirty`), which makes
+/// both the rename and the new file's entry durable. A rename done by an earlier, failed
+/// attempt is not repeated.
 fn rotate(trail: &mut Trail, path: &Path) -> std::io::Result<()> {
     trail.file.sync_data()?;
-    let rotated = rotated_name(path, trail.seq, SystemTime::now());
-    std::fs::rename(path, &rotated)?;
-    if let Some(dir) = path.parent().map(|d| {
-        if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        }
-    }) {
-        File::open(dir)?.sync_all()?;
+    if path.exists() {
+        let rotated = rotated_name(path, trail.seq, SystemTime::now());
+        std::fs::rename(path, &rotated)?;
+        tracing::info!(rotated = %rotated.display(), "audit trail rotated");
     }
+    trail.dir_dirty = true;
     trail.file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .open(path)?;
     trail.len = 0;
-    tracing::info!(rotated = %rotated.display(), "audit trail rotated");
     Ok(())
+}
+
+/// Makes the directory's entries (a new file, a rename) durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -151,13 +151,29 @@ impl IdempotencyStore {
                         ..
                     }) => receiver.clone(),
                     None => {
+                        // Full: forget the oldest finished outcomes. An entry in flight is
+                        // never dropped (its retry must wait for it, not run beside it);
+                        // there are at most as many as requests in flight.
+                        let mut kept = Vec::new();
                         while entries.len() >= self.capacity {
                             let Some((oldest, created)) = order.pop_front() else {
                                 break;
                             };
-                            if entries.get(&oldest).is_some_and(|e| e.created == created) {
-                                entries.remove(&oldest);
+                            match entries.get(&oldest) {
+                                Some(e)
+                                    if e.created == created
+                                        && matches!(e.state, State::InFlight(_)) =>
+                                {
+                                    kept.push((oldest, created));
+                                }
+                                Some(e) if e.created == created => {
+                                    entries.remove(&oldest);
+                                }
+                                _ => {}
                             }
+                        }
+                        for place in kept.into_iter().rev() {
+                            order.push_front(place);
                         }
                         // Released keys leave their place in `order`; drop those places
                         // before they outnumber the entries.

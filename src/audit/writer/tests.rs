@@ -203,3 +203,45 @@ async fn every_kind_of_tampering_is_found_at_its_line() {
     );
     assert_eq!(verify(&[forged_file], &key()).unwrap_err().line, 1);
 }
+
+#[tokio::test]
+async fn a_crash_during_a_new_files_first_write_is_cut_off() {
+    let dir = temp_dir("first-write");
+    let path = dir.join("audit.jsonl");
+    let writer = open(&path, Fsync::Always, 600);
+    for n in 1..=3 {
+        writer.append(event(n)).await.unwrap();
+    }
+    drop(writer);
+    // A rotation renamed the file, and the crash came during the new file's first write.
+    std::fs::rename(&path, rotated_name(&path, 3, SystemTime::now())).unwrap();
+    std::fs::write(&path, b"{\"v\":1,\"seq\":4,\"ts\":\"2026").unwrap();
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    assert_eq!(writer.append(event(4)).await.unwrap(), 4);
+    drop(writer);
+    assert_eq!(
+        verify(&expand(std::slice::from_ref(&dir)).unwrap(), &key())
+            .unwrap()
+            .records,
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_trail_missing_its_head_fails_unless_checked_as_a_tail() {
+    let dir = temp_dir("head");
+    let path = dir.join("audit.jsonl");
+    let writer = open(&path, Fsync::Never, 1 << 20);
+    for n in 1..=4 {
+        writer.append(event(n)).await.unwrap();
+    }
+    drop(writer);
+    let tail: String = lines(&path)[2..].iter().map(|l| format!("{l}\n")).collect();
+    let cut = dir.join("cut.jsonl");
+    std::fs::write(&cut, tail).unwrap();
+    let failure = crate::audit::verify::verify(std::slice::from_ref(&cut), &key()).unwrap_err();
+    assert_eq!(failure.line, 1);
+    assert!(failure.reason.contains("starts at seq 3"), "{failure}");
+    let summary = crate::audit::verify::verify_from_any(&[cut], &key()).unwrap();
+    assert_eq!((summary.first_seq, summary.records), (3, 2));
+}

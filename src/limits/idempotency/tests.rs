@@ -130,3 +130,29 @@ fn key_syntax() {
     assert!(!valid_key(&"k".repeat(129)));
     assert!(valid_key(&"k".repeat(128)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn capacity_never_evicts_a_request_in_flight() {
+    let store = IdempotencyStore::new(Duration::from_secs(600), 1);
+    let Begin::Proceed(first) = store
+        .begin(["i", "s", "a", "k1"], b"b", Duration::ZERO)
+        .await
+    else {
+        panic!()
+    };
+    // The store is full of an entry in flight: a new key still proceeds...
+    let Begin::Proceed(_second) = store
+        .begin(["i", "s", "a", "k2"], b"b", Duration::ZERO)
+        .await
+    else {
+        panic!()
+    };
+    // ...and a retry of the first still waits for it rather than running beside it.
+    assert!(matches!(
+        store
+            .begin(["i", "s", "a", "k1"], b"b", Duration::from_millis(10))
+            .await,
+        Begin::Busy
+    ));
+    first.complete(Some(stored(200)));
+}
