@@ -24,7 +24,8 @@ pub async fn serve(
     // Fetch a remote key set now, and keep it current.
     let key_refresher = tokio::spawn(Arc::clone(gateway.keys()).run_refresher());
     let janitor = tokio::spawn(Arc::clone(gateway.limits()).run_janitor());
-    let audit_sweeper = tokio::spawn(Arc::clone(gateway.auditor()).run_sweeper());
+    let auditor = Arc::clone(gateway.auditor());
+    let audit_sweeper = tokio::spawn(Arc::clone(&auditor).run_sweeper());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
@@ -35,6 +36,8 @@ pub async fn serve(
         tokio::spawn(async move { gateway.handle(request, peer).await })
     };
     server::run(listener, config.server.limits.clone(), handler, shutdown).await;
+    // In-flight requests are done (or cut): flush the audit trail (DESIGN.md §6).
+    auditor.close().await;
     refresher.abort();
     key_refresher.abort();
     janitor.abort();

@@ -242,3 +242,26 @@ async fn a_flood_of_garbage_without_a_token_is_bounded_too() {
         all.len()
     );
 }
+
+#[tokio::test]
+async fn shutdown_writes_the_summary_of_an_open_flood_window() {
+    let dir = fresh_dir("shutdown-summary");
+    let path = audit_path(&dir);
+    let p = path.display().to_string();
+    let mut h = Harness::start_with(sim_config(), move |c| c.audit.path = p).await;
+    for i in 0..25 {
+        assert_eq!(
+            h.change_as(&format!("bad.{i}.x"), AGENT, CURRENT, NEW)
+                .await
+                .status,
+            401
+        );
+    }
+    h.shutdown().await;
+    let all = records(&path);
+    let summary = all.last().unwrap();
+    assert_eq!(summary["kind"], "summary", "{summary}");
+    assert_eq!(summary["suppressed"], 15);
+    assert_eq!(summary["caller"]["clientIp"], "127.0.0.1");
+    assert_eq!(verify(&[path], &MacKey::Plain).unwrap().records, 11);
+}

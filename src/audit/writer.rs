@@ -68,8 +68,8 @@ pub enum AuditError {
 }
 
 struct Job {
-    /// What to record.
-    event: Event,
+    /// What to record; `None` asks for a flush (everything written made durable).
+    event: Option<Event>,
     /// Told the record's `seq` once durable, or why not.
     ack: oneshot::Sender<Result<u64, AuditError>>,
 }
@@ -108,6 +108,16 @@ impl AuditWriter {
 
     /// Records `event`; resolves once it is durable, with its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
+        self.send(Some(event)).await
+    }
+
+    /// Makes every record written so far durable, whatever the `fsync` policy (on
+    /// shutdown).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        self.send(None).await.map(drop)
+    }
+
+    async fn send(&self, event: Option<Event>) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
         match self.jobs.try_send(Job { event, ack }) {
             Ok(()) => {}
@@ -285,6 +295,8 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Err(_) => break,
             }
         }
+        let (batch, flushes): (Vec<Job>, Vec<Job>) =
+            batch.into_iter().partition(|job| job.event.is_some());
         if !batch.is_empty() {
             let result = write_batch(&mut trail, &config, &batch, stats);
             if result.is_ok()
@@ -294,6 +306,21 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 unsynced_since = Some(Instant::now());
             }
             answer(batch, result, stats);
+        }
+        if !flushes.is_empty() {
+            let synced = trail.file.sync_data();
+            if synced.is_ok() {
+                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                unsynced_since = None;
+            }
+            for job in flushes {
+                let _ = job.ack.send(
+                    synced
+                        .as_ref()
+                        .map(|()| trail.seq)
+                        .map_err(|e| AuditError::Io(e.to_string())),
+                );
+            }
         }
         if let (Fsync::Interval(every), Some(since)) = (config.fsync, unsynced_since)
             && since.elapsed() >= every
@@ -345,7 +372,11 @@ fn write_batch(
     let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     for job in batch {
         seq += 1;
-        let unsealed = unsealed_json(seq, &now, &job.event, &prev);
+        let event = job
+            .event
+            .as_ref()
+            .expect("flush requests are split off before");
+        let unsealed = unsealed_json(seq, &now, event, &prev);
         let mac = config.key.mac(&prev, &unsealed);
         lines.push_str(&seal(&unsealed, &mac));
         lines.push('\n');

@@ -123,6 +123,18 @@ impl Auditor {
         }
     }
 
+    /// On shutdown: writes the summaries of open flood windows and makes every record
+    /// durable, whatever the `fsync` policy.
+    pub async fn close(&self) {
+        let closed = self
+            .throttle
+            .sweep(tokio::time::Instant::now() + FLOOD_WINDOW);
+        self.summaries(closed).await;
+        if let Err(error) = self.writer.flush().await {
+            tracing::error!(%error, "audit trail could not be flushed at shutdown");
+        }
+    }
+
     async fn summaries(&self, closed: Vec<Closed>) {
         for window in closed {
             let event = Event {

@@ -245,3 +245,16 @@ async fn a_trail_missing_its_head_fails_unless_checked_as_a_tail() {
     let summary = crate::audit::verify::verify_from_any(&[cut], &key()).unwrap();
     assert_eq!((summary.first_seq, summary.records), (3, 2));
 }
+
+#[tokio::test]
+async fn flush_makes_records_durable_whatever_the_policy() {
+    let path = temp_dir("flush").join("audit.jsonl");
+    let writer = open(&path, Fsync::Never, 1 << 20);
+    for n in 1..=3 {
+        writer.append(event(n)).await.unwrap();
+    }
+    assert_eq!(writer.stats().fsyncs.load(Ordering::Relaxed), 0);
+    writer.flush().await.unwrap();
+    assert_eq!(writer.stats().fsyncs.load(Ordering::Relaxed), 1);
+    assert_eq!(writer.stats().records.load(Ordering::Relaxed), 3);
+}
