@@ -10,29 +10,29 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
-use serde_json::json;
 
 mod audit;
+mod reply;
+mod vendor_call;
 
 pub use audit::{Auditor, Trace};
+use reply::{idempotency_key, read_body, replay, replayed_code, stored_outcome, success_body};
+use vendor_call::scrub;
 
-use crate::audit::record::VendorInfo;
 use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
-use crate::limits::idempotency::{self, Begin, Stored};
+use crate::limits::idempotency::{Begin, Stored};
 use crate::limits::quota::Verdict;
 use crate::limits::{Limits, Shield};
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
-use crate::request::{self, ChangeBody, MAX_BODY_BYTES};
-use crate::vendor::{
-    AccessToken, TokenCache, TokenSource, UpdateOutcome, UpdateRequest, VendorClient, VendorError,
-};
+use crate::request;
+use crate::vendor::{TokenCache, TokenSource, VendorClient};
 
 /// Everything a request needs, built once at start-up and shared by all connections.
 pub struct Gateway {
@@ -339,236 +339,6 @@ impl Gateway {
             Shield::Blocked(retry_after) => Err(ApiError::LockoutProtection { retry_after }),
             Shield::Unknown => Err(ApiError::LockoutStateUnavailable),
         }
-    }
-
-    /// Sends the change once; after a vendor 401, once more with a freshly fetched token.
-    /// Nothing else is ever retried: a change may have been applied even when its answer
-    /// was lost, and a retry would then carry a current password that is no longer valid.
-    async fn call_vendor(
-        &self,
-        user_account: &str,
-        change: &ChangeBody,
-        request_id: &str,
-        deadline: Deadline,
-        trace: &mut Trace,
-    ) -> Result<UpdateOutcome, ApiError> {
-        let update = UpdateRequest {
-            user_account,
-            account_pwd: &change.account_pwd,
-            new_phone_pwd: &change.new_phone_pwd,
-            request_id,
-        };
-        let token = self.token(deadline).await?;
-        let started = Instant::now();
-        let result = self.vendor.update_password(&token, &update, deadline).await;
-        trace.vendor = Some(vendor_info(&result, started));
-        trace.vendor_may_have_checked = may_have_checked(&result);
-        if !matches!(result, Err(VendorError::Unauthorized)) {
-            self.tokens.accepted();
-        }
-        match result {
-            Err(VendorError::Unauthorized) => {
-                tracing::warn!(
-                    request_id,
-                    "vendor refused the AccessToken; fetching a new one and retrying once"
-                );
-                self.tokens.invalidate(&token);
-                let fresh = self.token(deadline).await?;
-                let result = self.vendor.update_password(&fresh, &update, deadline).await;
-                trace.vendor = Some(vendor_info(&result, started));
-                trace.vendor_may_have_checked = may_have_checked(&result);
-                match result {
-                    Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
-                    _ => self.tokens.accepted(),
-                }
-                result.map_err(|e| vendor_failure(e, request_id))
-            }
-            result => result.map_err(|e| vendor_failure(e, request_id)),
-        }
-    }
-
-    /// A token, or 503 when none can be had before the request's deadline.
-    async fn token(&self, deadline: Deadline) -> Result<Arc<AccessToken>, ApiError> {
-        match tokio::time::timeout_at(deadline, self.tokens.get()).await {
-            Ok(Ok(token)) => Ok(token),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "no vendor AccessToken available");
-                Err(ApiError::UpstreamAuthUnavailable)
-            }
-            Err(_) => {
-                tracing::warn!("no vendor AccessToken before the request's deadline");
-                Err(ApiError::UpstreamAuthUnavailable)
-            }
-        }
-    }
-}
-
-/// Reads the body within `MAX_BODY_BYTES`, before the request's deadline.
-async fn read_body(body: Incoming, deadline: Deadline) -> Result<Bytes, ApiError> {
-    let limited = Limited::new(body, MAX_BODY_BYTES);
-    match tokio::time::timeout_at(deadline, limited.collect()).await {
-        Err(_) => Err(ApiError::RequestTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge)
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "request body could not be read");
-            Err(ApiError::InvalidRequest(
-                "the request body could not be read".into(),
-            ))
-        }
-    }
-}
-
-fn success_body(message: &str, request_id: &str) -> serde_json::Value {
-    json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
-}
-
-/// The outcome to remember for an `Idempotency-Key`: only one that reached the vendor (a
-/// vendor answer, or an unknown outcome after a timeout or a cut connection); refusals
-/// before it, and a vendor that refused our credentials (nothing changed), release the key.
-fn stored_outcome(result: &Result<String, ApiError>, request_id: &str) -> Option<Stored> {
-    let (status, content_type, body) = match result {
-        Ok(message) => (
-            StatusCode::OK,
-            "application/json",
-            success_body(message, request_id),
-        ),
-        Err(
-            error @ (ApiError::VendorRejected { .. }
-            | ApiError::VendorError
-            | ApiError::VendorTimeout),
-        ) => (
-            error.status(),
-            crate::error::PROBLEM_JSON,
-            error.problem(request_id),
-        ),
-        Err(_) => return None,
-    };
-    Some(Stored {
-        status: status.as_u16(),
-        content_type,
-        body: Bytes::from(body.to_string()),
-    })
-}
-
-/// Answers a retry with the first outcome, marked as a replay.
-fn replay(stored: &Stored, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(stored.body.clone()));
-    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(stored.content_type),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    headers.insert(
-        "idempotent-replayed",
-        http::HeaderValue::from_static("true"),
-    );
-    if let Ok(id) = http::HeaderValue::from_str(request_id) {
-        headers.insert(crate::error::REQUEST_ID_HEADER, id);
-    }
-    response
-}
-
-/// The request's `Idempotency-Key`, if any; more than one, or a malformed one, is a 400.
-fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    let bad = || {
-        ApiError::InvalidRequest(
-            "Idempotency-Key must be one header of 1-128 visible ASCII characters".into(),
-        )
-    };
-    let mut values = headers.get_all("idempotency-key").iter();
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(value), None) => {
-            let key = value.to_str().map_err(|_| bad())?;
-            if idempotency::valid_key(key) {
-                Ok(Some(key))
-            } else {
-                Err(bad())
-            }
-        }
-        (Some(_), Some(_)) => Err(bad()),
-    }
-}
-
-/// The vendor's `resultMessage` is passed on to the caller; should the vendor ever quote a
-/// password in it, the quote is removed first.
-fn scrub(message: &str, change: &ChangeBody) -> String {
-    let mut clean = message.to_owned();
-    for secret in [
-        change.account_pwd.expose_secret(),
-        change.new_phone_pwd.expose_secret(),
-    ] {
-        clean = clean.replace(secret, "[REDACTED]");
-    }
-    clean
-}
-
-/// What the audit trail says of a vendor call: its status and `resultCode` when an answer
-/// came, nothing when the outcome is unknown (timeout, cut or failed connection).
-fn vendor_info(result: &Result<UpdateOutcome, VendorError>, started: Instant) -> VendorInfo {
-    let (status, result_code) = match result {
-        Ok(outcome) => (Some(200), Some(outcome.result_code.clone())),
-        Err(VendorError::Status(status)) => (Some(*status), None),
-        Err(VendorError::Unauthorized) => (Some(401), None),
-        Err(VendorError::BadBody) => (Some(200), None),
-        Err(VendorError::Timeout | VendorError::Connect(_) | VendorError::Transport(_)) => {
-            (None, None)
-        }
-    };
-    VendorInfo {
-        status,
-        result_code,
-        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    }
-}
-
-/// Whether the vendor may have checked the current password (and counted a failure) in a
-/// call that did not end with a clear answer: yes once the request may have been sent and
-/// the vendor did not refuse it outright (401, or a 4xx for a malformed request).
-fn may_have_checked(result: &Result<UpdateOutcome, VendorError>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(VendorError::Timeout | VendorError::Transport(_) | VendorError::BadBody) => true,
-        Err(VendorError::Status(status)) => *status >= 500,
-        Err(VendorError::Connect(_) | VendorError::Unauthorized) => false,
-    }
-}
-
-/// The code of a replayed outcome, for logs and the audit trail: the stored problem's
-/// `code`, or `ok`.
-fn replayed_code(stored: &Stored) -> &'static str {
-    if stored.status == 200 {
-        return "ok";
-    }
-    let code = serde_json::from_slice::<serde_json::Value>(&stored.body)
-        .ok()
-        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
-    match code.as_deref() {
-        Some("vendor_rejected") => "vendor_rejected",
-        Some("vendor_timeout") => "vendor_timeout",
-        _ => "vendor_error",
-    }
-}
-
-/// Maps a failed vendor call to what the client sees; the cause goes to the log only.
-fn vendor_failure(error: VendorError, request_id: &str) -> ApiError {
-    tracing::warn!(request_id, %error, "vendor call failed");
-    match error {
-        VendorError::Timeout => ApiError::VendorTimeout,
-        // A fresh token refused too: the vendor does not accept our credentials.
-        VendorError::Unauthorized => ApiError::UpstreamAuthUnavailable,
-        VendorError::Connect(_)
-        | VendorError::Transport(_)
-        | VendorError::Status(_)
-        | VendorError::BadBody => ApiError::VendorError,
     }
 }
 

@@ -1,0 +1,127 @@
+//! How the pipeline reads a request's body and writes its answers: success bodies,
+//! replays of remembered outcomes, and the outcome to remember for an `Idempotency-Key`.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::Deadline;
+use crate::error::ApiError;
+use crate::limits::idempotency::{self, Stored};
+use crate::request::MAX_BODY_BYTES;
+
+/// Reads the body within `MAX_BODY_BYTES`, before the request's deadline.
+pub(super) async fn read_body(body: Incoming, deadline: Deadline) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Err(_) => Err(ApiError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "request body could not be read");
+            Err(ApiError::InvalidRequest(
+                "the request body could not be read".into(),
+            ))
+        }
+    }
+}
+
+pub(super) fn success_body(message: &str, request_id: &str) -> serde_json::Value {
+    json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
+}
+
+/// The outcome to remember for an `Idempotency-Key`: only one that reached the vendor (a
+/// vendor answer, or an unknown outcome after a timeout or a cut connection); refusals
+/// before it, and a vendor that refused our credentials (nothing changed), release the key.
+pub(super) fn stored_outcome(
+    result: &Result<String, ApiError>,
+    request_id: &str,
+) -> Option<Stored> {
+    let (status, content_type, body) = match result {
+        Ok(message) => (
+            StatusCode::OK,
+            "application/json",
+            success_body(message, request_id),
+        ),
+        Err(
+            error @ (ApiError::VendorRejected { .. }
+            | ApiError::VendorError
+            | ApiError::VendorTimeout),
+        ) => (
+            error.status(),
+            crate::error::PROBLEM_JSON,
+            error.problem(request_id),
+        ),
+        Err(_) => return None,
+    };
+    Some(Stored {
+        status: status.as_u16(),
+        content_type,
+        body: Bytes::from(body.to_string()),
+    })
+}
+
+/// Answers a retry with the first outcome, marked as a replay.
+pub(super) fn replay(stored: &Stored, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(stored.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(stored.content_type),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        "idempotent-replayed",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        headers.insert(crate::error::REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
+/// The request's `Idempotency-Key`, if any; more than one, or a malformed one, is a 400.
+pub(super) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let bad = || {
+        ApiError::InvalidRequest(
+            "Idempotency-Key must be one header of 1-128 visible ASCII characters".into(),
+        )
+    };
+    let mut values = headers.get_all("idempotency-key").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => {
+            let key = value.to_str().map_err(|_| bad())?;
+            if idempotency::valid_key(key) {
+                Ok(Some(key))
+            } else {
+                Err(bad())
+            }
+        }
+        (Some(_), Some(_)) => Err(bad()),
+    }
+}
+
+/// The code of a replayed outcome, for logs and the audit trail: the stored problem's
+/// `code`, or `ok`.
+pub(super) fn replayed_code(stored: &Stored) -> &'static str {
+    if stored.status == 200 {
+        return "ok";
+    }
+    let code = serde_json::from_slice::<serde_json::Value>(&stored.body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
+    match code.as_deref() {
+        Some("vendor_rejected") => "vendor_rejected",
+        Some("vendor_timeout") => "vendor_timeout",
+        _ => "vendor_error",
+    }
+}
