@@ -1,0 +1,447 @@
+//! Stage two of the configuration: every section's values checked and turned into typed
+//! values; every error names its key.
+
+use super::*;
+
+pub(super) fn server_config(s: &file::ServerSection) -> Result<ServerConfig, ConfigError> {
+    let listen = s.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("must be IP:PORT, got {:?}", s.listen),
+        )
+    })?;
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+    let max_header_bytes = in_range(
+        "server.max_header_bytes",
+        s.max_header_bytes as u64,
+        8192,
+        1024 * 1024,
+    )?;
+    Ok(ServerConfig {
+        listen,
+        limits: Limits {
+            max_connections: in_range(
+                "server.max_connections",
+                s.max_connections as u64,
+                1,
+                100_000,
+            )? as usize,
+            max_header_bytes: max_header_bytes as usize,
+            header_read_timeout: millis(
+                "server.header_read_timeout_ms",
+                s.header_read_timeout_ms,
+                1,
+                300_000,
+            )?,
+            idle_timeout: secs("server.idle_timeout_secs", s.idle_timeout_secs, 1, 3600)?,
+            shutdown_grace: secs("server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3600)?,
+        },
+        request_timeout: millis(
+            "server.request_timeout_ms",
+            s.request_timeout_ms,
+            1,
+            600_000,
+        )?,
+    })
+}
+
+pub(super) fn vendor_config(
+    v: &file::VendorSection,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<VendorConfig, ConfigError> {
+    let base_url = v
+        .base_url
+        .as_deref()
+        .ok_or_else(|| invalid("vendor.base_url", "is required"))?;
+    let base_url = validate_base_url(base_url, v.allow_insecure_http)?;
+    let app_key = match v.app_key.as_deref() {
+        Some(k) if !k.trim().is_empty() && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_owned(),
+        Some(_) => return Err(invalid("vendor.app_key", "must be non-empty visible ASCII")),
+        None => return Err(invalid("vendor.app_key", "is required")),
+    };
+    let body_shape = match v.body_shape.as_str() {
+        "wrapped" => BodyShape::Wrapped,
+        "flat" => BodyShape::Flat,
+        other => {
+            return Err(invalid(
+                "vendor.body_shape",
+                format!("must be \"wrapped\" or \"flat\", got {other:?}"),
+            ));
+        }
+    };
+    let extra_roots = match v.ca_file.as_deref() {
+        Some(path) => load_ca_file("vendor.ca_file", Path::new(path))?,
+        None => Vec::new(),
+    };
+    Ok(VendorConfig {
+        base_url,
+        app_key,
+        app_secret: load_app_secret(v, env)?,
+        token_ttl: secs(
+            "vendor.token_ttl_secs",
+            v.token_ttl_secs,
+            MIN_TOKEN_TTL_SECS,
+            MAX_TOKEN_TTL_SECS,
+        )?,
+        timeout: millis("vendor.timeout_ms", v.timeout_ms, 1, 120_000)?,
+        body_shape,
+        extra_roots,
+    })
+}
+
+pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigError> {
+    let r = &file.rate_limit;
+    let backend = match r.backend.as_str() {
+        "memory" => LimitsBackend::Memory,
+        "redis" => redis_backend(r)?,
+        other => {
+            return Err(invalid(
+                "rate_limit.backend",
+                format!("must be \"memory\" or \"redis\", got {other:?}"),
+            ));
+        }
+    };
+    let quota = |key: &str, q: &file::QuotaSection| -> Result<QuotaSpec, ConfigError> {
+        let burst = in_range(&format!("{key}.burst"), u64::from(q.burst), 1, 1_000_000)?;
+        let per = secs(&format!("{key}.per_secs"), q.per_secs, 1, 30 * 86_400)?;
+        Ok(QuotaSpec {
+            burst: NonZeroU32::new(burst as u32).expect("checked above"),
+            per,
+        })
+    };
+    let l = &file.lockout;
+    let i = &file.idempotency;
+    Ok(LimitsConfig {
+        per_caller: quota("rate_limit.per_caller", &r.per_caller)?,
+        per_agent: quota("rate_limit.per_agent", &r.per_agent)?,
+        lockout: LockoutPolicy {
+            max_consecutive_failures: in_range(
+                "lockout.max_consecutive_failures",
+                u64::from(l.max_consecutive_failures),
+                1,
+                100,
+            )? as u32,
+            cooldown: secs("lockout.cooldown_secs", l.cooldown_secs, 1, 7 * 86_400)?,
+        },
+        change_wait: millis("lockout.change_wait_ms", l.change_wait_ms, 0, 60_000)?,
+        idempotency_ttl: secs("idempotency.ttl_secs", i.ttl_secs, 1, 7 * 86_400)?,
+        idempotency_entries: in_range(
+            "idempotency.max_entries",
+            i.max_entries as u64,
+            1,
+            10_000_000,
+        )? as usize,
+        backend,
+        turn_lease: millis(
+            "server.request_timeout_ms",
+            file.server.request_timeout_ms,
+            1,
+            600_000,
+        )? + TURN_LEASE_MARGIN,
+    })
+}
+
+/// `backend = "redis"`: a `redis://` URL the client accepts, and a key prefix.
+pub(super) fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend, ConfigError> {
+    let key = "rate_limit.redis_url";
+    let url = r
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| invalid(key, "is required when rate_limit.backend = \"redis\""))?;
+    // The URL may carry a password: never quote it back.
+    if url.starts_with("rediss://") {
+        return Err(invalid(
+            key,
+            "TLS to Redis (rediss://) is not built in; use redis:// on a private network or a TLS sidecar",
+        ));
+    }
+    if !url.starts_with("redis://") {
+        return Err(invalid(key, "must be a redis:// URL"));
+    }
+    redis::Client::open(url)
+        .map_err(|e| invalid(key, format!("is not a usable Redis URL ({:?})", e.kind())))?;
+    let key_prefix = r.key_prefix.clone();
+    if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "rate_limit.key_prefix",
+            "must be non-empty visible ASCII",
+        ));
+    }
+    Ok(LimitsBackend::Redis {
+        url: url.to_owned(),
+        key_prefix,
+    })
+}
+
+pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, ConfigError> {
+    if a.path.trim().is_empty() {
+        return Err(invalid("audit.path", "must not be empty"));
+    }
+    let key = match a.hmac_key_file.as_deref() {
+        None => MacKey::Plain,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| invalid("audit.hmac_key_file", format!("cannot read {path}: {e}")))?;
+            MacKey::from_file_bytes(&bytes)
+                .map_err(|why| invalid("audit.hmac_key_file", format!("{path} {why}")))?
+        }
+    };
+    let fsync = match a.fsync.as_str() {
+        "always" => Fsync::Always,
+        "interval" => Fsync::Interval(millis(
+            "audit.fsync_interval_ms",
+            a.fsync_interval_ms,
+            1,
+            60_000,
+        )?),
+        "never" => Fsync::Never,
+        other => {
+            return Err(invalid(
+                "audit.fsync",
+                format!("must be \"always\", \"interval\" or \"never\", got {other:?}"),
+            ));
+        }
+    };
+    Ok(AuditConfig {
+        path: PathBuf::from(&a.path),
+        key,
+        fsync,
+        max_bytes: in_range("audit.max_bytes", a.max_bytes, 4096, 1 << 40)?,
+        stdout: a.stdout,
+        unauthenticated_per_minute: in_range(
+            "audit.unauthenticated_per_minute",
+            u64::from(a.unauthenticated_per_minute),
+            0,
+            100_000,
+        )? as u32,
+    })
+}
+
+pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
+    let issuer = match a.issuer.as_deref() {
+        Some(i) if !i.trim().is_empty() => i.to_owned(),
+        Some(_) => return Err(invalid("auth.issuer", "must not be empty")),
+        None => return Err(invalid("auth.issuer", "is required")),
+    };
+    if a.audiences.is_empty() || a.audiences.iter().any(|aud| aud.trim().is_empty()) {
+        return Err(invalid(
+            "auth.audiences",
+            "must list at least one non-empty audience",
+        ));
+    }
+    let algorithms = auth_algorithms(&a.algorithms)?;
+    let extra_roots = match a.ca_file.as_deref() {
+        Some(path) => load_ca_file("auth.ca_file", Path::new(path))?,
+        None => Vec::new(),
+    };
+    let url = |key: &str, raw: &str| -> Result<http::Uri, ConfigError> {
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
+        match uri.scheme_str() {
+            Some("https") => Ok(uri),
+            Some("http") if a.allow_insecure_http => Ok(uri),
+            _ => Err(invalid(
+                key,
+                "must be https:// (set auth.allow_insecure_http = true only for tests and demos)",
+            )),
+        }
+    };
+    let source = match (&a.jwks_file, &a.jwks_url, &a.discovery_url) {
+        (Some(path), None, None) => {
+            let key = "auth.jwks_file";
+            let document = std::fs::read(path)
+                .map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+            let set = KeySet::parse(&document, &algorithms)
+                .map_err(|e| invalid(key, format!("{path}: {e}")))?;
+            KeySource::Static(Arc::new(set))
+        }
+        (None, Some(jwks), None) => KeySource::JwksUrl(url("auth.jwks_url", jwks)?),
+        (None, None, Some(discovery)) => {
+            KeySource::Discovery(url("auth.discovery_url", discovery)?)
+        }
+        _ => {
+            return Err(invalid(
+                "auth.jwks_file",
+                "exactly one of auth.jwks_file, auth.jwks_url and auth.discovery_url must be set",
+            ));
+        }
+    };
+    if a.agent_claim.is_empty() {
+        return Err(invalid("auth.agent_claim", "must not be empty"));
+    }
+    let roles_path: Vec<String> = a.roles_claim.split('.').map(str::to_owned).collect();
+    if roles_path.iter().any(String::is_empty) {
+        return Err(invalid(
+            "auth.roles_claim",
+            format!("is not a claim path: {:?}", a.roles_claim),
+        ));
+    }
+    let leeway = secs("auth.leeway_secs", a.leeway_secs, 0, 300)?;
+    let settings = AuthSettings {
+        issuer: issuer.clone(),
+        audiences: a.audiences.clone(),
+        algorithms: algorithms.clone(),
+        leeway,
+        policy: Policy {
+            agent_claim: a.agent_claim.clone(),
+            self_service: a.self_service,
+            admin_scopes: a.admin_scopes.clone(),
+            admin_roles: a.admin_roles.clone(),
+            roles_path,
+        },
+        cache_entries: in_range(
+            "auth.verified_cache_entries",
+            a.verified_cache_entries as u64,
+            1,
+            1_000_000,
+        )? as usize,
+    };
+    let fetch = FetchSettings {
+        issuer,
+        algorithms,
+        refresh: secs("auth.jwks_refresh_secs", a.jwks_refresh_secs, 10, 86_400)?,
+        refetch_cooldown: secs(
+            "auth.jwks_refetch_cooldown_secs",
+            a.jwks_refetch_cooldown_secs,
+            1,
+            3600,
+        )?,
+        timeout: millis("auth.jwks_timeout_ms", a.jwks_timeout_ms, 1, 60_000)?,
+        allow_insecure_http: a.allow_insecure_http,
+    };
+    Ok(AuthConfig {
+        settings,
+        source,
+        fetch,
+        extra_roots,
+    })
+}
+
+/// Parses `auth.algorithms`; `none` and HMAC are refused outright: the gateway holds only
+/// public keys, and verifying HMAC with one is the classic key-confusion attack.
+pub(super) fn auth_algorithms(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    let key = "auth.algorithms";
+    if names.is_empty() {
+        return Err(invalid(key, "must list at least one algorithm"));
+    }
+    names
+        .iter()
+        .map(|name| match name.parse::<Algorithm>() {
+            Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
+                Err(invalid(key, format!("{name} (HMAC) is never accepted")))
+            }
+            Ok(alg) => Ok(alg),
+            Err(_) => Err(invalid(
+                key,
+                format!("{name:?} is not one of RS256/384/512, PS256/384/512, ES256/384, EdDSA"),
+            )),
+        })
+        .collect()
+}
+
+/// Checks the scheme (https unless explicitly allowed) and strips a trailing slash, so that
+/// joining it with the vendor's paths yields exactly one `/`.
+pub(super) fn validate_base_url(
+    raw: &str,
+    allow_insecure_http: bool,
+) -> Result<String, ConfigError> {
+    let key = "vendor.base_url";
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_insecure_http => {}
+        Some("http") => {
+            return Err(invalid(
+                key,
+                "must be https:// (set vendor.allow_insecure_http = true only for tests and demos)",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                key,
+                format!("must be an https:// URL, got {raw:?}"),
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(key, format!("has no host: {raw:?}")));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(key, "must not have a query string"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// The app secret comes only from a file or an environment variable, never from the TOML
+/// file itself, so the config can live in a ConfigMap while the secret lives in a Secret.
+pub(super) fn load_app_secret(
+    v: &file::VendorSection,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<SecretString, ConfigError> {
+    let secret = if let Some(path) = &v.app_secret_file {
+        let key = "vendor.app_secret_file";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+        // Secret files are usually written with a trailing newline; it is never part of the secret.
+        let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+        if secret.is_empty() {
+            return Err(invalid(key, format!("{path} is empty")));
+        }
+        secret
+    } else {
+        let key = "vendor.app_secret_env";
+        match env(&v.app_secret_env) {
+            Some(s) if !s.is_empty() => s,
+            _ => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "names ${}, which is unset or empty (or set vendor.app_secret_file)",
+                        v.app_secret_env
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(SecretString::from(secret))
+}
+
+/// Reads the PEM certificates of `vendor.ca_file`; an unreadable file, bad PEM or a file
+/// without any certificate is an error now rather than a TLS failure at the first request.
+pub(super) fn load_ca_file(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let shown = path.display();
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(key, format!("cannot read {shown}: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(key, format!("bad PEM in {shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, format!("{shown} holds no certificate")));
+    }
+    Ok(certs)
+}
+
+/// Checks `min <= value <= max`; the message names the key, the range and the value.
+/// Upper bounds keep values far from what would overflow a clock or a semaphore.
+pub(super) fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else if min == 1 && value == 0 {
+        Err(invalid(key, "must be > 0, got 0"))
+    } else {
+        Err(invalid(key, format!("must be {min} to {max}, got {value}")))
+    }
+}
+
+pub(super) fn millis(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(Duration::from_millis)
+}
+
+pub(super) fn secs(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(Duration::from_secs)
+}
