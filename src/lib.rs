@@ -15,6 +15,8 @@
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
+//! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer,
+//!   flood control, `audit verify` / `show`).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
@@ -28,10 +30,13 @@
 //! - [`telemetry`]: log set-up.
 //!
 //! ## One request
-//! [`server::run`] accepts a connection and hands each request to [`gateway::Gateway::handle`],
-//! which checks the shape ([`request`]), the password rule ([`password_policy`]), takes an
-//! AccessToken from [`vendor::TokenCache`] and calls [`vendor::VendorClient::update_password`];
-//! every refusal becomes an [`error::ApiError`] rendered in one place.
+//! [`server::run`] accepts a connection and hands each request, in a task of its own, to
+//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: the shape
+//! ([`request`]), the JWT and the authorization ([`auth`]), the caller's quota, the password
+//! rule ([`password_policy`]), the `Idempotency-Key`, the agent's quota and lockout shield,
+//! the agent's turn ([`limits`]), the durable audit `attempt` ([`audit`]), then the vendor
+//! call with an AccessToken from [`vendor::TokenCache`]; the audit `outcome` is written
+//! before the answer leaves. Every refusal is an [`error::ApiError`], rendered in one place.
 
 #![forbid(unsafe_code)]
 

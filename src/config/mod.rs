@@ -1,6 +1,6 @@
 //! Configuration in two stages (STYLE.md §5).
 //!
-//! Stage one ([`file`]) reads the TOML file and `SIPGW__SECTION__KEY` environment overrides
+//! Stage one ([`mod@file`]) reads the TOML file and `SIPGW__SECTION__KEY` environment overrides
 //! into serde structs that reject unknown keys. Stage two ([`Config::from_file`]) checks every
 //! value and turns it into a typed one (`SocketAddr`, `Duration`, a loaded secret, a compiled
 //! password rule), so the rest of the gateway never sees an unchecked value. Every error names

@@ -122,7 +122,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl DevIssuer {
     /// Generates one ES256 key (kid "es256-1") and one RS256 key (kid "rs256-1", RSA 2048);
-    /// `issuer` is used as given (e.g. "https://sso.dev.internal/realms/corp"). EdDSA keys
+    /// `issuer` is used as given (e.g. `"https://sso.dev.internal/realms/corp"`). EdDSA keys
     /// only on request ([`Self::add_key`]).
     pub fn new(issuer: &str) -> Self {
         let issuer = Self::empty(issuer);

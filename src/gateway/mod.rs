@@ -1,7 +1,7 @@
 //! The password-change pipeline: the ordered checks of DESIGN.md §1, top to bottom.
 //!
 //! [`Gateway::handle`] is the only entry point of the API listener. It reads the request id,
-//! runs [`Gateway::change_password`] and renders its result: a success, or an [`ApiError`]
+//! runs `Gateway::change_password` and renders its result: a success, or an [`ApiError`]
 //! through the single mapping in [`crate::error`]. Each step says why it stands where it does.
 
 use std::net::{IpAddr, SocketAddr};
