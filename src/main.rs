@@ -28,6 +28,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
+    /// Validate a configuration as `serve` would and print it (secrets redacted).
+    CheckConfig {
+        /// TOML configuration file.
+        #[arg(long, env = "SIPGW_CONFIG")]
+        config: PathBuf,
+    },
     /// Check or read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -83,6 +89,16 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
+        Command::CheckConfig { config } => match Config::check(&config) {
+            Ok(effective) => {
+                print!("{effective}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("sipgw: invalid configuration: {error}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Audit(command) => audit(command),
         Command::DevToken(args) => match sipgw::dev_token::run(&args) {
             Ok(token) => {

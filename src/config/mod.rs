@@ -190,10 +190,39 @@ pub struct VendorConfig {
 impl Config {
     /// Reads `path`, applies `SIPGW__*` overrides from the process environment, validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let figment = Figment::new()
+        Self::from_figment(Self::figment(path), |name| std::env::var(name).ok())
+    }
+
+    /// `sipgw check-config`: validates `path` (with the environment's overrides) exactly as
+    /// `serve` would, and renders the effective configuration as TOML. Secrets are never in
+    /// it: the app secret and the HMAC key are only named by where they come from, and a
+    /// password in `rate_limit.redis_url` is replaced by `<redacted>`.
+    pub fn check(path: &Path) -> Result<String, ConfigError> {
+        let mut file: FileConfig = Self::figment(path).extract().map_err(Box::new)?;
+        let mut effective = String::new();
+        if let Some(url) = file.rate_limit.redis_url.as_mut() {
+            *url = redact_url_password(url);
+        }
+        let secret_from = match &file.vendor.app_secret_file {
+            Some(path) => format!("the file {path}"),
+            None => format!("${}", file.vendor.app_secret_env),
+        };
+        effective.push_str(&format!(
+            "# vendor app secret: <redacted>, read from {secret_from}\n"
+        ));
+        effective.push_str(
+            &toml::to_string_pretty(&file).map_err(|e| invalid("config", e.to_string()))?,
+        );
+        // The validation itself runs on the file as loaded (the URL with its password).
+        let file: FileConfig = Self::figment(path).extract().map_err(Box::new)?;
+        Self::from_file(file, |name| std::env::var(name).ok())?;
+        Ok(effective)
+    }
+
+    fn figment(path: &Path) -> Figment {
+        Figment::new()
             .merge(Toml::file_exact(path))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"));
-        Self::from_figment(figment, |name| std::env::var(name).ok())
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
     }
 
     /// Extracts and validates a configuration; `env` looks up the app secret's variable.
@@ -221,6 +250,20 @@ impl Config {
             limits: validate::limits_config(&file)?,
             audit: validate::audit_config(&file.audit)?,
         })
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:<redacted>@host`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
     }
 }
 

@@ -291,3 +291,23 @@ fn the_redis_backend_needs_a_redis_url() {
     );
     assert!(config.limits.turn_lease > config.server.request_timeout);
 }
+
+#[test]
+fn passwords_in_urls_are_redacted() {
+    assert_eq!(
+        redact_url_password("redis://:s3cret@redis:6379/0"),
+        "redis://:<redacted>@redis:6379/0"
+    );
+    assert_eq!(
+        redact_url_password("redis://app:s3cret@redis"),
+        "redis://app:<redacted>@redis"
+    );
+    assert_eq!(
+        redact_url_password("redis://redis:6379"),
+        "redis://redis:6379"
+    );
+    assert_eq!(
+        redact_url_password("redis://user@redis"),
+        "redis://user@redis"
+    );
+}
