@@ -18,6 +18,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConfigError> {
+    serve_with_admin(config, listener, None, shutdown).await
+}
+
+/// [`serve`], plus the admin listener (`/healthz`, `/readyz`) on `admin` when given; both
+/// stop on the same `shutdown`.
+pub async fn serve_with_admin(
+    config: &Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
     let gateway = Arc::new(Gateway::new(config)?);
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
@@ -29,13 +40,51 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
     }
+    let admin_gateway = Arc::clone(&gateway);
     // Each request runs in a task of its own, so that a client hanging up cannot cancel a
     // vendor call half-way: its outcome is still logged (and audited) like any other.
     let handler = move |request, peer| {
         let gateway = Arc::clone(&gateway);
         tokio::spawn(async move { gateway.handle(request, peer).await })
     };
-    server::run(listener, config.server.limits.clone(), handler, shutdown).await;
+    // One shutdown signal for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|admin| {
+        let limits = server::Limits {
+            max_connections: 64,
+            ..config.server.limits.clone()
+        };
+        let handler = crate::admin::handler(admin_gateway);
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            server::run(admin, limits, handler, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+        })
+    });
+    let api = {
+        let mut stopped = stopped.clone();
+        server::run(
+            listener,
+            config.server.limits.clone(),
+            handler,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )
+    };
+    tokio::pin!(api);
+    tokio::select! {
+        () = &mut api => {}
+        () = shutdown => {
+            stop.send_replace(true);
+            api.await;
+        }
+    }
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     // In-flight requests are done (or cut): flush the audit trail (DESIGN.md §6).
     auditor.close().await;
     refresher.abort();

@@ -7,6 +7,7 @@
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
 //! - [`app`]: wires one process together ([`app::serve`]).
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`.
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
 //! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
@@ -40,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

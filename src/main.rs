@@ -142,7 +142,24 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match sipgw::app::serve(&config, listener, sipgw::server::shutdown_signal()).await {
+    let admin = match tokio::net::TcpListener::bind(config.server.admin_listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "sipgw: cannot listen on {} (server.admin_listen): {error}",
+                config.server.admin_listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match sipgw::app::serve_with_admin(
+        &config,
+        listener,
+        Some(admin),
+        sipgw::server::shutdown_signal(),
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sipgw: invalid configuration: {error}");

@@ -97,7 +97,7 @@ async fn sigterm_drains_and_exits_0() {
     let path = temp_file(
         "term",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
              [audit]\npath = {audit_path:?}\nstdout = true\n\
              [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
              jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\

@@ -34,6 +34,8 @@ pub struct FileConfig {
 pub struct ServerSection {
     /// Address of the API listener.
     pub listen: String,
+    /// Address of the admin listener (`/healthz`, `/readyz`).
+    pub admin_listen: String,
     /// Connections served at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
     /// Total size of one request's header section, in bytes.
@@ -53,6 +55,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
             max_connections: 1024,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 5_000,

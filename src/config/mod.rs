@@ -153,6 +153,8 @@ pub struct AuthConfig {
 pub struct ServerConfig {
     /// API listener address.
     pub listen: SocketAddr,
+    /// Admin listener address (`/healthz`, `/readyz`).
+    pub admin_listen: SocketAddr,
     /// Connection, head, idle and shutdown bounds of the listener.
     pub limits: Limits,
     /// Bound on receiving a request body once the head is in.

@@ -10,6 +10,12 @@ pub(super) fn server_config(s: &file::ServerSection) -> Result<ServerConfig, Con
             format!("must be IP:PORT, got {:?}", s.listen),
         )
     })?;
+    let admin_listen = s.admin_listen.parse().map_err(|_| {
+        invalid(
+            "server.admin_listen",
+            format!("must be IP:PORT, got {:?}", s.admin_listen),
+        )
+    })?;
     // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
     let max_header_bytes = in_range(
         "server.max_header_bytes",
@@ -19,6 +25,7 @@ pub(super) fn server_config(s: &file::ServerSection) -> Result<ServerConfig, Con
     )?;
     Ok(ServerConfig {
         listen,
+        admin_listen,
         limits: Limits {
             max_connections: in_range(
                 "server.max_connections",

@@ -316,10 +316,21 @@ impl TokenCache {
             tokio::time::sleep_until(self.next_refresh()).await;
             let _fetching = self.fetch_lock.lock().await;
             // A request may have fetched while we waited for the lock.
-            if Instant::now() >= self.next_refresh() {
+            if self.refresh_due(Instant::now()) {
                 // Failures are logged and backed off inside; the old token keeps serving.
                 let _ = self.fetch_locked().await;
             }
+        }
+    }
+
+    /// Whether the refresher should fetch at `now` (compared with the state's instants, not
+    /// with a second reading of the clock).
+    fn refresh_due(&self, now: Instant) -> bool {
+        let state = self.state();
+        match (state.retry_at, &state.token) {
+            (Some(retry_at), _) => now >= retry_at,
+            (None, Some(token)) => now >= token.lifetime.refresh_at,
+            (None, None) => true,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Harness {
     /// An admin token (scope sipgw.admin) sent by `change` and `send`.
     pub admin_token: String,
     pub addr: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`).
+    pub admin_addr: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: Option<JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -179,9 +181,11 @@ impl Harness {
         .expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            sipgw::app::serve(&config, listener, async {
+            sipgw::app::serve_with_admin(&config, listener, Some(admin), async {
                 let _ = stopped.await;
             })
             .await
@@ -194,6 +198,7 @@ impl Harness {
             idp_addr,
             admin_token,
             addr,
+            admin_addr,
             stop: Some(stop),
             task: Some(task),
             client: Client::builder(TokioExecutor::new()).build_http(),

@@ -1,0 +1,81 @@
+//! The admin listener (DESIGN.md §6), separate from the API port: `GET /healthz` (alive)
+//! and `GET /readyz` (ready to change passwords). Metrics come with a later release.
+//!
+//! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held; 503
+//! otherwise, with a JSON body naming each unmet condition. A degraded dependency (the
+//! Redis backend answering from local fallbacks) is reported but stays 200: the gateway
+//! still serves, more conservatively.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::gateway::Gateway;
+
+/// Answers one admin request.
+pub fn handle(
+    gateway: &Gateway,
+    request: &Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::GET {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({ "status": "method not allowed" }),
+        ));
+    }
+    Ok(match request.uri().path() {
+        "/healthz" => reply(StatusCode::OK, &json!({ "status": "ok" })),
+        "/readyz" => readiness(gateway),
+        _ => reply(StatusCode::NOT_FOUND, &json!({ "status": "not found" })),
+    })
+}
+
+fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
+    let mut unmet = Vec::new();
+    if !gateway.keys().is_loaded() {
+        unmet.push("jwks_not_loaded");
+    }
+    if !gateway.tokens().has_usable_token() {
+        unmet.push("no_vendor_token");
+    }
+    let mut degraded = Vec::new();
+    if gateway.limits().degraded() {
+        degraded.push("redis_unreachable_using_local_limits");
+    }
+    if unmet.is_empty() {
+        reply(
+            StatusCode::OK,
+            &json!({ "status": "ready", "degraded": degraded }),
+        )
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not_ready", "unmet": unmet, "degraded": degraded }),
+        )
+    }
+}
+
+fn reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// What the admin handler answers, as [`crate::server::run`] wants it.
+type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+/// Handler for [`crate::server::run`].
+pub fn handler(
+    gateway: Arc<Gateway>,
+) -> impl Fn(Request<Incoming>, std::net::SocketAddr) -> Answer + Clone + Send + Sync + 'static {
+    move |request, _peer| std::future::ready(handle(&gateway, &request))
+}
