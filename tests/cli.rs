@@ -182,6 +182,15 @@ async fn sigterm_drains_and_exits_0() {
         log.iter().filter(|l| l.contains("\"request\"")).count() >= 3,
         "{log:?}"
     );
+    // Each request's line names the caller and the agent.
+    let first_request: serde_json::Value = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["message"] == "request")
+        .unwrap();
+    assert_eq!(first_request["sub"], "alice", "{first_request}");
+    assert_eq!(first_request["agent"], AGENT);
+    assert_eq!(first_request["code"], "ok");
     let secrets = [
         APP_SECRET,
         CURRENT,

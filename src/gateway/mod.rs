@@ -163,6 +163,8 @@ impl Gateway {
             request_id = %request_id,
             client_ip = %peer.ip(),
             path = %path,
+            sub = trace.caller.as_ref().map(|(_, sub)| sub.as_str()),
+            agent = trace.agent.as_deref(),
             status = response.status().as_u16(),
             code,
             latency_ms = latency.as_secs_f64() * 1000.0,
