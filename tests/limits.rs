@@ -45,11 +45,7 @@ async fn the_agent_quota_allows_a_burst_then_429_with_retry_after() {
     assert_eq!(refused.status, 429, "{}", refused.text);
     assert_eq!(refused.code(), "rate_limited");
     // One change comes back every 3600 / 2 s.
-    let retry_after: u64 = refused.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = refused.retry_after();
     assert!((1795..=1800).contains(&retry_after), "{retry_after}");
     assert_eq!(refused.headers["ratelimit-policy"], "\"agent\";q=2;w=3600");
     assert_eq!(
@@ -120,11 +116,7 @@ async fn two_vendor_rejections_block_the_agent_before_the_vendor_would() {
     let blocked = h.change(AGENT, CURRENT, NEW).await;
     assert_eq!(blocked.status, 429, "{}", blocked.text);
     assert_eq!(blocked.code(), "lockout_protection");
-    let retry_after: u64 = blocked.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = blocked.retry_after();
     assert!((1790..=1800).contains(&retry_after), "{retry_after}");
     assert_eq!(
         h.sim.update_count(),

@@ -133,11 +133,7 @@ async fn the_lockout_count_is_shared_between_replicas() {
     let blocked = b.change(AGENT, CURRENT, NEW).await;
     assert_eq!(blocked.status, 429, "{}", blocked.text);
     assert_eq!(blocked.code(), "lockout_protection");
-    let retry_after: u64 = blocked.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = blocked.retry_after();
     assert!((1790..=1800).contains(&retry_after), "{retry_after}");
     assert_eq!(
         a.sim.update_count(),
