@@ -1,5 +1,5 @@
-//! The admin listener (DESIGN.md §6), separate from the API port: `GET /healthz` (alive)
-//! and `GET /readyz` (ready to change passwords). Metrics come with a later release.
+//! The admin listener (DESIGN.md §6), separate from the API port: `GET /healthz` (alive),
+//! `GET /readyz` (ready to change passwords) and `GET /metrics` (Prometheus text).
 //!
 //! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held; 503
 //! otherwise, with a JSON body naming each unmet condition. A degraded dependency (the
@@ -13,13 +13,16 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use crate::gateway::Gateway;
+use crate::metrics;
 
-/// Answers one admin request.
+/// Answers one admin request; `registry` holds the gateway's metrics.
 pub fn handle(
     gateway: &Gateway,
+    registry: &Registry,
     request: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::GET {
@@ -31,6 +34,14 @@ pub fn handle(
     Ok(match request.uri().path() {
         "/healthz" => reply(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => readiness(gateway),
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(metrics::render(registry))));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
+        }
         _ => reply(StatusCode::NOT_FOUND, &json!({ "status": "not found" })),
     })
 }
@@ -77,5 +88,6 @@ type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 pub fn handler(
     gateway: Arc<Gateway>,
 ) -> impl Fn(Request<Incoming>, std::net::SocketAddr) -> Answer + Clone + Send + Sync + 'static {
-    move |request, _peer| std::future::ready(handle(&gateway, &request))
+    let registry = Arc::new(metrics::registry(&gateway));
+    move |request, _peer| std::future::ready(handle(&gateway, &registry, &request))
 }

@@ -53,6 +53,7 @@ pub mod dev_token;
 pub mod error;
 pub mod gateway;
 pub mod limits;
+pub mod metrics;
 pub mod outbound;
 pub mod password_policy;
 pub mod request;

@@ -1,5 +1,11 @@
 //! Logging set-up: `tracing` to stderr, JSON for machines or human-readable text,
 //! filtered by `RUST_LOG` (default `info`).
+//!
+//! Secrets cannot reach a log line by accident: passwords, the app secret and AccessTokens
+//! are held as `secrecy::SecretString`, whose `Debug` prints `[REDACTED]`; the HMAC key is
+//! a `MacKey`, whose `Debug` does the same; JWTs are never put in a field (the request's
+//! span names the caller by `sub`). `tests/cli.rs` scans the log of a trace-level run for
+//! every secret it used.
 
 use tracing_subscriber::EnvFilter;
 
@@ -23,7 +29,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The request's span (request id, route, caller, agent) on every line logged
+            // while it is handled; requests are not nested, so the list adds nothing.
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };

@@ -182,15 +182,30 @@ async fn sigterm_drains_and_exits_0() {
         log.iter().filter(|l| l.contains("\"request\"")).count() >= 3,
         "{log:?}"
     );
-    // Each request's line names the caller and the agent.
-    let first_request: serde_json::Value = log
+    // Each request's line carries its span: request id, route, the caller and the agent.
+    let lines: Vec<serde_json::Value> = log
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|j| j["message"] == "request")
-        .unwrap();
-    assert_eq!(first_request["sub"], "alice", "{first_request}");
-    assert_eq!(first_request["agent"], AGENT);
+        .collect();
+    let first_request = lines.iter().find(|j| j["message"] == "request").unwrap();
+    let span = &first_request["span"];
+    assert_eq!(span["name"], "request", "{first_request}");
+    assert_eq!(span["sub"], "alice", "{first_request}");
+    assert_eq!(span["agent"], AGENT);
+    assert_eq!(span["route"], Harness::endpoint(AGENT));
     assert_eq!(first_request["code"], "ok");
+    assert_eq!(first_request["status"], 200);
+    // Lines logged inside the request (the audit writes, at trace level) carry the same
+    // request id.
+    let request_id = span["request_id"].as_str().unwrap();
+    assert!(
+        lines
+            .iter()
+            .filter(|j| j["span"]["request_id"] == request_id)
+            .count()
+            > 1,
+        "only the final line names request {request_id}: {log:?}"
+    );
     let secrets = [
         APP_SECRET,
         CURRENT,

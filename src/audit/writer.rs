@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use super::chain::{GENESIS, MacKey};
@@ -75,14 +76,40 @@ struct Job {
 }
 
 /// Counters for tests and metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Records made durable (as the policy defines it).
     pub records: AtomicU64,
-    /// `sync_data` calls.
+    /// `sync_data` calls that succeeded.
     pub fsyncs: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
+    /// How long each `sync_data` took (`sipgw_audit_fsync_seconds`).
+    pub fsync_duration: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            records: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            fsync_duration: crate::metrics::fsync_histogram(),
+        }
+    }
+}
+
+impl Stats {
+    /// `file.sync_data()`, timed and counted.
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        let started = Instant::now();
+        let result = file.sync_data();
+        self.fsync_duration.observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 /// Handle to the writer thread; cheap to share.
@@ -308,9 +335,8 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             answer(batch, result, stats);
         }
         if !flushes.is_empty() {
-            let synced = trail.file.sync_data();
+            let synced = stats.sync(&trail.file);
             if synced.is_ok() {
-                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 unsynced_since = None;
             }
             for job in flushes {
@@ -325,9 +351,8 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
         if let (Fsync::Interval(every), Some(since)) = (config.fsync, unsynced_since)
             && since.elapsed() >= every
         {
-            match trail.file.sync_data() {
+            match stats.sync(&trail.file) {
                 Ok(()) => {
-                    stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                     unsynced_since = None;
                 }
                 Err(error) => tracing::error!(%error, "audit fsync failed"),
@@ -397,10 +422,7 @@ fn write_batch(
         .file
         .write_all(lines.as_bytes())
         .and_then(|()| match config.fsync {
-            Fsync::Always => {
-                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-                trail.file.sync_data()
-            }
+            Fsync::Always => stats.sync(&trail.file),
             Fsync::Interval(_) | Fsync::Never => Ok(()),
         });
     if let Err(error) = written {

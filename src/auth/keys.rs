@@ -14,10 +14,13 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_delay;
+use crate::metrics::ResultLabel;
 use crate::outbound::{self, HttpsClient};
 
 /// Largest JWKS or discovery document we read.
@@ -233,8 +236,10 @@ pub struct KeyStore {
     last_refetch: Mutex<Option<Instant>>,
     /// SHA-256 of the last document loaded, to tell a changed set from the same one.
     last_digest: Mutex<Option<[u8; 32]>>,
-    /// Fetches attempted (metrics and tests).
+    /// Fetches attempted (tests).
     fetches: AtomicU64,
+    /// Fetches by result (`sipgw_jwks_refreshes_total`).
+    refreshes: Family<ResultLabel, Counter>,
 }
 
 impl KeyStore {
@@ -255,7 +260,13 @@ impl KeyStore {
             last_refetch: Mutex::new(None),
             last_digest: Mutex::new(None),
             fetches: AtomicU64::new(0),
+            refreshes: Family::default(),
         }
+    }
+
+    /// Fetches by result, for the metrics registry.
+    pub fn refreshes(&self) -> &Family<ResultLabel, Counter> {
+        &self.refreshes
     }
 
     /// The set in use, if one was loaded.
@@ -334,7 +345,11 @@ impl KeyStore {
     /// One fetch; the caller holds `fetch_lock`.
     async fn fetch_locked(&self) -> Result<(), FetchError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        match self.fetch_set().await {
+        let result = self.fetch_set().await;
+        self.refreshes
+            .get_or_create(&ResultLabel::of(result.is_ok()))
+            .inc();
+        match result {
             Ok((set, digest)) => {
                 // An unchanged document keeps the set (and the verified-token cache) as is.
                 let mut last = self.last_digest.lock().unwrap_or_else(|p| p.into_inner());

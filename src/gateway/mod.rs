@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
+use tracing::Instrument;
 
 mod audit;
 mod reply;
@@ -29,6 +30,7 @@ use crate::error::{ApiError, json_response};
 use crate::limits::idempotency::{Begin, Stored};
 use crate::limits::quota::Verdict;
 use crate::limits::{Limits, Shield};
+use crate::metrics::{CodeLabel, RequestMetrics, ScopeLabel, VendorMetrics};
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
 use crate::request;
@@ -50,6 +52,8 @@ pub struct Gateway {
     vendor: VendorClient,
     /// The shared AccessToken cache, refreshed in the background.
     tokens: Arc<TokenCache>,
+    /// Request counters and durations.
+    metrics: RequestMetrics,
 }
 
 /// When a request must be answered: `server.request_timeout_ms` after its head arrived.
@@ -104,7 +108,18 @@ impl Gateway {
             request_timeout: config.server.request_timeout,
             vendor,
             tokens: Arc::new(TokenCache::new(source)),
+            metrics: RequestMetrics::default(),
         })
+    }
+
+    /// The request counters and durations, for the metrics registry.
+    pub fn request_metrics(&self) -> &RequestMetrics {
+        &self.metrics
+    }
+
+    /// The vendor call counters and durations, for the metrics registry.
+    pub fn vendor_metrics(&self) -> &VendorMetrics {
+        self.vendor.metrics()
     }
 
     /// The token cache, so the caller can run its refresher and readiness can look at it.
@@ -128,14 +143,26 @@ impl Gateway {
     }
 
     /// Serves one request on the API listener.
+    ///
+    /// Everything logged while the request is handled happens inside its `request` span
+    /// (request id, client IP, route; the caller's `sub` and the agent once known), and the
+    /// last event, `request`, adds the status, code and latency.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let request_id = request::request_id(req.headers());
-        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            client_ip = %peer.ip(),
+            route = %req.uri().path(),
+            sub = tracing::field::Empty,
+            agent = tracing::field::Empty,
+        );
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut trace = Trace::default();
         let result = self
             .change_password(req, &request_id, deadline, peer.ip(), &mut trace)
+            .instrument(span.clone())
             .await;
         let (response, code) = match result {
             Ok(Reply::Accepted { message }) => (
@@ -157,19 +184,22 @@ impl Gateway {
             let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
             self.auditor
                 .outcome(&request_id, &trace, peer.ip(), code, status, latency_ms)
+                .instrument(span.clone())
                 .await;
         }
-        tracing::info!(
-            request_id = %request_id,
-            client_ip = %peer.ip(),
-            path = %path,
-            sub = trace.caller.as_ref().map(|(_, sub)| sub.as_str()),
-            agent = trace.agent.as_deref(),
-            status = response.status().as_u16(),
-            code,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "request"
-        );
+        self.metrics
+            .requests
+            .get_or_create(&CodeLabel { code })
+            .inc();
+        self.metrics.duration.observe(latency.as_secs_f64());
+        span.in_scope(|| {
+            tracing::info!(
+                status = response.status().as_u16(),
+                code,
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                "request"
+            );
+        });
         response
     }
 
@@ -191,6 +221,7 @@ impl Gateway {
             return Err(ApiError::MethodNotAllowed);
         }
         let user_account = request::parse_user_account(segment)?;
+        tracing::Span::current().record("agent", user_account.as_str());
         trace.agent = Some(user_account.clone());
         request::check_content_type(req.headers())?;
         request::check_declared_length(req.headers())?;
@@ -211,6 +242,7 @@ impl Gateway {
             .authenticate(header)
             .await
             .map_err(ApiError::Unauthenticated)?;
+        tracing::Span::current().record("sub", identity.sub.as_str());
         trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
 
         // 3. Authorization: may this caller change this agent's password?
@@ -224,12 +256,13 @@ impl Gateway {
             sub: identity.sub.clone(),
             grant,
         };
-        tracing::debug!(request_id, sub = %caller.sub, rule = caller.grant.rule(), "caller authorized");
+        tracing::debug!(rule = caller.grant.rule(), "caller authorized");
 
         // 4. Per-caller quota: after authentication, so unauthenticated floods cannot spend
         //    it, and before anything else, so one runaway caller is stopped cheaply.
         let caller_key = (caller.iss.clone(), caller.sub.clone());
         if let Verdict::Limited { retry_after } = self.limits.check_caller(&caller_key).await {
+            self.count_rate_limited("caller");
             return Err(ApiError::RateLimited {
                 scope: "caller",
                 spec: self.limits.per_caller.spec(),
@@ -269,6 +302,7 @@ impl Gateway {
         // 7. Per-agent quota and the lockout shield.
         self.check_lockout(&user_account).await?;
         if let Verdict::Limited { retry_after } = self.limits.check_agent(&user_account).await {
+            self.count_rate_limited("agent");
             return Err(ApiError::RateLimited {
                 scope: "agent",
                 spec: self.limits.per_agent.spec(),
@@ -333,6 +367,13 @@ impl Gateway {
             ticket.complete(stored_outcome(&result, request_id)).await;
         }
         result.map(|message| Reply::Accepted { message })
+    }
+
+    fn count_rate_limited(&self, scope: &'static str) {
+        self.metrics
+            .rate_limited
+            .get_or_create(&ScopeLabel { scope })
+            .inc();
     }
 
     async fn check_lockout(&self, agent: &str) -> Result<(), ApiError> {

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, VendorConfig, invalid};
+use crate::metrics::{VendorCall, VendorMetrics, VendorStatus};
 use crate::outbound::{self, ExchangeError};
 pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
 pub use wire::UpdateOutcome;
@@ -79,6 +80,8 @@ pub struct VendorClient {
     token_uri: Uri,
     /// `{base}{UPDATE_PATH}`, parsed once.
     update_uri: Uri,
+    /// Call counters and durations; cloning shares them.
+    metrics: VendorMetrics,
 }
 
 impl VendorClient {
@@ -96,7 +99,13 @@ impl VendorClient {
             token_uri: uri(TOKEN_PATH)?,
             update_uri: uri(UPDATE_PATH)?,
             config: Arc::new(config),
+            metrics: VendorMetrics::default(),
         })
+    }
+
+    /// The call counters and durations, for the metrics registry.
+    pub fn metrics(&self) -> &VendorMetrics {
+        &self.metrics
     }
 
     /// Calls `tokenByAkSk` for a new AccessToken.
@@ -111,7 +120,7 @@ impl VendorClient {
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| VendorError::Transport(e.to_string()))?;
         let deadline = Instant::now() + self.config.timeout;
-        let (status, body) = self.send(request, deadline).await?;
+        let (status, body) = self.send(VendorCall::Token, request, deadline).await?;
         match status {
             StatusCode::OK => {
                 let mut token = wire::parse_token(&body).ok_or(VendorError::BadBody)?;
@@ -151,7 +160,7 @@ impl VendorClient {
             .body(Full::new(body))
             .map_err(|e| VendorError::Transport(e.to_string()))?;
         let deadline = deadline.min(Instant::now() + self.config.timeout);
-        let (status, body) = self.send(request, deadline).await?;
+        let (status, body) = self.send(VendorCall::Update, request, deadline).await?;
         match status {
             StatusCode::OK => wire::parse_update(&body).ok_or(VendorError::BadBody),
             StatusCode::UNAUTHORIZED => Err(VendorError::Unauthorized),
@@ -159,18 +168,28 @@ impl VendorClient {
         }
     }
 
+    /// One exchange with the vendor, counted in the metrics by its status or failure.
     async fn send(
         &self,
+        call: VendorCall,
         request: Request<Full<Bytes>>,
         deadline: Instant,
     ) -> Result<(StatusCode, Bytes), VendorError> {
-        outbound::exchange(&self.http, request, deadline, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| match e {
-                ExchangeError::Timeout => VendorError::Timeout,
-                ExchangeError::Connect(why) => VendorError::Connect(why),
-                ExchangeError::Transport(why) => VendorError::Transport(why),
-            })
+        let started = Instant::now();
+        let result = outbound::exchange(&self.http, request, deadline, MAX_RESPONSE_BYTES).await;
+        let status = match &result {
+            Ok((status, _)) => VendorStatus::Http(status.as_u16()),
+            Err(ExchangeError::Timeout) => VendorStatus::Timeout,
+            Err(ExchangeError::Connect(_)) => VendorStatus::ConnectError,
+            Err(ExchangeError::Transport(_)) => VendorStatus::TransportError,
+        };
+        self.metrics
+            .observe(call, status, started.elapsed().as_secs_f64());
+        result.map_err(|e| match e {
+            ExchangeError::Timeout => VendorError::Timeout,
+            ExchangeError::Connect(why) => VendorError::Connect(why),
+            ExchangeError::Transport(why) => VendorError::Transport(why),
+        })
     }
 }
 

@@ -17,12 +17,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use secrecy::SecretString;
 use tokio::time::Instant;
 
 use super::VendorError;
 use super::wire::FetchedToken;
 use crate::backoff::backoff_delay;
+use crate::metrics::ResultLabel;
 
 /// Fraction of a token's life after which the background task replaces it.
 const REFRESH_AT_FRACTION: f64 = 0.8;
@@ -153,6 +156,8 @@ pub struct TokenCache {
     state: Mutex<State>,
     /// Held for the duration of a fetch: the single-flight guarantee.
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Fetches by result (`sipgw_token_refreshes_total`).
+    refreshes: Family<ResultLabel, Counter>,
 }
 
 impl TokenCache {
@@ -162,7 +167,13 @@ impl TokenCache {
             source,
             state: Mutex::new(State::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
+            refreshes: Family::default(),
         }
+    }
+
+    /// Fetches by result, for the metrics registry.
+    pub fn refreshes(&self) -> &Family<ResultLabel, Counter> {
+        &self.refreshes
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -277,6 +288,9 @@ impl TokenCache {
     async fn fetch_locked(&self) -> Result<Arc<AccessToken>, VendorError> {
         let requested_at = Instant::now();
         let result = self.source.fetch().await;
+        self.refreshes
+            .get_or_create(&ResultLabel::of(result.is_ok()))
+            .inc();
         let mut state = self.state();
         match result {
             Ok(fetched) => {

@@ -1,0 +1,319 @@
+//! Prometheus metrics (DESIGN.md §6), served as text on the admin listener's `/metrics`.
+//!
+//! Each part owns the instruments it updates (the gateway its request counters, the vendor
+//! client its call counters, the token cache and key store their refresh counters, the
+//! audit writer its fsync histogram); the instruments are shared handles, so [`registry`]
+//! registers clones of them once at start-up. Values that already exist as state (token
+//! expiry, audit record count, the Redis fallback) are read at scrape time instead of
+//! being copied into a second counter that could drift from them.
+//!
+//! Every label takes values from a fixed, small set (problem codes, HTTP statuses, a few
+//! words): nothing from a request (agent, caller, path) becomes a label, so no input can
+//! grow the registry.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::gateway::Gateway;
+
+/// `Content-Type` of the Prometheus text exposition format 0.0.4.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Latency buckets (seconds) from a cache-hit refusal (well under a millisecond) to a vendor
+/// call that runs into its timeout (seconds).
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+
+/// fsync buckets (seconds): from a fast NVMe flush to a disk in trouble.
+const FSYNC_BUCKETS: [f64; 13] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+
+/// A histogram of request or call latencies.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// A histogram of fsync durations.
+pub fn fsync_histogram() -> Histogram {
+    Histogram::new(FSYNC_BUCKETS)
+}
+
+/// `{code}`: a problem code of the error table, or `ok`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The answer's `code`.
+    pub code: &'static str,
+}
+
+/// `{scope}`: which quota refused (`caller` or `agent`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// The quota's scope.
+    pub scope: &'static str,
+}
+
+/// `{result}`: `ok` or `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// How the refresh went.
+    pub result: &'static str,
+}
+
+impl ResultLabel {
+    /// `ok` when `ok`, else `error`.
+    pub fn of(ok: bool) -> Self {
+        Self {
+            result: if ok { "ok" } else { "error" },
+        }
+    }
+}
+
+/// Which vendor API a call went to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum VendorCall {
+    /// `tokenByAkSk`.
+    Token,
+    /// `updateSipPhonePassword`.
+    Update,
+}
+
+impl EncodeLabelValue for VendorCall {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Token => "token",
+            Self::Update => "update",
+        })
+    }
+}
+
+/// How a vendor call ended: an HTTP status, or no answer at all.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum VendorStatus {
+    /// The vendor answered with this status.
+    Http(u16),
+    /// No answer within the deadline.
+    Timeout,
+    /// No connection could be made.
+    ConnectError,
+    /// The connection failed mid-way.
+    TransportError,
+}
+
+impl EncodeLabelValue for VendorStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            Self::Http(status) => write!(encoder, "{status}"),
+            Self::Timeout => encoder.write_str("timeout"),
+            Self::ConnectError => encoder.write_str("connect_error"),
+            Self::TransportError => encoder.write_str("transport_error"),
+        }
+    }
+}
+
+/// `{call, status}` of a vendor request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorLabels {
+    /// `token` or `update`.
+    pub call: VendorCall,
+    /// The HTTP status, or how the call failed without one.
+    pub status: VendorStatus,
+}
+
+/// `{call}` of a vendor request duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    /// `token` or `update`.
+    pub call: VendorCall,
+}
+
+/// Instruments the vendor client updates; clones share the values.
+#[derive(Clone, Debug)]
+pub struct VendorMetrics {
+    /// `sipgw_vendor_requests_total{call, status}`.
+    pub requests: Family<VendorLabels, Counter>,
+    /// `sipgw_vendor_request_duration_seconds{call}`.
+    pub duration: Family<CallLabel, Histogram>,
+}
+
+impl Default for VendorMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl VendorMetrics {
+    /// Counts one call and its duration.
+    pub fn observe(&self, call: VendorCall, status: VendorStatus, seconds: f64) {
+        self.requests
+            .get_or_create(&VendorLabels { call, status })
+            .inc();
+        self.duration
+            .get_or_create(&CallLabel { call })
+            .observe(seconds);
+    }
+}
+
+/// Instruments the request pipeline updates.
+#[derive(Clone, Debug)]
+pub struct RequestMetrics {
+    /// `sipgw_requests_total{code}`.
+    pub requests: Family<CodeLabel, Counter>,
+    /// `sipgw_request_duration_seconds`.
+    pub duration: Histogram,
+    /// `sipgw_rate_limited_total{scope}`.
+    pub rate_limited: Family<ScopeLabel, Counter>,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: latency_histogram(),
+            rate_limited: Family::default(),
+        }
+    }
+}
+
+/// The registry for one gateway: its instruments, plus the values read at scrape time.
+pub fn registry(gateway: &Arc<Gateway>) -> Registry {
+    let mut registry = Registry::with_prefix("sipgw");
+    registry.register(
+        "build",
+        "The running sipgw version",
+        Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    let requests = gateway.request_metrics();
+    registry.register(
+        "requests",
+        "Requests answered on the API listener, by problem code (ok for a success)",
+        requests.requests.clone(),
+    );
+    registry.register_with_unit(
+        "request_duration",
+        "Time from a request's head to its answer on the API listener",
+        Unit::Seconds,
+        requests.duration.clone(),
+    );
+    registry.register(
+        "rate_limited",
+        "Requests refused by a quota, by scope (caller or agent)",
+        requests.rate_limited.clone(),
+    );
+    let vendor = gateway.vendor_metrics();
+    registry.register(
+        "vendor_requests",
+        "Calls to the vendor, by API (token or update) and HTTP status (or how it failed without one)",
+        vendor.requests.clone(),
+    );
+    registry.register_with_unit(
+        "vendor_request_duration",
+        "Duration of one vendor call, by API",
+        Unit::Seconds,
+        vendor.duration.clone(),
+    );
+    registry.register(
+        "token_refreshes",
+        "Vendor AccessToken fetches, by result",
+        gateway.tokens().refreshes().clone(),
+    );
+    registry.register(
+        "jwks_refreshes",
+        "JWT key set fetches, by result (none for a key set from a file)",
+        gateway.keys().refreshes().clone(),
+    );
+    registry.register_with_unit(
+        "audit_fsync",
+        "Duration of one fsync of the audit trail",
+        Unit::Seconds,
+        gateway.auditor().writer().stats().fsync_duration.clone(),
+    );
+    registry.register_collector(Box::new(StateCollector(Arc::clone(gateway))));
+    registry
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, registry);
+    text
+}
+
+/// Values that exist as state elsewhere, read at each scrape. Names are given without the
+/// registry's `sipgw_` prefix (and counters without `_total`): the encoder adds them.
+struct StateCollector(Arc<Gateway>);
+
+impl std::fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateCollector")
+    }
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let gateway = &self.0;
+        // Absent while no token is held: an alert on "absent or below N" covers both.
+        if let Some(seconds) = gateway.tokens().expires_in() {
+            let gauge = ConstGauge::new(seconds);
+            gauge.encode(encoder.encode_descriptor(
+                "token_expires_in",
+                "Seconds until the held vendor AccessToken expires.",
+                Some(&Unit::Seconds),
+                gauge.metric_type(),
+            )?)?;
+        }
+        let stats = gateway.auditor().writer().stats();
+        counter(
+            &mut encoder,
+            "audit_records",
+            "Audit records made durable (per audit.fsync).",
+            stats.records.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "audit_write_failures",
+            "Batches of audit records that could not be written or synced.",
+            stats.failures.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        let degraded = ConstGauge::new(i64::from(gateway.limits().degraded()));
+        degraded.encode(encoder.encode_descriptor(
+            "limits_degraded",
+            "1 while the Redis backend is unreachable and quotas fall back to local limits.",
+            None,
+            degraded.metric_type(),
+        )?)?;
+        counter(
+            &mut encoder,
+            "redis_transitions",
+            "Times the Redis backend went from reachable to unreachable or back.",
+            gateway.limits().redis_transitions(),
+        )
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
