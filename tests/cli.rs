@@ -419,3 +419,87 @@ fn check_config_prints_the_effective_config_without_secrets() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("audit.fsync"));
 }
+
+#[test]
+fn check_config_refuses_each_kind_of_mistake_naming_the_key() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sipgw.example.toml"
+    ))
+    .unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(example.contains(from), "the example config has {from:?}");
+        example.replacen(from, to, 1)
+    };
+    // (case, config text, the key the message must name, what else it must say)
+    let cases = [
+        (
+            "unknown-key",
+            edit(
+                "max_connections = 1024",
+                "max_connections = 1024\nmax_conections = 5",
+            ),
+            "server.max_conections",
+            "is not a known key",
+        ),
+        (
+            "bad-duration",
+            edit("\ntimeout_ms = 5000", "\ntimeout_ms = \"5s\""),
+            "vendor.timeout_ms",
+            "must be a whole number",
+        ),
+        (
+            "inline-secret",
+            edit(
+                "[vendor]\n",
+                "[vendor]\napp_secret = \"hunter2-inline-secret\"\n",
+            ),
+            "vendor.app_secret",
+            "Secrets are never written in the config file",
+        ),
+        (
+            "missing-secret-file",
+            edit(
+                "# app_secret_file = \"/run/secrets/sipgw/app_secret\"",
+                "app_secret_file = \"/nonexistent/sipgw/app_secret\"",
+            ),
+            "vendor.app_secret_file",
+            "/nonexistent/sipgw/app_secret",
+        ),
+        (
+            "missing-hmac-key-file",
+            edit(
+                "# hmac_key_file = \"/run/secrets/sipgw/audit_hmac_key\"",
+                "hmac_key_file = \"/nonexistent/sipgw/hmac\"",
+            ),
+            "audit.hmac_key_file",
+            "/nonexistent/sipgw/hmac",
+        ),
+    ];
+    for (case, text, key, says) in cases {
+        let path = temp_file(case, &text);
+        let output = Command::new(SIPGW)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("SIPGW_APP_SECRET", "app-secret-value-42")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{case}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid configuration: {key} ")),
+            "{case}: the message names {key}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{case}: {stderr}");
+        assert!(
+            output.stdout.is_empty(),
+            "{case}: nothing is printed as effective"
+        );
+        for secret in ["hunter2-inline-secret", "app-secret-value-42"] {
+            assert!(
+                !stderr.contains(secret),
+                "{case}: {secret} echoed: {stderr}"
+            );
+        }
+    }
+}

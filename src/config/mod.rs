@@ -42,17 +42,75 @@ pub const MIN_TOKEN_TTL_SECS: u64 = 30;
 /// A configuration that could not be loaded; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file is missing, is not TOML, has an unknown key or a value of the wrong type.
-    #[error("{0}")]
-    Parse(#[from] Box<figment::Error>),
-    /// A value is present but unusable.
+    /// The file is missing or is not TOML, a key is unknown, or a value is unusable.
     #[error("{key} {message}")]
     Invalid {
-        /// Dotted key, e.g. `vendor.timeout_ms`.
+        /// Dotted key, e.g. `vendor.timeout_ms` (`config` for the file as a whole).
         key: String,
         /// What is wrong, with the offending value when it is not secret.
         message: String,
     },
+}
+
+/// Names that would hold a secret if written in the file; secrets are only ever read
+/// from files or the environment (README "Configuration").
+const INLINE_SECRET_HINTS: [&str; 4] = ["secret", "password", "hmac_key", "token"];
+
+impl From<Box<figment::Error>> for ConfigError {
+    /// Stage one's errors (unknown key, wrong type, unreadable file) in the same shape as
+    /// stage two's: the dotted key first, then what is wrong and where the value came from.
+    fn from(error: Box<figment::Error>) -> Self {
+        use figment::error::Kind;
+        let key = if error.path.is_empty() {
+            "config".to_owned()
+        } else {
+            error.path.join(".")
+        };
+        let field = error.path.last().map(String::as_str).unwrap_or_default();
+        let mut message = match &error.kind {
+            Kind::UnknownField(name, known) => {
+                let mut message = format!(
+                    "is not a known key; the keys here are: {}",
+                    known.join(", ")
+                );
+                if INLINE_SECRET_HINTS.iter().any(|hint| name.contains(hint)) {
+                    message.push_str(
+                        ". Secrets are never written in the config file: the app secret comes \
+                         from vendor.app_secret_file or the variable named by \
+                         vendor.app_secret_env, the audit key from audit.hmac_key_file",
+                    );
+                }
+                message
+            }
+            Kind::InvalidType(actual, expected) => {
+                let expected = match expected.as_str() {
+                    "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number",
+                    other => other,
+                };
+                let unit = if field.ends_with("_ms") || field.ends_with("_secs") {
+                    " in the unit its name ends with"
+                } else {
+                    ""
+                };
+                format!("must be {expected}{unit}, found {actual}")
+            }
+            Kind::Message(text) if error.path.is_empty() => {
+                format!("file cannot be used: {}", text.trim())
+            }
+            other => other.to_string(),
+        };
+        if let Some(metadata) = &error.metadata {
+            match &metadata.source {
+                Some(source) => message.push_str(&format!(" ({} {source})", metadata.name)),
+                None => message.push_str(&format!(" (from {})", metadata.name)),
+            }
+        }
+        let more = error.count().saturating_sub(1);
+        if more > 0 {
+            message.push_str(&format!("; and {more} more problem(s)"));
+        }
+        ConfigError::Invalid { key, message }
+    }
 }
 
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
