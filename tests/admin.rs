@@ -285,6 +285,26 @@ async fn metrics_count_what_happened() {
         1.0,
         "{text}"
     );
+    // The README's metrics table lists exactly what is exposed.
+    let exposed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|line| line.split(' ').next().unwrap())
+        .collect();
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("### Metrics")
+        .nth(1)
+        .unwrap()
+        .split("\n### ")
+        .next()
+        .unwrap();
+    let documented: std::collections::BTreeSet<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .map(|line| line.split('`').next().unwrap())
+        .collect();
+    assert_eq!(exposed, documented, "README \"Metrics\" vs /metrics");
     // Nothing from a request (agent names, callers, paths) becomes a label.
     for leaked in ["agent1", "ops-robot", "/nowhere"] {
         assert!(!text.contains(leaked), "{leaked} in /metrics:\n{text}");
