@@ -30,6 +30,7 @@ use crate::limits::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaSpec;
 use crate::password_policy::PasswordPolicy;
 use crate::server::Limits;
+use crate::tls::TlsFiles;
 pub use file::FileConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
@@ -53,6 +54,12 @@ pub enum ConfigError {
         /// What is wrong, with the offending value when it is not secret.
         message: String,
     },
+}
+
+impl From<crate::tls::LoadError> for ConfigError {
+    fn from(error: crate::tls::LoadError) -> Self {
+        invalid(error.file.config_key(), error.message)
+    }
 }
 
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -159,6 +166,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
+    /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Body shape of `updateSipPhonePassword` (VENDOR_API.md §2, "Body shape ambiguity").
