@@ -1,4 +1,5 @@
-//! Wires the parts together for one gateway process: gateway, token refresher, listener.
+//! Wires the parts together for one gateway process: gateway, token refresher, listener
+//! (with TLS when configured), admin listener.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
-use crate::server;
+use crate::server::{self, Transport};
+use crate::tls::ServerTls;
 
 /// Runs the gateway on `listener` until `shutdown` resolves and in-flight requests drained.
 ///
@@ -22,11 +24,39 @@ pub async fn serve(
 }
 
 /// [`serve`], plus the admin listener (`/healthz`, `/readyz`) on `admin` when given; both
-/// stop on the same `shutdown`.
+/// stop on the same `shutdown`. With `server.tls_*` set, the API listener speaks TLS (the
+/// admin listener always stays plain HTTP: kubelet probes and Prometheus scrape it).
 pub async fn serve_with_admin(
     config: &Config,
     listener: TcpListener,
     admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(ServerTls::load(files.clone())?)),
+        None => None,
+    };
+    serve_all(config, listener, admin, tls, shutdown).await
+}
+
+/// [`serve_with_admin`] with TLS on the API listener from `tls` (whatever
+/// `config.server.tls` says): the caller keeps the handle to reload it, the binary on
+/// SIGHUP, tests on demand. The files are also polled for changes.
+pub async fn serve_with_tls(
+    config: &Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    tls: Arc<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    serve_all(config, listener, admin, Some(tls), shutdown).await
+}
+
+async fn serve_all(
+    config: &Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConfigError> {
     let gateway = Arc::new(Gateway::new(config)?);
@@ -37,9 +67,18 @@ pub async fn serve_with_admin(
     let janitor = tokio::spawn(Arc::clone(gateway.limits()).run_janitor());
     let auditor = Arc::clone(gateway.auditor());
     let audit_sweeper = tokio::spawn(Arc::clone(&auditor).run_sweeper());
+    // New certificates are picked up when the files change (cert-manager renewals).
+    let tls_watcher = tls
+        .as_ref()
+        .map(|tls| tokio::spawn(Arc::clone(tls).watch()));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, vendor = %config.vendor.base_url, "sipgw listening");
+        let tls = tls.is_some();
+        tracing::info!(%addr, tls, vendor = %config.vendor.base_url, "sipgw listening");
     }
+    let transport = match tls {
+        Some(tls) => Transport::Tls(tls),
+        None => Transport::Plain,
+    };
     let admin_gateway = Arc::clone(&gateway);
     // Each request runs in a task of its own, so that a client hanging up cannot cancel a
     // vendor call half-way: its outcome is still logged (and audited) like any other.
@@ -65,9 +104,10 @@ pub async fn serve_with_admin(
     });
     let api = {
         let mut stopped = stopped.clone();
-        server::run(
+        server::run_with(
             listener,
             config.server.limits.clone(),
+            transport,
             handler,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -91,5 +131,8 @@ pub async fn serve_with_admin(
     key_refresher.abort();
     janitor.abort();
     audit_sweeper.abort();
+    if let Some(watcher) = tls_watcher {
+        watcher.abort();
+    }
     Ok(())
 }

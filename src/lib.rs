@@ -11,6 +11,8 @@
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
 //! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//! - [`tls`]: optional inbound TLS on the API listener (h2 and HTTP/1.1 by ALPN, mTLS),
+//!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
 //! - [`request`]: the request's shape: route, `userAccount`, media type, body.
 //! - [`password_policy`]: the vendor's password rule, checked locally.
@@ -60,4 +62,5 @@ pub mod request;
 pub mod server;
 pub mod sim;
 pub mod telemetry;
+pub mod tls;
 pub mod vendor;

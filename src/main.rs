@@ -4,10 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sipgw::config::Config;
 use sipgw::telemetry::{self, LogFormat};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Authenticating gateway for SIP phone password changes.
 #[derive(Parser)]
@@ -152,14 +154,35 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match sipgw::app::serve_with_admin(
-        &config,
-        listener,
-        Some(admin),
-        sipgw::server::shutdown_signal(),
-    )
-    .await
-    {
+    // TLS is loaded here rather than inside `app` so that SIGHUP can reach it. The handler
+    // is installed before the listeners serve, so a SIGHUP never takes the default action
+    // (ending the process), with or without TLS.
+    let tls = match &config.server.tls {
+        Some(files) => match sipgw::tls::ServerTls::load(files.clone()) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(error) => {
+                eprintln!("sipgw: invalid configuration: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            eprintln!("sipgw: cannot install the SIGHUP handler: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(sipgw::tls::reload::reload_on_hangup(tls.clone(), hangups));
+    let shutdown = sipgw::server::shutdown_signal();
+    let served = match tls {
+        Some(tls) => {
+            sipgw::app::serve_with_tls(&config, listener, Some(admin), tls, shutdown).await
+        }
+        None => sipgw::app::serve_with_admin(&config, listener, Some(admin), shutdown).await,
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sipgw: invalid configuration: {error}");

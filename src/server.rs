@@ -1,5 +1,6 @@
 //! The HTTP listener shared by the gateway and the vendor simulator: accept loop, connection
-//! limits, HTTP/1.1 + h2c, idle timeouts, graceful shutdown.
+//! limits, HTTP/1.1 + h2c (or both over TLS, see [`Transport`]), idle timeouts, graceful
+//! shutdown.
 //!
 //! Bounds (STYLE.md §7):
 //! - at most `max_connections` connections at once: the loop takes a permit before it
@@ -13,7 +14,11 @@
 //!   requests, so for them the shorter of the two applies). A connection that has not
 //!   closed `header_read_timeout` after being asked (an HTTP/2 peer that stops reading) is
 //!   cut. Requests count as in flight until hyper drops them, finished or cancelled (an
-//!   HTTP/2 `RST_STREAM`), so a cancelled stream cannot pin a connection open.
+//!   HTTP/2 `RST_STREAM`), so a cancelled stream cannot pin a connection open;
+//! - with TLS, the handshake runs in the connection's own task (a slow client never holds up
+//!   the accept loop) and must complete within `header_read_timeout`: until it does, no
+//!   request head can arrive, and a client that never sends its ClientHello would otherwise
+//!   keep its permit. The idle and head bounds above start once it is done.
 //!
 //! Shutdown: the listener is dropped first (new clients are refused and go elsewhere), every
 //! connection is told to finish its current request and close, and the drain waits until all
@@ -32,9 +37,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+
+use crate::tls::ServerTls;
 
 /// The bounds one listener enforces.
 #[derive(Debug, Clone)]
@@ -58,6 +66,17 @@ const MAX_H2_STREAMS: u32 = 32;
 /// descriptors), so the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// What a connection speaks before HTTP.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTP straight on TCP (HTTP/1.1, or h2c by prior knowledge): the admin listener, the
+    /// vendor simulator, the development issuer, and the API listener without TLS.
+    Plain,
+    /// TLS first, with the certificate current when the handshake starts; ALPN offers h2
+    /// and HTTP/1.1.
+    Tls(Arc<ServerTls>),
+}
+
 /// What the accept loop tells its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -69,7 +88,7 @@ enum Phase {
     Closing,
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then drains.
+/// Serves `handler` in plain HTTP on `listener` until `shutdown` resolves, then drains.
 ///
 /// `handler` answers one request; an `Err` makes hyper close the connection without an
 /// answer (the simulator's "drop the connection" fault uses it). Returns once every
@@ -77,6 +96,21 @@ enum Phase {
 pub async fn run<H, F, E>(
     listener: TcpListener,
     limits: Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    run_with(listener, limits, Transport::Plain, handler, shutdown).await;
+}
+
+/// [`run`], with connections speaking `transport` (plain HTTP or TLS).
+pub async fn run_with<H, F, E>(
+    listener: TcpListener,
+    limits: Limits,
+    transport: Transport,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -114,8 +148,9 @@ pub async fn run<H, F, E>(
             phase: phase.subscribe(),
         };
         let handler = handler.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
-            connection.serve(stream, peer, handler).await;
+            connection.start(stream, peer, &transport, handler).await;
             drop(permit);
         });
     }
@@ -204,14 +239,65 @@ enum Watchdog {
 }
 
 impl Connection {
-    async fn serve<H, F, E>(mut self, stream: TcpStream, peer: SocketAddr, handler: H)
-    where
+    /// Sets up the transport, then serves HTTP on it until the connection ends.
+    async fn start<H, F, E>(
+        mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        transport: &Transport,
+        handler: H,
+    ) where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         // Small request/response exchanges: waiting to coalesce writes only adds latency.
         let _ = stream.set_nodelay(true);
+        match transport {
+            Transport::Plain => self.serve(stream, peer, handler).await,
+            Transport::Tls(tls) => {
+                if let Some(stream) = self.handshake(tls, stream, peer).await {
+                    self.serve(stream, peer, handler).await;
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake, bounded by the head timeout and abandoned on shutdown (no request
+    /// is in flight yet, so there is nothing to drain). `None` when it did not complete.
+    async fn handshake(
+        &mut self,
+        tls: &ServerTls,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let limit = self.limits.header_read_timeout;
+        let accepting = tokio::time::timeout(limit, tls.acceptor().accept(stream));
+        tokio::select! {
+            result = accepting => match result {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(error)) => {
+                    // Scanners, plain-HTTP clients and refused client certificates: the
+                    // client learns why from the TLS alert; the log keeps it quiet.
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake not completed within the head timeout");
+                    None
+                }
+            },
+            _ = self.phase.wait_for(|phase| *phase != Phase::Serving) => None,
+        }
+    }
+
+    async fn serve<S, H, F, E>(mut self, stream: S, peer: SocketAddr, handler: H)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
         let activity = Arc::new(Activity {
             in_flight: AtomicU32::new(0),
             used: AtomicBool::new(false),

@@ -49,6 +49,12 @@ pub struct ServerSection {
     pub idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// PEM certificate chain for TLS on the API listener (with `tls_key_file`).
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<String>,
+    /// PEM CA bundle: when set, API clients must present a certificate it signed (mTLS).
+    pub tls_client_ca_file: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -62,6 +68,9 @@ impl Default for ServerSection {
             request_timeout_ms: 10_000,
             idle_timeout_secs: 60,
             shutdown_grace_secs: 20,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::limits::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaSpec;
 use crate::password_policy::PasswordPolicy;
 use crate::server::Limits;
+use crate::tls::TlsFiles;
 pub use file::FileConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
@@ -110,6 +111,12 @@ impl From<Box<figment::Error>> for ConfigError {
             message.push_str(&format!("; and {more} more problem(s)"));
         }
         ConfigError::Invalid { key, message }
+    }
+}
+
+impl From<crate::tls::LoadError> for ConfigError {
+    fn from(error: crate::tls::LoadError) -> Self {
+        invalid(error.file.config_key(), error.message)
     }
 }
 
@@ -217,6 +224,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
+    /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Body shape of `updateSipPhonePassword` (VENDOR_API.md §2, "Body shape ambiguity").

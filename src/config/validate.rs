@@ -49,7 +49,42 @@ pub(super) fn server_config(s: &file::ServerSection) -> Result<ServerConfig, Con
             1,
             600_000,
         )?,
+        tls: server_tls(s)?,
     })
+}
+
+/// `server.tls_*`: both of cert and key or neither, a client CA only with them, and the
+/// files loaded once now, so that unusable material fails `check-config` and `serve`
+/// rather than every handshake.
+fn server_tls(s: &file::ServerSection) -> Result<Option<TlsFiles>, ConfigError> {
+    let files = match (&s.tls_cert_file, &s.tls_key_file) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+            client_ca_file: s.tls_client_ca_file.as_ref().map(PathBuf::from),
+        },
+        (Some(_), None) => {
+            return Err(invalid(
+                "server.tls_key_file",
+                "is required when server.tls_cert_file is set",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "server.tls_cert_file",
+                "is required when server.tls_key_file is set",
+            ));
+        }
+        (None, None) if s.tls_client_ca_file.is_some() => {
+            return Err(invalid(
+                "server.tls_client_ca_file",
+                "needs server.tls_cert_file and server.tls_key_file (client certificates are only asked for over TLS)",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    crate::tls::load(&files)?;
+    Ok(Some(files))
 }
 
 pub(super) fn vendor_config(

@@ -1,0 +1,186 @@
+//! Reloading the TLS material without a restart.
+//!
+//! Certificates are short-lived (cert-manager renews them well before expiry), so the files
+//! are re-read on SIGHUP and whenever their contents change. The change check compares a
+//! hash of the contents, not modification times: Kubernetes updates a Secret volume by
+//! swapping a `..data` symlink, which leaves the mtime of the path the config names alone.
+//!
+//! A reload replaces the whole rustls config at once; connections keep the one they were
+//! established with, so none is dropped. A reload that fails (files half-written, a key that
+//! does not match) logs a warning and keeps the current config.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::time::MissedTickBehavior;
+use tokio_rustls::TlsAcceptor;
+
+use super::{CertSummary, Contents, LoadError, TlsFiles};
+
+/// How often the files are compared with what was last read.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The API listener's TLS: the config new handshakes use, and how to replace it.
+pub struct ServerTls {
+    /// The files, re-read on every reload.
+    files: TlsFiles,
+    /// The config new handshakes use, replaced whole by a successful reload.
+    current: RwLock<Arc<ServerConfig>>,
+    /// Hash of the files' contents as last read (loaded or refused), so the poll acts only
+    /// on a change and warns once about broken files rather than at every tick. The lock
+    /// also serialises reloads (the poll and SIGHUP may coincide).
+    last_seen: Mutex<Option<[u8; 32]>>,
+    /// How often [`ServerTls::watch`] compares the files.
+    poll_interval: Duration,
+}
+
+/// What set off a reload, for the log.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    /// [`ServerTls::reload`]: SIGHUP, or a test.
+    Requested,
+    /// The poll saw the files' contents change.
+    FilesChanged,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::FilesChanged => "files changed",
+        }
+    }
+}
+
+impl ServerTls {
+    /// Loads the files now; an error names the config key of the file at fault.
+    pub fn load(files: TlsFiles) -> Result<Self, LoadError> {
+        let contents = Contents::read(&files)?;
+        let loaded = contents.build(&files)?;
+        tracing::info!(
+            cert_file = %files.cert_file.display(),
+            serial = loaded.leaf.serial_text(),
+            not_after = %loaded.leaf.not_after_text(),
+            client_auth = files.client_ca_file.is_some(),
+            "TLS certificate loaded"
+        );
+        Ok(Self {
+            current: RwLock::new(loaded.config),
+            last_seen: Mutex::new(Some(contents.digest())),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            files,
+        })
+    }
+
+    /// The same, with the files compared every `interval` instead of
+    /// [`DEFAULT_POLL_INTERVAL`] (tests use a short one).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The files this config comes from.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// An acceptor with the current config, for one handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let config = self.current.read().unwrap_or_else(|p| p.into_inner());
+        TlsAcceptor::from(Arc::clone(&config))
+    }
+
+    /// Re-reads the files and, when they load, makes new handshakes use them: what SIGHUP
+    /// does. On an error the current config stays and a warning is logged.
+    pub fn reload(&self) -> Result<CertSummary, LoadError> {
+        let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_locked(&mut last_seen, Trigger::Requested, None)
+    }
+
+    /// [`ServerTls::reload`], but only when the files' contents differ from what was last
+    /// read: what the poll does. `Ok(None)` when nothing changed.
+    pub fn reload_if_changed(&self) -> Result<Option<CertSummary>, LoadError> {
+        let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let contents = Contents::read(&self.files).inspect_err(warn_kept)?;
+        if *last_seen == Some(contents.digest()) {
+            return Ok(None);
+        }
+        self.reload_locked(&mut last_seen, Trigger::FilesChanged, Some(contents))
+            .map(Some)
+    }
+
+    fn reload_locked(
+        &self,
+        last_seen: &mut Option<[u8; 32]>,
+        trigger: Trigger,
+        contents: Option<Contents>,
+    ) -> Result<CertSummary, LoadError> {
+        let contents = match contents {
+            Some(contents) => contents,
+            None => Contents::read(&self.files).inspect_err(warn_kept)?,
+        };
+        *last_seen = Some(contents.digest());
+        let loaded = contents.build(&self.files).inspect_err(warn_kept)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.config;
+        tracing::info!(
+            trigger = trigger.as_str(),
+            cert_file = %self.files.cert_file.display(),
+            serial = loaded.leaf.serial_text(),
+            not_after = %loaded.leaf.not_after_text(),
+            "TLS certificate reloaded"
+        );
+        Ok(loaded.leaf)
+    }
+
+    /// Compares the files every poll interval and reloads them when they changed. Runs
+    /// until its task is aborted; file reads happen off the async worker threads.
+    pub async fn watch(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.poll_interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first tick is immediate, and the files were just loaded.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let this = Arc::clone(&self);
+            // Errors are logged where they happen; the next tick tries again.
+            let _ = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
+        }
+    }
+}
+
+fn warn_kept(error: &LoadError) {
+    tracing::warn!(%error, "TLS reload failed; the current certificate stays in use");
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The rustls config holds the private key: never print it.
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reloads `tls` on every SIGHUP (`hangups`), until the process ends. Only the binary's
+/// `serve` installs it: a signal handler is process-wide, and tests run many gateways in
+/// one process. Without TLS, a SIGHUP is logged and otherwise ignored rather than ending
+/// the process (its default action).
+pub async fn reload_on_hangup(
+    tls: Option<Arc<ServerTls>>,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    while hangups.recv().await.is_some() {
+        match &tls {
+            Some(tls) => {
+                tracing::info!("SIGHUP received: reloading the TLS certificate");
+                let tls = Arc::clone(tls);
+                // Errors are logged by `reload`.
+                let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+            }
+            None => tracing::info!("SIGHUP received: no TLS configured, nothing to reload"),
+        }
+    }
+}
