@@ -692,6 +692,32 @@ async fn fast_mode_counts_but_does_not_record() {
 }
 
 #[tokio::test]
+async fn always_succeed_mode_accepts_any_current_password_but_still_checks_the_token() {
+    let h = Harness::start(SimConfig {
+        always_succeed: true,
+        ..config()
+    })
+    .await;
+    let token = h.token().await;
+    // The same change twice, and one with a wrong current password: all succeed, and the
+    // agent's password is untouched.
+    for current in [OLD_PASSWORD, OLD_PASSWORD, "Wrong~Pass99"] {
+        assert_eq!(
+            h.verdict(&token, &wrapped(AGENT, current, NEW_PASSWORD))
+                .await
+                .0,
+            "0"
+        );
+    }
+    assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(OLD_PASSWORD));
+    // A bad AccessToken is still refused.
+    let reply = h
+        .update("bad", &wrapped(AGENT, OLD_PASSWORD, NEW_PASSWORD))
+        .await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
 async fn one_http1_connection_serves_several_requests() {
     let h = Harness::start(config()).await;
     let stream = TcpStream::connect(h.addr).await.expect("connect");

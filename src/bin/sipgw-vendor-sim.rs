@@ -42,6 +42,10 @@ struct Cli {
     /// Do not record update requests (benchmark mode).
     #[arg(long)]
     fast: bool,
+    /// Answer every well-formed, authorised change with success and store nothing, so the
+    /// same change can be repeated (benchmark mode; no password check, no lockout).
+    #[arg(long)]
+    always_succeed: bool,
     /// Delay every update call by this many milliseconds.
     #[arg(long, value_name = "MS")]
     update_delay_ms: Option<u64>,
@@ -119,6 +123,7 @@ fn build_config(cli: &Cli) -> Result<SimConfig, String> {
         agents,
         max_token_ttl_secs: cli.max_token_ttl_secs,
         record_requests: !cli.fast,
+        always_succeed: cli.always_succeed,
         ..SimConfig::default()
     })
 }

@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub max_token_ttl_secs: u64,
     /// Keep [`RecordedUpdate`]s; benchmarks turn it off to measure the gateway, not us.
     pub record_requests: bool,
+    /// Benchmark mode: every well-formed, authorised change succeeds and nothing is stored,
+    /// so the same change can be sent again and again (no password check, no lockout).
+    pub always_succeed: bool,
 }
 
 impl Default for SimConfig {
@@ -84,6 +87,7 @@ impl Default for SimConfig {
             lock_duration: DEFAULT_LOCK_DURATION,
             max_token_ttl_secs: DEFAULT_MAX_TOKEN_TTL_SECS,
             record_requests: true,
+            always_succeed: false,
         }
     }
 }
@@ -100,6 +104,7 @@ impl fmt::Debug for SimConfig {
             .field("lock_duration", &self.lock_duration)
             .field("max_token_ttl_secs", &self.max_token_ttl_secs)
             .field("record_requests", &self.record_requests)
+            .field("always_succeed", &self.always_succeed)
             .finish()
     }
 }
@@ -123,6 +128,8 @@ pub(crate) struct Shared {
     pub(crate) max_token_ttl_secs: u64,
     /// Whether update requests are kept in `updates`.
     pub(crate) record_requests: bool,
+    /// Benchmark mode: answer every valid change with success, store nothing.
+    pub(crate) always_succeed: bool,
     /// The fault switches.
     pub(crate) faults: Faults,
     /// Agent passwords and lockouts.
@@ -159,6 +166,7 @@ impl VendorSim {
                 app_secret: config.app_secret,
                 max_token_ttl_secs: config.max_token_ttl_secs,
                 record_requests: config.record_requests,
+                always_succeed: config.always_succeed,
                 faults: Faults::default(),
                 accounts: Mutex::new(AccountBook::new(config.agents, policy)),
                 tokens: Mutex::new(TokenStore::default()),

@@ -1,0 +1,552 @@
+#!/usr/bin/env python3
+"""End-to-end load benchmark of sipgw against nginx as a plain reverse proxy.
+
+    python3 benches/load/run.py                  # build release binaries, 3 runs per row
+    python3 benches/load/run.py --write-results  # ... and rewrite benches/RESULTS.md
+    python3 benches/load/run.py --smoke --bin-dir target/debug --json out.json   # CI
+
+Everything runs on loopback, on one machine, at the same time as the load generator:
+  stand-in  nginx serving the vendor's two answers as static JSON (sipgw-vendor-sim
+            --fast --always-succeed when nginx cannot be had)
+  nginx     nginx as a plain reverse proxy (upstream keep-alive) in front of the stand-in:
+            the peer baseline; no JWT check, no quota, no audit
+  sipgw     sipgw in front of the stand-in, quotas that never bind, audit on local disk
+            with fsync = "always"
+wrk drives each with the same connections, duration and requests (benches/load/change.lua:
+valid JWTs of many callers, each for its own agent). Rows:
+  direct stand-in, nginx proxy, sipgw        peak throughput and latency
+  sipgw 401 (bad tokens), sipgw 429 (quota)  refusals, which attacks cost
+  direct / sipgw at 50 % of sipgw's peak     added latency at a fixed, sustainable rate
+plus sipgw's footprint: binary size, idle RSS, peak RSS, CPU per 10k requests, start-up
+time to a ready /readyz. Needs nginx and wrk (installed with apt-get when missing and
+possible), python3 and cargo.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LUA = os.path.join(ROOT, "benches", "load", "change.lua")
+RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
+
+TOKEN_PATH = "/apigovernance/api/oauth/tokenByAkSk"
+ISSUER = "https://sso.load.internal/realms/bench"
+APP_KEY = "load-app-key"
+APP_SECRET = "load-app-secret-not-real"
+TOKEN_ANSWER = '{"AccessToken":"load-test-access-token","Expires":"3600","CreateTime":"0"}'
+UPDATE_ANSWER = '{"resultCode":"0","resultMessage":"success"}'
+# Pause per connection between requests in the fixed-rate rows.
+PAUSE_MS = 20
+
+
+def log(message):
+    print(f"[load] {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_tools(install):
+    """nginx and wrk, installed from Debian's packages when missing (and `install`);
+    returns nginx's path, or None when nginx cannot be had."""
+    missing = [pkg for pkg, exe in (("nginx", "nginx"), ("wrk", "wrk")) if not find(exe)]
+    if missing and install and shutil.which("apt-get"):
+        sudo = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
+        if sudo is not None:
+            log(f"installing {' '.join(missing)} with apt-get")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            install = sudo + ["apt-get", "install", "-y", *missing]
+            if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+                subprocess.run(sudo + ["apt-get", "update"], env=env, capture_output=True)
+                subprocess.run(install, env=env, capture_output=True)
+            # Debian starts the packaged nginx service; the benchmark runs its own.
+            subprocess.run(sudo + ["service", "nginx", "stop"], capture_output=True)
+    if not find("wrk"):
+        sys.exit("wrk is needed (apt-get install wrk)")
+    return find("nginx")
+
+
+def find(exe):
+    return shutil.which(exe) or next(
+        (p for p in (f"/usr/sbin/{exe}", f"/usr/bin/{exe}") if os.access(p, os.X_OK)), None)
+
+
+class Process:
+    """A child process that is stopped when the benchmark ends."""
+
+    def __init__(self, args, log_path, env=None):
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def wait_port(port, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+    sys.exit(f"{what} did not listen on {port}")
+
+
+def get_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def proc_status(pid, field):
+    """A field of /proc/PID/status in KiB (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="sipgw-load-")
+        self.children = []
+        self.bin = args.bin_dir
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def spawn(self, args, name, env=None):
+        child = Process(args, self.path(name + ".log"), env)
+        self.children.append(child)
+        return child
+
+    def close(self):
+        for child in reversed(self.children):
+            child.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- the parts -------------------------------------------------------------------
+
+    def mint_tokens(self, callers):
+        """`callers` ES256 tokens, caller i for agent i (self-service), plus one forged set."""
+        sipgw = os.path.join(self.bin, "sipgw")
+        key, jwks = self.path("dev-key.pem"), self.path("jwks.json")
+        lines = []
+        for i in range(callers):
+            cmd = [sipgw, "dev-token", "--key-file", key, "--issuer", ISSUER,
+                   "--sub", f"caller{i}", "--agent", f"agent{i}", "--lifetime-secs", "86400"]
+            if i == 0:
+                cmd += ["--new-key", "--jwks-out", jwks]
+            token = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+            lines.append(f"agent{i} {token}")
+        with open(self.path("tokens.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        # The same tokens with their signature's first characters changed: every one is
+        # well formed and refused with 401 after a real signature check.
+        with open(self.path("bad-tokens.txt"), "w") as f:
+            for line in lines:
+                agent, token = line.split(" ")
+                head, sig = token.rsplit(".", 1)
+                sig = ("A" if sig[0] != "A" else "B") * 8 + sig[8:]
+                f.write(f"{agent} {head}.{sig}\n")
+        # One caller only: its quota is spent after the first change (the 429 row).
+        with open(self.path("one-caller.txt"), "w") as f:
+            f.write(lines[0] + "\n")
+        return jwks
+
+    def start_stand_in(self, nginx):
+        port = free_port()
+        if nginx:
+            conf = self.nginx_conf("stand-in", f"""
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        keepalive_requests 1000000;
+        default_type application/json;
+        location = {TOKEN_PATH} {{ return 200 '{TOKEN_ANSWER}'; }}
+        location / {{ return 200 '{UPDATE_ANSWER}'; }}
+    }}""", workers=1)
+            child = self.spawn([nginx, "-p", self.dir, "-c", conf], "stand-in")
+            kind = "nginx (static answers)"
+        else:
+            child = self.spawn([os.path.join(self.bin, "sipgw-vendor-sim"), "--listen",
+                                f"127.0.0.1:{port}", "--fast", "--always-succeed",
+                                "--app-key", APP_KEY],
+                               "stand-in", env=dict(os.environ, SIM_APP_SECRET=APP_SECRET))
+            kind = "sipgw-vendor-sim --fast --always-succeed"
+        wait_port(port, "the vendor stand-in")
+        return child, port, kind
+
+    def start_nginx_proxy(self, nginx, upstream_port):
+        port = free_port()
+        conf = self.nginx_conf("proxy", f"""
+    upstream stand_in {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://stand_in;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}""", workers="auto")
+        child = self.spawn([nginx, "-p", self.dir, "-c", conf], "nginx-proxy")
+        wait_port(port, "nginx (proxy)")
+        return child, port
+
+    def nginx_conf(self, name, http_block, workers):
+        path = self.path(f"nginx-{name}.conf")
+        user = "user root;" if os.geteuid() == 0 else ""
+        temp = "".join(f"    {kind}_temp_path {self.path(name + '-' + kind)};\n"
+                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        with open(path, "w") as f:
+            f.write(f"""{user}
+worker_processes {workers};
+daemon off;
+pid {self.path(name + '.pid')};
+error_log {self.path(name + '-error.log')} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+{temp}{http_block}
+}}
+""")
+        return path
+
+    def sipgw_config(self, name, vendor_port, jwks, per_caller="{ burst = 1000000, per_secs = 1 }"):
+        port, admin = free_port(), free_port()
+        path = self.path(f"{name}.toml")
+        with open(path, "w") as f:
+            f.write(f"""[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+max_connections = 4096
+shutdown_grace_secs = 2
+
+[auth]
+issuer = "{ISSUER}"
+audiences = ["sipgw"]
+jwks_file = "{jwks}"
+
+[vendor]
+base_url = "http://127.0.0.1:{vendor_port}"
+app_key = "{APP_KEY}"
+allow_insecure_http = true
+
+[rate_limit]
+per_agent = {{ burst = 1000000, per_secs = 1 }}
+per_caller = {per_caller}
+
+[audit]
+path = "{self.path(name + '-audit/sipgw-audit.jsonl')}"
+fsync = "always"
+""")
+        return path, port, admin
+
+    def start_sipgw(self, config, admin_port, name):
+        env = dict(os.environ, SIPGW_APP_SECRET=APP_SECRET, RUST_LOG="info")
+        started = time.monotonic()
+        child = self.spawn([os.path.join(self.bin, "sipgw"), "serve", "--config", config],
+                           name, env=env)
+        deadline = started + 20
+        while get_status(f"http://127.0.0.1:{admin_port}/readyz") != 200:
+            if time.monotonic() > deadline or child.proc.poll() is not None:
+                sys.exit(f"sipgw ({name}) did not become ready; see {child.log.name}")
+            time.sleep(0.001)
+        return child, time.monotonic() - started
+
+    # --- load --------------------------------------------------------------------------
+
+    def wrk(self, port, tokens, mode, duration, connections, pause_ms=0):
+        threads = min(self.args.threads, connections)
+        cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+               "--timeout", "10s", "-s", LUA, f"http://127.0.0.1:{port}", "--", tokens, mode,
+               str(pause_ms)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+        result = json.loads(line[len("WRK_JSON "):])
+        result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+        return result
+
+    def row(self, name, port, tokens, mode, expect, pid=None, pause_ms=0, connections=None):
+        """Runs `runs` measured wrk runs (after a warm-up) and keeps the median of each
+        figure; errors are summed. `expect` is "ok" (2xx) or "refused" (every answer a 4xx)."""
+        a = self.args
+        connections = connections or a.connections
+        if a.warmup:
+            self.wrk(port, tokens, mode, a.warmup, connections, pause_ms)
+        runs, cpu, requests = [], 0.0, 0
+        for _ in range(a.runs):
+            before = cpu_seconds(pid) if pid else 0.0
+            r = self.wrk(port, tokens, mode, a.duration, connections, pause_ms)
+            if pid:
+                cpu += cpu_seconds(pid) - before
+            requests += r["requests"]
+            runs.append(r)
+        socket_errors = sum(r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                            + r["timeout_errors"] for r in runs)
+        status_errors = sum(r["status_errors"] for r in runs)
+        wrong = status_errors if expect == "ok" else requests - status_errors
+        med = lambda key: statistics.median(r[key] for r in runs)
+        row = {
+            "name": name, "requests": requests, "runs": len(runs),
+            "rps": med("rps"), "p50_ms": med("p50_us") / 1000, "p99_ms": med("p99_us") / 1000,
+            "p999_ms": med("p999_us") / 1000, "errors": socket_errors + wrong,
+            "rps_runs": [round(r["rps"]) for r in runs],
+        }
+        if pid:
+            row["cpu_s_per_10k"] = cpu / requests * 10_000 if requests else None
+            row["peak_rss_mib"] = proc_status(pid, "VmHWM") / 1024
+        log(f"{name}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, errors {row['errors']}")
+        return row
+
+    def run(self):
+        a = self.args
+        nginx = ensure_tools(not a.no_install)
+        if a.no_nginx:
+            nginx = None
+        if not nginx:
+            log("nginx not available: the stand-in is sipgw-vendor-sim, no nginx-proxy row")
+        if not a.bin_dir:
+            log("building release binaries")
+            subprocess.run(["cargo", "build", "--release", "--locked", "--bins"], cwd=ROOT,
+                           check=True)
+            self.bin = os.path.join(ROOT, "target", "release")
+        jwks = self.mint_tokens(a.callers)
+        tokens, bad, one = (self.path(n) for n in ("tokens.txt", "bad-tokens.txt", "one-caller.txt"))
+
+        _, stand_in, stand_in_kind = self.start_stand_in(nginx)
+        proxy = self.start_nginx_proxy(nginx, stand_in)[1] if nginx else None
+        config, port, admin = self.sipgw_config("sipgw", stand_in, jwks)
+
+        # Start-up time to ready, a few fresh processes (each with its own audit trail).
+        startups = []
+        for i in range(a.startups):
+            cfg, _, adm = self.sipgw_config(f"startup{i}", stand_in, jwks)
+            child, seconds = self.start_sipgw(cfg, adm, f"startup{i}")
+            startups.append(seconds * 1000)
+            child.stop()
+        gateway, _ = self.start_sipgw(config, admin, "sipgw")
+        time.sleep(0.5)
+        idle_rss = proc_status(gateway.pid, "VmRSS") / 1024
+
+        rows = [self.row("direct to stand-in", stand_in, tokens, "vendor", "ok")]
+        if proxy:
+            rows.append(self.row("nginx proxy", proxy, tokens, "gateway", "ok"))
+        rows.append(self.row("sipgw", port, tokens, "gateway", "ok", pid=gateway.pid))
+        sipgw_row = rows[-1]
+        rows.append(self.row("sipgw 401 (bad tokens)", port, bad, "gateway", "refused",
+                             pid=gateway.pid))
+        # A second gateway whose only caller's quota is spent after one change.
+        cfg429, port429, admin429 = self.sipgw_config(
+            "sipgw-429", stand_in, jwks, per_caller="{ burst = 1, per_secs = 86400 }")
+        limited, _ = self.start_sipgw(cfg429, admin429, "sipgw-429")
+        self.wrk(port429, one, "gateway", 1, 1)  # spends the quota
+        rows.append(self.row("sipgw 429 (quota spent)", port429, one, "gateway", "refused",
+                             pid=limited.pid))
+        limited.stop()
+
+        # Added latency at half of sipgw's peak: each connection pauses PAUSE_MS between
+        # requests (wrk's delay(), a closed loop), and there are as many connections as make
+        # about that rate; the pause dwarfs the latency, so both rows get nearly the same.
+        half = sipgw_row["rps"] / 2
+        pause = PAUSE_MS
+        conns = max(1, round(half * pause / 1000))
+        fixed = [self.row(f"direct at ~{half:.0f} req/s", stand_in, tokens, "vendor", "ok",
+                          pause_ms=pause, connections=conns),
+                 self.row(f"sipgw at ~{half:.0f} req/s", port, tokens, "gateway", "ok",
+                          pid=gateway.pid, pause_ms=pause, connections=conns)]
+
+        binary = os.path.getsize(os.path.join(self.bin, "sipgw")) / (1024 * 1024)
+        return {
+            "machine": machine(),
+            "command": " ".join(["python3", "benches/load/run.py", *sys.argv[1:]]),
+            "settings": {"threads": a.threads, "connections": a.connections,
+                         "duration_s": a.duration, "warmup_s": a.warmup, "runs": a.runs,
+                         "callers": a.callers, "stand_in": stand_in_kind,
+                         "binaries": self.bin},
+            "rows": rows,
+            "fixed_rate": {"rows": fixed, "connections": conns, "pause_ms": pause,
+                           "added_p99_ms": fixed[1]["p99_ms"] - fixed[0]["p99_ms"]},
+            "footprint": {"binary_mib": binary, "idle_rss_mib": idle_rss,
+                          "peak_rss_mib": proc_status(gateway.pid, "VmHWM") / 1024,
+                          "startup_ms_median": statistics.median(startups),
+                          "startup_ms_runs": [round(s, 1) for s in startups]},
+        }
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+
+    def version(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "not found"
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem, 1),
+            "kernel": platform.release(), "nginx": version(["nginx", "-v"]),
+            "wrk": version(["wrk", "--version"]), "rustc": version(["rustc", "--version"]),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def table(result):
+    rows = result["rows"]
+    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
+    sipgw = next(r for r in rows if r["name"] == "sipgw")
+    out = ["| Row | req/s | p50 ms | p99 ms | p99.9 ms | errors | sipgw CPU s / 10k req | sipgw peak RSS MiB |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows + result["fixed_rate"]["rows"]:
+        cpu = f"{r['cpu_s_per_10k']:.2f}" if r.get("cpu_s_per_10k") is not None else ""
+        rss = f"{r['peak_rss_mib']:.1f}" if r.get("peak_rss_mib") is not None else ""
+        out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                   f"{r['p999_ms']:.2f} | {r['errors']} | {cpu} | {rss} |")
+    f = result["footprint"]
+    fr = result["fixed_rate"]
+    refusals = [r for r in rows if r["name"].startswith("sipgw 4")]
+    lines = ["\n".join(out), ""]
+    if nginx:
+        lines.append(f"sipgw / nginx proxy throughput: **{sipgw['rps'] / nginx['rps']:.2f}×**")
+    for r in refusals:
+        lines.append(f"{r['name']} / sipgw success throughput: **{r['rps'] / sipgw['rps']:.2f}×**")
+    lines.append(f"Added p99 latency at ~50 % of sipgw's peak ({fr['connections']} connections, "
+                 f"{fr['pause_ms']} ms pause each): **{fr['added_p99_ms']:.2f} ms**")
+    lines += ["", "| Footprint | value |", "|---|---:|",
+              f"| binary size | {f['binary_mib']:.1f} MiB |",
+              f"| idle RSS after start-up | {f['idle_rss_mib']:.1f} MiB |",
+              f"| peak RSS (all load rows) | {f['peak_rss_mib']:.1f} MiB |",
+              f"| start-up to /readyz 200 (median of {len(f['startup_ms_runs'])}) | "
+              f"{f['startup_ms_median']:.1f} ms |"]
+    return "\n".join(lines)
+
+
+def targets(result):
+    rows = result["rows"]
+    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
+    sipgw = next(r for r in rows if r["name"] == "sipgw")
+    f = result["footprint"]
+    checks = []
+    if nginx:
+        ratio = sipgw["rps"] / nginx["rps"]
+        checks.append(("throughput ≥ 0.8× nginx proxy", f"{ratio:.2f}×", ratio >= 0.8))
+    added = result["fixed_rate"]["added_p99_ms"]
+    checks.append(("added p99 < 2 ms at 50 % of peak", f"{added:.2f} ms", added < 2))
+    checks.append(("idle RSS < 10 MiB", f"{f['idle_rss_mib']:.1f} MiB", f["idle_rss_mib"] < 10))
+    checks.append(("peak RSS < 25 MiB", f"{f['peak_rss_mib']:.1f} MiB", f["peak_rss_mib"] < 25))
+    checks.append(("ready < 100 ms", f"{f['startup_ms_median']:.1f} ms", f["startup_ms_median"] < 100))
+    for r in rows:
+        if r["name"].startswith("sipgw 4"):
+            ratio = r["rps"] / sipgw["rps"]
+            checks.append((f"{r['name']} ≥ 2× success", f"{ratio:.2f}×", ratio >= 2))
+    out = ["| Target | measured | met |", "|---|---:|---|"]
+    out += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in checks]
+    return "\n".join(out)
+
+
+def results_md(result):
+    m, s = result["machine"], result["settings"]
+    return f"""# Load benchmark results
+
+Generated by `{result['command']}` on {m['date']}; rerun it to regenerate this file
+(`--write-results`). Method and caveats: README "Performance".
+
+Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']};
+{m['nginx']}; {m['wrk']}; {m['rustc']}. Load generator, gateway, proxy and stand-in share
+the machine's CPUs.
+
+Settings: wrk {s['threads']} threads, {s['connections']} connections, {s['duration_s']} s per
+run after a {s['warmup_s']} s warm-up, {s['runs']} runs per row (medians shown), {s['callers']}
+callers each changing its own agent; vendor stand-in: {s['stand_in']}; sipgw audit
+`fsync = "always"`.
+
+{table(result)}
+
+{targets(result)}
+"""
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin-dir", help="use the sipgw binaries here instead of building release ones")
+    p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per row (0: none)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--callers", type=int, default=200)
+    p.add_argument("--startups", type=int, default=5, help="fresh starts timed to readiness")
+    p.add_argument("--no-nginx", action="store_true", help="stand-in: sipgw-vendor-sim; no proxy row")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
+    p.add_argument("--smoke", action="store_true", help="a few hundred requests per row (CI)")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--write-results", action="store_true", help=f"rewrite {os.path.relpath(RESULTS, ROOT)}")
+    p.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    args = p.parse_args()
+    if args.smoke:
+        args.duration, args.warmup, args.runs = 1, 0, 1
+        args.connections, args.threads, args.callers, args.startups = 4, 1, 10, 1
+    bench = Bench(args)
+    try:
+        result = bench.run()
+    finally:
+        bench.close()
+    print(table(result))
+    print()
+    print(targets(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    if args.write_results:
+        with open(RESULTS, "w") as f:
+            f.write(results_md(result))
+        log(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+//! A smoke run of the load benchmark (`benches/load/run.py --smoke`), so that the harness
+//! cannot rot: every row is produced, every request answered as expected. No timing is
+//! asserted; the figures of a debug build on a busy CI machine mean nothing.
+//!
+//! Needs python3, wrk and (for the stand-in and proxy rows) nginx; `.ci/run` installs
+//! them and sets `SIPGW_REQUIRE_LOAD_TOOLS=1`, which turns a missing tool into a failure.
+//! Elsewhere the test is skipped when a tool is missing.
+
+use std::path::Path;
+use std::process::Command;
+
+fn has(exe: &str) -> bool {
+    ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+        .iter()
+        .any(|dir| Path::new(dir).join(exe).exists())
+}
+
+#[test]
+fn the_load_harness_produces_every_row_without_errors() {
+    let required = std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_some();
+    let missing: Vec<_> = ["python3", "wrk", "nginx"]
+        .into_iter()
+        .filter(|exe| !has(exe))
+        .collect();
+    if !missing.is_empty() {
+        assert!(!required, "load tools missing: {missing:?}");
+        eprintln!("skipped: {missing:?} not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
+    let json = std::env::temp_dir().join(format!("sipgw-load-smoke-{}.json", std::process::id()));
+    let output = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/run.py"))
+        .args(["--smoke", "--no-install", "--bin-dir"])
+        .arg(bin_dir)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "harness failed:\n{stdout}\n{stderr}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+
+    let rows: Vec<&serde_json::Value> = result["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(result["fixed_rate"]["rows"].as_array().unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for want in [
+        "direct to stand-in",
+        "nginx proxy",
+        "sipgw",
+        "sipgw 401 (bad tokens)",
+        "sipgw 429 (quota spent)",
+    ] {
+        assert!(names.contains(&want), "row {want:?} missing: {names:?}");
+    }
+    assert_eq!(names.len(), 7, "{names:?}");
+    for row in &rows {
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_eq!(
+            row["errors"], 0,
+            "unexpected answers or socket errors: {row}"
+        );
+        // Every row printed in the table.
+        let name = row["name"].as_str().unwrap();
+        assert!(
+            stdout.contains(&format!("| {name} |")),
+            "{name} not printed:\n{stdout}"
+        );
+    }
+    // sipgw's own resource figures are there for the gateway rows.
+    for row in rows
+        .iter()
+        .filter(|r| r["name"].as_str().unwrap().starts_with("sipgw"))
+    {
+        assert!(row["cpu_s_per_10k"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["peak_rss_mib"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let footprint = &result["footprint"];
+    for key in [
+        "binary_mib",
+        "idle_rss_mib",
+        "peak_rss_mib",
+        "startup_ms_median",
+    ] {
+        assert!(footprint[key].as_f64().unwrap() > 0.0, "{key}: {footprint}");
+    }
+    assert!(stdout.contains("| Target | measured | met |"), "{stdout}");
+    assert!(
+        stdout.contains("sipgw / nginx proxy throughput"),
+        "{stdout}"
+    );
+}
