@@ -254,6 +254,54 @@ impl ApiError {
     }
 }
 
+/// Every refusal the gateway can send, as (status, code): the error table that
+/// `openapi.yaml` and the README document (`tests/openapi.rs` compares them both ways).
+pub fn catalogue() -> impl Iterator<Item = (StatusCode, &'static str)> {
+    ApiError::samples()
+        .into_iter()
+        .map(|e| (e.status(), e.code()))
+}
+
+impl ApiError {
+    /// One value of each variant, in declaration order; status and code do not depend on
+    /// the payloads. The unit test `the_catalogue_has_every_variant_once` keeps it complete.
+    fn samples() -> Vec<ApiError> {
+        let spec = QuotaSpec {
+            burst: std::num::NonZeroU32::MIN,
+            per: Duration::from_secs(1),
+        };
+        vec![
+            Self::InvalidRequest("".into()),
+            Self::PasswordPolicy(PolicyViolation::SameAsCurrent),
+            Self::Unauthenticated(AuthError::Expired),
+            Self::Forbidden,
+            Self::NotFound,
+            Self::MethodNotAllowed,
+            Self::RequestTimeout,
+            Self::PayloadTooLarge,
+            Self::UnsupportedMediaType,
+            Self::ChangeInProgress,
+            Self::IdempotencyKeyReused,
+            Self::LockoutProtection {
+                retry_after: Duration::ZERO,
+            },
+            Self::LockoutStateUnavailable,
+            Self::AuditUnavailable,
+            Self::RateLimited {
+                scope: "agent",
+                spec,
+                retry_after: Duration::ZERO,
+            },
+            Self::VendorRejected {
+                vendor_message: String::new(),
+            },
+            Self::VendorError,
+            Self::UpstreamAuthUnavailable,
+            Self::VendorTimeout,
+        ]
+    }
+}
+
 /// A JSON response with the headers every answer of the gateway carries. Answers concern
 /// credentials, so no intermediary may store them (`Cache-Control: no-store`).
 pub fn json_response(
@@ -284,6 +332,59 @@ mod tests {
     async fn body_of(response: Response<Full<Bytes>>) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The position of each variant in [`ApiError::samples`].
+    fn ordinal(error: &ApiError) -> usize {
+        // Exhaustive on purpose (no `_ =>`): a new variant does not compile until it is
+        // numbered here, and the test below fails until `samples()` holds it too.
+        match error {
+            ApiError::InvalidRequest(_) => 0,
+            ApiError::PasswordPolicy(_) => 1,
+            ApiError::Unauthenticated(_) => 2,
+            ApiError::Forbidden => 3,
+            ApiError::NotFound => 4,
+            ApiError::MethodNotAllowed => 5,
+            ApiError::RequestTimeout => 6,
+            ApiError::PayloadTooLarge => 7,
+            ApiError::UnsupportedMediaType => 8,
+            ApiError::ChangeInProgress => 9,
+            ApiError::IdempotencyKeyReused => 10,
+            ApiError::LockoutProtection { .. } => 11,
+            ApiError::LockoutStateUnavailable => 12,
+            ApiError::AuditUnavailable => 13,
+            ApiError::RateLimited { .. } => 14,
+            ApiError::VendorRejected { .. } => 15,
+            ApiError::VendorError => 16,
+            ApiError::UpstreamAuthUnavailable => 17,
+            ApiError::VendorTimeout => 18,
+        }
+    }
+
+    #[test]
+    fn the_catalogue_has_every_variant_once() {
+        let ordinals: Vec<usize> = ApiError::samples().iter().map(ordinal).collect();
+        assert_eq!(
+            ordinals,
+            (0..ordinals.len()).collect::<Vec<_>>(),
+            "ApiError::samples() must hold one value of every variant, in ordinal() order"
+        );
+        // A variant numbered above but left out of samples() would pass that check; its code
+        // would not: code() is exhaustive, so its literals are every code there is.
+        let source = include_str!("error.rs");
+        let start = source
+            .find("pub fn code(&self)")
+            .expect("code() is in error.rs");
+        let end = start + source[start..].find("\n    }\n").expect("code() ends");
+        let in_code_fn: std::collections::BTreeSet<&str> =
+            source[start..end].split('"').skip(1).step_by(2).collect();
+        let listed: std::collections::BTreeSet<&str> = catalogue().map(|(_, c)| c).collect();
+        let missing: Vec<_> = in_code_fn.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&in_code_fn).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "catalogue() lacks {missing:?} (add a sample) and has {extra:?} that code() never returns"
+        );
     }
 
     #[tokio::test]
