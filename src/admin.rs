@@ -84,10 +84,11 @@ fn reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> 
 /// What the admin handler answers, as [`crate::server::run`] wants it.
 type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 
-/// Handler for [`crate::server::run`].
+/// Handler for [`crate::server::run`]; `tls` is the API listener's, for its metrics.
 pub fn handler(
     gateway: Arc<Gateway>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) -> impl Fn(Request<Incoming>, std::net::SocketAddr) -> Answer + Clone + Send + Sync + 'static {
-    let registry = Arc::new(metrics::registry(&gateway));
+    let registry = Arc::new(metrics::registry(&gateway, tls.as_ref()));
     move |request, _peer| std::future::ready(handle(&gateway, &registry, &request))
 }

@@ -23,7 +23,7 @@ pub async fn serve(
     serve_with_admin(config, listener, None, shutdown).await
 }
 
-/// [`serve`], plus the admin listener (`/healthz`, `/readyz`) on `admin` when given; both
+/// [`serve`], plus the admin listener (`/healthz`, `/readyz`, `/metrics`) on `admin` when given; both
 /// stop on the same `shutdown`. With `server.tls_*` set, the API listener speaks TLS (the
 /// admin listener always stays plain HTTP: kubelet probes and Prometheus scrape it).
 pub async fn serve_with_admin(
@@ -75,6 +75,7 @@ async fn serve_all(
         let tls = tls.is_some();
         tracing::info!(%addr, tls, vendor = %config.vendor.base_url, "sipgw listening");
     }
+    let admin_tls = tls.clone();
     let transport = match tls {
         Some(tls) => Transport::Tls(tls),
         None => Transport::Plain,
@@ -93,7 +94,7 @@ async fn serve_all(
             max_connections: 64,
             ..config.server.limits.clone()
         };
-        let handler = crate::admin::handler(admin_gateway);
+        let handler = crate::admin::handler(admin_gateway, admin_tls);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             server::run(admin, limits, handler, async move {

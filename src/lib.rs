@@ -7,7 +7,8 @@
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
 //! - [`app`]: wires one process together ([`app::serve`]).
-//! - [`admin`]: the admin listener: `/healthz`, `/readyz`.
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus metrics (DESIGN.md §6) and their registry.
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
 //! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.

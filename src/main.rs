@@ -127,6 +127,17 @@ async fn main() -> ExitCode {
 
 async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
     telemetry::init(log_format, "info");
+    // The signal handlers come first: a SIGTERM or a SIGHUP (`systemctl reload`) that
+    // arrives while the config is read or the ports are bound must not take the signal's
+    // default action, which ends the process.
+    let shutdown = sipgw::server::shutdown_signal();
+    let hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            eprintln!("sipgw: cannot install the SIGHUP handler: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -154,9 +165,7 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // TLS is loaded here rather than inside `app` so that SIGHUP can reach it. The handler
-    // is installed before the listeners serve, so a SIGHUP never takes the default action
-    // (ending the process), with or without TLS.
+    // TLS is loaded here rather than inside `app` so that SIGHUP can reach it.
     let tls = match &config.server.tls {
         Some(files) => match sipgw::tls::ServerTls::load(files.clone()) {
             Ok(tls) => Some(Arc::new(tls)),
@@ -167,15 +176,7 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
         },
         None => None,
     };
-    let hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            eprintln!("sipgw: cannot install the SIGHUP handler: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     tokio::spawn(sipgw::tls::reload::reload_on_hangup(tls.clone(), hangups));
-    let shutdown = sipgw::server::shutdown_signal();
     let served = match tls {
         Some(tls) => {
             sipgw::app::serve_with_tls(&config, listener, Some(admin), tls, shutdown).await

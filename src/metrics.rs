@@ -26,6 +26,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::gateway::Gateway;
+use crate::tls::ServerTls;
 
 /// `Content-Type` of the Prometheus text exposition format 0.0.4.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -191,8 +192,9 @@ impl Default for RequestMetrics {
     }
 }
 
-/// The registry for one gateway: its instruments, plus the values read at scrape time.
-pub fn registry(gateway: &Arc<Gateway>) -> Registry {
+/// The registry for one gateway (and its inbound TLS, when configured): its instruments,
+/// plus the values read at scrape time.
+pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registry {
     let mut registry = Registry::with_prefix("sipgw");
     registry.register(
         "build",
@@ -244,7 +246,17 @@ pub fn registry(gateway: &Arc<Gateway>) -> Registry {
         Unit::Seconds,
         gateway.auditor().writer().stats().fsync_duration.clone(),
     );
-    registry.register_collector(Box::new(StateCollector(Arc::clone(gateway))));
+    if let Some(tls) = tls {
+        registry.register(
+            "tls_reloads",
+            "Reloads of the API listener's TLS files (SIGHUP or a change on disk), by result",
+            tls.reloads().clone(),
+        );
+    }
+    registry.register_collector(Box::new(StateCollector {
+        gateway: Arc::clone(gateway),
+        tls: tls.cloned(),
+    }));
     registry
 }
 
@@ -258,7 +270,12 @@ pub fn render(registry: &Registry) -> String {
 
 /// Values that exist as state elsewhere, read at each scrape. Names are given without the
 /// registry's `sipgw_` prefix (and counters without `_total`): the encoder adds them.
-struct StateCollector(Arc<Gateway>);
+struct StateCollector {
+    /// Token, audit and limits state.
+    gateway: Arc<Gateway>,
+    /// The API listener's TLS, when configured.
+    tls: Option<Arc<ServerTls>>,
+}
 
 impl std::fmt::Debug for StateCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,7 +285,20 @@ impl std::fmt::Debug for StateCollector {
 
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let gateway = &self.0;
+        let gateway = &self.gateway;
+        let not_after = self.tls.as_ref().and_then(|tls| tls.not_after());
+        if let Some(seconds) = not_after
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+        {
+            let gauge = ConstGauge::new(seconds);
+            gauge.encode(encoder.encode_descriptor(
+                "tls_cert_not_after",
+                "Expiry (Unix time) of the API listener's certificate in use.",
+                Some(&Unit::Seconds),
+                gauge.metric_type(),
+            )?)?;
+        }
         // Absent while no token is held: an alert on "absent or below N" covers both.
         if let Some(seconds) = gateway.tokens().expires_in() {
             let gauge = ConstGauge::new(seconds);
@@ -289,7 +319,7 @@ impl Collector for StateCollector {
         counter(
             &mut encoder,
             "audit_write_failures",
-            "Batches of audit records that could not be written or synced.",
+            "Batches of audit records that could not be written or synced, and failed fsyncs of acknowledged records.",
             stats.failures.load(std::sync::atomic::Ordering::Relaxed),
         )?;
         let degraded = ConstGauge::new(i64::from(gateway.limits().degraded()));

@@ -393,12 +393,27 @@ fn is_per_connection(error: &std::io::Error) -> bool {
     )
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C): what orchestrators and terminals send.
-pub async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C): what orchestrators and terminals
+/// send. The handlers are installed when this is called, not when the future is first
+/// polled, so a signal that arrives while the process is still starting up is not lost to
+/// its default action (ending the process at once, without a drain). Must be called inside
+/// the Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            },
+            (Err(error), _) | (_, Err(error)) => {
+                // Without handlers the default actions stay: the process still ends on the
+                // signal, only without draining. Serve on rather than refuse to start.
+                tracing::error!(%error, "cannot install the SIGTERM/SIGINT handlers");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

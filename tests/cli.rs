@@ -94,11 +94,14 @@ async fn sigterm_drains_and_exits_0() {
         .unwrap();
     let audit_dir = fresh_dir("term-audit");
     let audit_path = audit_dir.join("sipgw-audit.jsonl").display().to_string();
+    let hmac_key = "audit-hmac-key-for-the-term-test-0042";
+    let hmac_key_path = audit_dir.join("hmac.key");
+    std::fs::write(&hmac_key_path, hmac_key).unwrap();
     let path = temp_file(
         "term",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
-             [audit]\npath = {audit_path:?}\nstdout = true\n\
+             [audit]\npath = {audit_path:?}\nstdout = true\nhmac_key_file = {hmac_key_path:?}\n\
              [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
              jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
              [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
@@ -215,6 +218,7 @@ async fn sigterm_drains_and_exits_0() {
         "weakpassword",
         &token,
         &access_token,
+        hmac_key,
     ];
     for secret in secrets {
         assert!(
@@ -237,7 +241,8 @@ async fn sigterm_drains_and_exits_0() {
         );
     }
     let verify = Command::new(SIPGW)
-        .args(["audit", "verify", &audit_path])
+        .args(["audit", "verify", &audit_path, "--key-file"])
+        .arg(&hmac_key_path)
         .output()
         .unwrap();
     assert!(
@@ -456,6 +461,15 @@ fn check_config_refuses_each_kind_of_mistake_naming_the_key() {
             ),
             "vendor.app_secret",
             "Secrets are never written in the config file",
+        ),
+        (
+            "toml-syntax",
+            edit(
+                "[vendor]\n",
+                "[vendor]\napp_secret = hunter2-inline-secret\n",
+            ),
+            "config",
+            "TOML parse error at line",
         ),
         (
             "missing-secret-file",

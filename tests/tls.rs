@@ -45,6 +45,15 @@ struct Ca {
     pem: String,
 }
 
+/// A slice from the middle of a PEM key's base64 body: what a leak of the key would show.
+fn key_body(pem: &str) -> &str {
+    let line = pem
+        .lines()
+        .find(|l| !l.starts_with("-----") && l.len() >= 40)
+        .expect("a PEM body line");
+    &line[8..40]
+}
+
 /// A certificate it signed, with its key.
 struct Leaf {
     der: CertificateDer<'static>,
@@ -90,6 +99,8 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
         params.serial_number = Some(SerialNumber::from(serial));
+        // Expires on 2030-01-{serial}, so each serial has an expiry of its own.
+        params.not_after = rcgen::date_time_ymd(2030, 1, serial as u8);
         params.extended_key_usages = vec![usage];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
@@ -155,6 +166,8 @@ fn path_text(path: &Path) -> String {
 /// A gateway serving TLS in front of a simulator, with the reload handle at hand.
 struct TlsGateway {
     addr: SocketAddr,
+    /// The admin listener (plain HTTP).
+    admin_addr: SocketAddr,
     tls: Arc<ServerTls>,
     sim: sipgw::sim::VendorSim,
     /// An admin caller's JWT.
@@ -192,11 +205,13 @@ impl TlsGateway {
         let tls = Arc::new(ServerTls::load(files).unwrap().with_poll_interval(poll));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = {
             let tls = Arc::clone(&tls);
             tokio::spawn(async move {
-                sipgw::app::serve_with_tls(&config, listener, None, tls, async {
+                sipgw::app::serve_with_tls(&config, listener, Some(admin), tls, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -205,12 +220,34 @@ impl TlsGateway {
         };
         Self {
             addr,
+            admin_addr,
             tls,
             sim,
             token: idp.mint_for("ops-robot", AUDIENCE, None, true),
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// `name value` lines of the admin listener's `/metrics` whose name starts `sipgw_tls_`.
+    async fn tls_metrics(&self) -> Vec<String> {
+        let mut stream = tokio::net::TcpStream::connect(self.admin_addr)
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut text)
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("sipgw_tls_"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Triggers graceful shutdown and waits for the gateway to finish.
@@ -479,6 +516,18 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     let mut fresh = Conn::open(gw.addr, client_config(&ca, None, &[b"h2"])).await;
     assert_eq!(fresh.peer, second.der);
     assert_eq!(fresh.change(&gw.token, "agent3").await.status, 200);
+    // The metrics count the reload and show the new certificate's expiry.
+    let metrics = gw.tls_metrics().await;
+    assert!(
+        metrics.contains(&r#"sipgw_tls_reloads_total{result="ok"} 1"#.to_owned()),
+        "{metrics:?}"
+    );
+    let not_after = 1_893_542_400; // 2030-01-02T00:00:00Z, serial 2's expiry
+
+    assert!(
+        metrics.contains(&format!("sipgw_tls_cert_not_after_seconds {not_after}")),
+        "{metrics:?} (want {not_after})"
+    );
     gw.shutdown().await;
 }
 
@@ -525,6 +574,14 @@ async fn a_failed_reload_keeps_the_current_certificate() {
         gw.tls.reload_if_changed().unwrap().is_none(),
         "unchanged files are not reloaded"
     );
+    // Two refused reloads and one that worked, as the metrics count them.
+    let metrics = gw.tls_metrics().await;
+    for line in [
+        r#"sipgw_tls_reloads_total{result="error"} 2"#,
+        r#"sipgw_tls_reloads_total{result="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(&line.to_owned()), "{line}: {metrics:?}");
+    }
 }
 
 #[tokio::test]
@@ -740,6 +797,7 @@ fn check_config_shows_the_tls_files_and_refuses_a_key_that_does_not_match() {
         "{stdout}"
     );
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+    assert!(!stdout.contains(key_body(&leaf.key_pem)), "{stdout}");
 
     let wrong_key = volume.dir.join("other.key");
     std::fs::write(&wrong_key, &other.key_pem).unwrap();
@@ -841,10 +899,21 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
             .unwrap_or_else(|_| panic!("no reload logged; log: {log:?}"));
         log.push(line.clone());
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        reloaded = json["message"] == "TLS certificate reloaded" && json["serial"] == "02";
+        // A reload by SIGHUP ("requested"), not by the file poll ("files changed"): SIGHUP
+        // reloads even when the poll got there first, so this line comes either way.
+        reloaded = json["message"] == "TLS certificate reloaded"
+            && json["serial"] == "02"
+            && json["trigger"] == "requested";
     }
     assert!(log.iter().any(|l| l.contains("SIGHUP received")), "{log:?}");
-    assert!(log.iter().all(|l| !l.contains("PRIVATE KEY")), "{log:?}");
+    for key in [&first.key_pem, &second.key_pem] {
+        let body = key_body(key);
+        assert!(
+            log.iter()
+                .all(|l| !l.contains("PRIVATE KEY") && !l.contains(body)),
+            "key material in the log: {log:?}"
+        );
+    }
 
     assert!(
         Command::new("kill")

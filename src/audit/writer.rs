@@ -82,7 +82,8 @@ pub struct Stats {
     pub records: AtomicU64,
     /// `sync_data` calls that succeeded.
     pub fsyncs: AtomicU64,
-    /// Batches that failed.
+    /// Batches that could not be written, and fsyncs that failed after their records were
+    /// acknowledged (`fsync = "interval"`, shutdown).
     pub failures: AtomicU64,
     /// How long each `sync_data` took (`sipgw_audit_fsync_seconds`).
     pub fsync_duration: Histogram,
@@ -355,12 +356,20 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Ok(()) => {
                     unsynced_since = None;
                 }
-                Err(error) => tracing::error!(%error, "audit fsync failed"),
+                Err(error) => {
+                    // These records were acknowledged at write time (that is what
+                    // "interval" means); count the failure so that it shows.
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "audit fsync failed");
+                }
             }
         }
     }
     // The gateway is shutting down: make everything written durable.
-    let _ = trail.file.sync_data();
+    if let Err(error) = stats.sync(&trail.file) {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, "audit fsync at shutdown failed");
+    }
 }
 
 fn answer(batch: Vec<Job>, result: Result<u64, AuditError>, stats: &Stats) {

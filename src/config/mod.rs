@@ -96,7 +96,7 @@ impl From<Box<figment::Error>> for ConfigError {
                 format!("must be {expected}{unit}, found {actual}")
             }
             Kind::Message(text) if error.path.is_empty() => {
-                format!("file cannot be used: {}", text.trim())
+                format!("file cannot be used: {}", without_source_lines(text))
             }
             other => other.to_string(),
         };
@@ -112,6 +112,23 @@ impl From<Box<figment::Error>> for ConfigError {
         }
         ConfigError::Invalid { key, message }
     }
+}
+
+/// A TOML syntax error without the lines of the file it quotes (`2 | app_secret = ...`):
+/// the position and the reason are enough, and the quoted line could hold a secret that
+/// was written, unquoted, where it does not belong.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            let gutter = line
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !line.is_empty() && !gutter.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<crate::tls::LoadError> for ConfigError {

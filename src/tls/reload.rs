@@ -11,13 +11,16 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use rustls::ServerConfig;
 use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsAcceptor;
 
 use super::{CertSummary, Contents, LoadError, TlsFiles};
+use crate::metrics::ResultLabel;
 
 /// How often the files are compared with what was last read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -29,11 +32,16 @@ pub struct ServerTls {
     /// The config new handshakes use, replaced whole by a successful reload.
     current: RwLock<Arc<ServerConfig>>,
     /// Hash of the files' contents as last read (loaded or refused), so the poll acts only
-    /// on a change and warns once about broken files rather than at every tick. The lock
-    /// also serialises reloads (the poll and SIGHUP may coincide).
+    /// on a change and warns once about files that do not load rather than at every tick
+    /// (files that cannot be read at all are warned about at every tick). The lock also
+    /// serialises reloads (the poll and SIGHUP may coincide).
     last_seen: Mutex<Option<[u8; 32]>>,
     /// How often [`ServerTls::watch`] compares the files.
     poll_interval: Duration,
+    /// `notAfter` of the certificate in use, for `sipgw_tls_cert_not_after_seconds`.
+    not_after: Mutex<Option<SystemTime>>,
+    /// Reloads by result (`sipgw_tls_reloads_total`); the first load is not counted.
+    reloads: Family<ResultLabel, Counter>,
 }
 
 /// What set off a reload, for the log.
@@ -70,8 +78,20 @@ impl ServerTls {
             current: RwLock::new(loaded.config),
             last_seen: Mutex::new(Some(contents.digest())),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            not_after: Mutex::new(loaded.leaf.not_after),
+            reloads: Family::default(),
             files,
         })
+    }
+
+    /// When the certificate in use expires, if its `notAfter` could be read.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        *self.not_after.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads by result, for the metrics registry.
+    pub fn reloads(&self) -> &Family<ResultLabel, Counter> {
+        &self.reloads
     }
 
     /// The same, with the files compared every `interval` instead of
@@ -117,6 +137,19 @@ impl ServerTls {
         trigger: Trigger,
         contents: Option<Contents>,
     ) -> Result<CertSummary, LoadError> {
+        let result = self.replace(last_seen, trigger, contents);
+        self.reloads
+            .get_or_create(&ResultLabel::of(result.is_ok()))
+            .inc();
+        result
+    }
+
+    fn replace(
+        &self,
+        last_seen: &mut Option<[u8; 32]>,
+        trigger: Trigger,
+        contents: Option<Contents>,
+    ) -> Result<CertSummary, LoadError> {
         let contents = match contents {
             Some(contents) => contents,
             None => Contents::read(&self.files).inspect_err(warn_kept)?,
@@ -124,6 +157,7 @@ impl ServerTls {
         *last_seen = Some(contents.digest());
         let loaded = contents.build(&self.files).inspect_err(warn_kept)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.config;
+        *self.not_after.lock().unwrap_or_else(|p| p.into_inner()) = loaded.leaf.not_after;
         tracing::info!(
             trigger = trigger.as_str(),
             cert_file = %self.files.cert_file.display(),
