@@ -256,6 +256,34 @@ fn probes_ports_and_mounts_that_disagree_with_the_config_are_caught() {
 }
 
 #[test]
+fn a_uid_set_for_the_whole_pod_is_caught() {
+    // On the pod, runAsUser would also make the app container run as 65532.
+    for file in ["sidecar.yaml", "shared-service.yaml"] {
+        assert_caught(
+            &problems_after_edit(
+                file,
+                "      securityContext:\n        runAsNonRoot: true\n",
+                "      securityContext:\n        runAsNonRoot: true\n        runAsUser: 65532\n",
+            ),
+            "the pod securityContext sets runAsUser",
+        );
+    }
+    // The sipgw container must set its uid itself, not inherit it.
+    assert_caught(
+        &problems_after_edit("sidecar.yaml", "            runAsUser: 65532\n", ""),
+        "the sipgw container's securityContext.runAsUser is not 65532",
+    );
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "            runAsNonRoot: true\n",
+            "",
+        ),
+        "the sipgw container's securityContext.runAsNonRoot is not true",
+    );
+}
+
+#[test]
 fn services_and_network_policies_that_miss_the_pods_are_caught() {
     assert_caught(
         &problems_after_edit(

@@ -489,7 +489,9 @@ fn check_probes(
     }
 }
 
-/// Read-only root, non-root 65532, nothing to escalate to.
+/// Read-only root, non-root 65532, nothing to escalate to. The uid and gid are the sipgw
+/// container's own: set on the pod they would apply to the app container of a sidecar pod
+/// too, forcing the app to run as sipgw's user.
 fn check_security(pod: &Value, container: &Value, problems: &mut Problems) {
     let sc = &container["securityContext"];
     let pod_sc = &pod["securityContext"];
@@ -504,11 +506,20 @@ fn check_security(pod: &Value, container: &Value, problems: &mut Problems) {
     if sc["readOnlyRootFilesystem"] != true {
         problems.add("securityContext.readOnlyRootFilesystem is not true");
     }
-    if either("runAsNonRoot") != true {
-        problems.add("securityContext.runAsNonRoot is not true");
+    if sc["runAsNonRoot"] != true {
+        problems.add("the sipgw container's securityContext.runAsNonRoot is not true");
     }
-    if either("runAsUser").as_i64() != Some(NONROOT_UID) {
-        problems.add(format!("securityContext.runAsUser is not {NONROOT_UID}"));
+    if sc["runAsUser"].as_i64() != Some(NONROOT_UID) {
+        problems.add(format!(
+            "the sipgw container's securityContext.runAsUser is not {NONROOT_UID}"
+        ));
+    }
+    for key in ["runAsUser", "runAsGroup"] {
+        if !pod_sc[key].is_null() {
+            problems.add(format!(
+                "the pod securityContext sets {key}, which applies to every container: set it on sipgw's"
+            ));
+        }
     }
     if sc["allowPrivilegeEscalation"] != false {
         problems.add("securityContext.allowPrivilegeEscalation is not false");
