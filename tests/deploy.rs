@@ -162,15 +162,23 @@ fn the_sidecar_keeps_the_api_on_loopback_and_the_shared_service_exposes_it() {
 
 /// Replaces `from` by `to` in `file` and returns the problems the checks then find.
 fn problems_after_edit(file: &str, from: &str, to: &str) -> Vec<String> {
+    problems_after_edits(file, &[(from, to)])
+}
+
+/// Each edit replaces the first `from` by its `to`, in order.
+fn problems_after_edits(file: &str, edits: &[(&str, &str)]) -> Vec<String> {
     let path = repo_path(&format!("deploy/kubernetes/{file}"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains(from),
-        "{file} no longer contains {from:?}; update this test"
-    );
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "{file} no longer contains {from:?}; update this test"
+        );
+        text = text.replacen(from, to, 1);
+    }
     let scratch = fresh_dir("edit");
     let edited = scratch.join(file);
-    std::fs::write(&edited, text.replacen(from, to, 1)).unwrap();
+    std::fs::write(&edited, text).unwrap();
     let docs = load_all(&edited).unwrap_or_else(|e| panic!("{e}"));
     check_manifest(&docs, &scratch)
 }
@@ -234,7 +242,7 @@ fn probes_ports_and_mounts_that_disagree_with_the_config_are_caught() {
     assert_caught(
         &problems_after_edit(
             "shared-service.yaml",
-            "terminationGracePeriodSeconds: 40",
+            "terminationGracePeriodSeconds: 45",
             "terminationGracePeriodSeconds: 10",
         ),
         "terminationGracePeriodSeconds 10",
@@ -253,6 +261,49 @@ fn probes_ports_and_mounts_that_disagree_with_the_config_are_caught() {
         ),
         "readOnlyRootFilesystem",
     );
+}
+
+#[test]
+fn a_shared_service_that_refuses_connections_during_rollouts_is_caught() {
+    // No pause before SIGTERM: the listener closes while endpoints still route to the pod.
+    let no_pause = problems_after_edit(
+        "shared-service.yaml",
+        "            preStop:\n              sleep:\n                seconds: 5\n",
+        "            preStop: {}\n",
+    );
+    assert_caught(&no_pause, "no lifecycle.preStop.sleep");
+    // exec needs a sleep binary the distroless image does not have.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "              sleep:\n                seconds: 5\n",
+            "              exec:\n                command: [\"sleep\", \"5\"]\n",
+        ),
+        "lifecycle.preStop.exec",
+    );
+    // The grace must cover the pause plus the drain: 25 = 5 + 20 is not enough.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "terminationGracePeriodSeconds: 45",
+            "terminationGracePeriodSeconds: 25",
+        ),
+        "terminationGracePeriodSeconds 25 is not above the preStop sleep 5 + server.shutdown_grace_secs 20",
+    );
+    // Without shutdown_grace_secs in the config its default (20) counts.
+    let without = ("    shutdown_grace_secs = 20\n", "");
+    let grace = |secs: u32| {
+        let to = format!("terminationGracePeriodSeconds: {secs}");
+        problems_after_edits(
+            "shared-service.yaml",
+            &[without, ("terminationGracePeriodSeconds: 45", &to)],
+        )
+    };
+    assert_caught(
+        &grace(25),
+        "not above the preStop sleep 5 + server.shutdown_grace_secs 20",
+    );
+    assert_no_problems("grace 26, default drain", &grace(26));
 }
 
 #[test]

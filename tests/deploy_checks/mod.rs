@@ -543,13 +543,32 @@ fn check_lifecycle(
     config: &Config,
     problems: &mut Problems,
 ) {
-    // Kubernetes must not kill sipgw before its drain is over (its default is 30 s).
+    // On SIGTERM sipgw closes its listener at once; an API reached over the network needs a
+    // preStop pause while the Service's endpoints and kube-proxy stop sending new
+    // connections. A sleep action: the distroless image has no `sleep` to exec.
+    let pre_stop = &container["lifecycle"]["preStop"];
+    if !pre_stop["exec"].is_null() {
+        problems.add(
+            "lifecycle.preStop.exec: the distroless image has no shell or sleep (use preStop.sleep)",
+        );
+    }
+    let pause = pre_stop["sleep"]["seconds"].as_i64().unwrap_or(0);
+    let listen = config.server.listen;
+    if !listen.ip().is_loopback() && pause <= 0 {
+        problems.add(format!(
+            "server.listen {listen} is reached over the network but there is no \
+             lifecycle.preStop.sleep: connections are refused until the endpoints catch up"
+        ));
+    }
+    // Kubernetes must not kill sipgw before its drain is over (its default is 30 s). The
+    // kill timer starts with preStop.
     let pod = &deployment["spec"]["template"]["spec"];
     let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
     let drain = config.server.limits.shutdown_grace.as_secs() as i64;
-    if grace <= drain {
+    if grace <= pause + drain {
         problems.add(format!(
-            "terminationGracePeriodSeconds {grace} is not above server.shutdown_grace_secs {drain}"
+            "terminationGracePeriodSeconds {grace} is not above the preStop sleep {pause} + \
+             server.shutdown_grace_secs {drain}"
         ));
     }
     for bound in ["requests", "limits"] {
