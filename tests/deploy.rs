@@ -147,6 +147,10 @@ fn the_sidecar_keeps_the_api_on_loopback_and_the_shared_service_exposes_it() {
         "shared server.listen = {}",
         config.server.listen
     );
+    assert!(
+        config.server.tls.is_some(),
+        "the shared service's API is not served over TLS"
+    );
     assert_eq!(
         of_kind(&shared, "Service").count(),
         1,
@@ -304,6 +308,151 @@ fn a_shared_service_that_refuses_connections_during_rollouts_is_caught() {
         "not above the preStop sleep 5 + server.shutdown_grace_secs 20",
     );
     assert_no_problems("grace 26, default drain", &grace(26));
+}
+
+#[test]
+fn an_api_on_the_pod_network_without_tls_is_caught() {
+    let shared = "shared-service.yaml";
+    let cert = "    tls_cert_file = \"/run/secrets/sipgw-tls/tls.crt\"\n";
+    let key = "    tls_key_file = \"/run/secrets/sipgw-tls/tls.key\"\n";
+    // Plain HTTP on 0.0.0.0.
+    assert_caught(
+        &problems_after_edits(shared, &[(cert, ""), (key, "")]),
+        "server.listen 0.0.0.0:8080 is not loopback but server.tls_cert_file is not set",
+    );
+    // The certificate where no volume puts it.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "/run/secrets/sipgw-tls/tls.crt",
+            "/etc/sipgw/tls/tls.crt",
+        ),
+        "server.tls_cert_file = /etc/sipgw/tls/tls.crt",
+    );
+    // The Secret volume without the key.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "              - key: tls.key\n                path: tls.key\n",
+            "",
+        ),
+        "server.tls_key_file = /run/secrets/sipgw-tls/tls.key: volume \"tls\" provides no Secret item",
+    );
+    // A subPath mount, which renewals never reach.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "              mountPath: /run/secrets/sipgw-tls\n",
+            "              mountPath: /run/secrets/sipgw-tls\n              subPath: tls.crt\n",
+        ),
+        "uses subPath",
+    );
+    // Certificate without key is refused by sipgw's own loader.
+    assert_caught(&problems_after_edit(shared, key, ""), "server.tls_key_file");
+    // On loopback (the sidecar) TLS stays optional.
+    let loopback = problems_after_edits(
+        shared,
+        &[
+            (cert, ""),
+            (key, ""),
+            ("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:8080\""),
+        ],
+    );
+    assert!(
+        !loopback.iter().any(|p| p.contains("tls_cert_file")),
+        "TLS required on loopback: {loopback:#?}"
+    );
+}
+
+/// A `## ` section of the README, subsections included.
+fn readme_section(heading: &str) -> String {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has no {heading:?} section"));
+    let rest = &readme[start + 1..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| i + heading.len());
+    rest[..end].to_owned()
+}
+
+/// The YAML of a commented-out block: the lines after `first` up to a bare `#`, with their
+/// `#   ` prefix removed.
+fn commented_yaml(text: &str, first: &str) -> Value {
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != first)
+        .take_while(|l| l.trim() != "#")
+        .map(|l| l.strip_prefix("#   ").unwrap_or_else(|| panic!("{l:?}")))
+        .collect();
+    assert!(!lines.is_empty(), "no commented block starting {first:?}");
+    let file = fresh_dir("commented").join("block.yaml");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut docs = load_all(&file).unwrap_or_else(|e| panic!("{e}"));
+    docs.remove(0)
+}
+
+#[test]
+fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/shared-service.yaml")).unwrap();
+    let docs = manifest("shared-service.yaml");
+    let deployment = of_kind(&docs, "Deployment").next().unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let tls = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "sipgw-tls")
+        .expect("a volume from the Secret sipgw-tls");
+    let items: Vec<&str> = tls["secret"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    assert_eq!(items, ["tls.crt", "tls.key"], "kubernetes.io/tls keys");
+
+    // The cert-manager Certificate shown in the header makes that Secret, for the names
+    // clients use.
+    let certificate = commented_yaml(&text, "#   apiVersion: cert-manager.io/v1");
+    assert_eq!(certificate["kind"], "Certificate");
+    assert_eq!(certificate["metadata"]["namespace"], "sipgw");
+    assert_eq!(certificate["spec"]["secretName"], "sipgw-tls");
+    let service = of_kind(&docs, "Service").next().unwrap();
+    let host = format!(
+        "{}.{}.svc",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap()
+    );
+    let sans: Vec<&str> = certificate["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let cluster = format!("{host}.cluster.local");
+    assert_eq!(sans, [host.as_str(), cluster.as_str()], "dnsNames");
+
+    // Clients are told https, in the manifest and in the README, with the SANs and the CA.
+    let url = format!("https://{cluster}:8080/");
+    let plain = format!("http://{host}");
+    let deploying = readme_section("## Deploying");
+    for (what, doc) in [("shared-service.yaml", &text), ("README", &deploying)] {
+        assert!(doc.contains(&url), "{what} does not give clients {url}");
+        assert!(!doc.contains(&plain), "{what} still gives clients {plain}");
+    }
+    for needle in [
+        format!("`{host}`"),
+        format!("`{cluster}`"),
+        "must trust the CA".to_owned(),
+        "sipgw-tls".to_owned(),
+    ] {
+        assert!(
+            deploying.contains(&needle),
+            "README \"Deploying\" does not mention {needle}"
+        );
+    }
 }
 
 #[test]
