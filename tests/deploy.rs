@@ -364,6 +364,73 @@ fn an_api_on_the_pod_network_without_tls_is_caught() {
     );
 }
 
+#[test]
+fn the_sidecars_readiness_trade_off_is_documented_and_both_choices_pass() {
+    // Issue 6 asks for readiness on /readyz; the sidecar keeps it.
+    let sidecar = manifest("sidecar.yaml");
+    let deployment = of_kind(&sidecar, "Deployment").next().unwrap();
+    let sipgw = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sipgw")
+        .unwrap();
+    assert_eq!(sipgw["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+    // The probe's comment says what it costs and what to do instead.
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/sidecar.yaml")).unwrap();
+    let comment: String = text
+        .lines()
+        .skip_while(|l| l.trim() != "readinessProbe:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let deploying = readme_section("## Deploying");
+    for needle in [
+        "whole pod",
+        "not Ready",
+        "/healthz",
+        "sipgw_token_expires_in_seconds",
+    ] {
+        assert!(
+            comment.contains(needle),
+            "sidecar.yaml's readinessProbe comment does not mention {needle:?}: {comment}"
+        );
+        assert!(
+            deploying.contains(needle),
+            "README \"Deploying\" does not mention {needle:?}"
+        );
+    }
+
+    // Both documented alternatives pass the checks for a sidecar...
+    let probe = "              path: /readyz\n              port: admin\n";
+    assert_no_problems(
+        "sidecar readiness on /healthz",
+        &problems_after_edit(
+            "sidecar.yaml",
+            probe,
+            "              path: /healthz\n              port: admin\n",
+        ),
+    );
+    let start = text.find("          readinessProbe:\n").unwrap();
+    let end = start + text[start..].find("          resources:\n").unwrap();
+    assert_no_problems(
+        "sidecar without a readinessProbe",
+        &problems_after_edit("sidecar.yaml", &text[start..end], ""),
+    );
+    // ...but sipgw alone keeps /readyz, so that a replica that cannot serve leaves the
+    // Service.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            probe,
+            "              path: /healthz\n              port: admin\n",
+        ),
+        "readinessProbe path \"/healthz\"",
+    );
+}
+
 /// A `## ` section of the README, subsections included.
 fn readme_section(heading: &str) -> String {
     let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();

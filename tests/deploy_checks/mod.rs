@@ -549,6 +549,11 @@ fn check_ports(
 }
 
 /// Probes on the admin listener's real paths and port, and the scrape annotation.
+///
+/// Next to an app (a sidecar), sipgw's readiness is the whole pod's: README "Deploying"
+/// lets an app that does more than password changes drop the readiness probe or point it
+/// at `/healthz`. Alone, sipgw's readiness must be `/readyz`, so that a replica without a
+/// vendor token or JWT keys leaves the Service.
 fn check_probes(
     template: &Value,
     container: &Value,
@@ -556,15 +561,29 @@ fn check_probes(
     config: &Config,
     problems: &mut Problems,
 ) {
+    let pod = &template["spec"];
+    let next_to_an_app = ["containers", "initContainers"].iter().any(|list| {
+        pod[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] != "sipgw")
+    });
+    let readiness: &[&str] = if next_to_an_app {
+        &["/readyz", "/healthz"]
+    } else {
+        &["/readyz"]
+    };
     let admin = i64::from(config.server.admin_listen.port());
     for (probe, paths) in [
         ("livenessProbe", &["/healthz"][..]),
-        ("readinessProbe", &["/readyz"][..]),
+        ("readinessProbe", readiness),
         ("startupProbe", &["/healthz", "/readyz"][..]),
     ] {
         let get = &container[probe]["httpGet"];
+        let optional = probe == "startupProbe" || (probe == "readinessProbe" && next_to_an_app);
         if get.is_null() {
-            if probe != "startupProbe" {
+            if !optional {
                 problems.add(format!("{probe} is not an httpGet probe"));
             }
             continue;
