@@ -444,9 +444,9 @@ fn readme_section(heading: &str) -> String {
     rest[..end].to_owned()
 }
 
-/// The YAML of a commented-out block: the lines after `first` up to a bare `#`, with their
-/// `#   ` prefix removed.
-fn commented_yaml(text: &str, first: &str) -> Value {
+/// The YAML documents of a commented-out block: the lines from `first` up to a bare `#`,
+/// with their `#   ` prefix removed.
+fn commented_yaml(text: &str, first: &str) -> Vec<Value> {
     let lines: Vec<&str> = text
         .lines()
         .skip_while(|l| *l != first)
@@ -456,8 +456,7 @@ fn commented_yaml(text: &str, first: &str) -> Value {
     assert!(!lines.is_empty(), "no commented block starting {first:?}");
     let file = fresh_dir("commented").join("block.yaml");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let mut docs = load_all(&file).unwrap_or_else(|e| panic!("{e}"));
-    docs.remove(0)
+    load_all(&file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -482,7 +481,7 @@ fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
 
     // The cert-manager Certificate shown in the header makes that Secret, for the names
     // clients use.
-    let certificate = commented_yaml(&text, "#   apiVersion: cert-manager.io/v1");
+    let certificate = &commented_yaml(&text, "#   apiVersion: cert-manager.io/v1")[0];
     assert_eq!(certificate["kind"], "Certificate");
     assert_eq!(certificate["metadata"]["namespace"], "sipgw");
     assert_eq!(certificate["spec"]["secretName"], "sipgw-tls");
@@ -518,6 +517,120 @@ fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
         assert!(
             deploying.contains(&needle),
             "README \"Deploying\" does not mention {needle}"
+        );
+    }
+}
+
+/// `text` with the lines marked `#MARKER ` (for each marker) uncommented.
+fn uncomment(text: &str, markers: &[&str]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        match markers
+            .iter()
+            .find_map(|m| body.strip_prefix(&format!("#{m} ")))
+        {
+            Some(rest) => out.push_str(&format!("{indent}{rest}")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_sidecars_tls_variants_pass_the_checks() {
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/sidecar.yaml")).unwrap();
+    let volume = |docs: &[Value], name: &str| -> Value {
+        let deployment = of_kind(docs, "Deployment").next().unwrap();
+        deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+    let mut tls_docs = Vec::new();
+    for markers in [&["tls"][..], &["tls", "mtls"]] {
+        let edited = uncomment(&text, markers);
+        for marker in markers {
+            assert!(
+                text.contains(&format!("#{marker} ")),
+                "sidecar.yaml has no #{marker} lines"
+            );
+        }
+        let scratch = fresh_dir("tls-variant");
+        let file = scratch.join("sidecar.yaml");
+        std::fs::write(&file, &edited).unwrap();
+        let docs = load_all(&file).unwrap_or_else(|e| panic!("{markers:?}: {e}"));
+        assert_no_problems(
+            &format!("sidecar.yaml with the {markers:?} lines"),
+            &check_manifest(&docs, &scratch),
+        );
+        let cm = of_kind(&docs, "ConfigMap").next().unwrap();
+        let (_, config) = load_embedded(cm["data"]["sipgw.toml"].as_str().unwrap(), &scratch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tls = config
+            .server
+            .tls
+            .unwrap_or_else(|| panic!("{markers:?}: TLS is not on"));
+        assert_eq!(
+            tls.client_ca_file.is_some(),
+            markers.contains(&"mtls"),
+            "{markers:?}: client certificates asked for"
+        );
+        assert!(config.server.listen.ip().is_loopback());
+        tls_docs = docs;
+    }
+
+    // The Certificates in the header make the Secrets those volumes name, for the address
+    // the app calls, from one CA (which signs the client certificates sipgw accepts).
+    let certificates = commented_yaml(&text, "#   apiVersion: cert-manager.io/v1");
+    let [server, client] = &certificates[..] else {
+        panic!("expected two commented Certificates: {certificates:#?}")
+    };
+    for cert in [server, client] {
+        assert_eq!(cert["kind"], "Certificate");
+        assert_eq!(cert["metadata"]["namespace"], "contact-centre");
+    }
+    assert_eq!(
+        server["spec"]["secretName"],
+        volume(&tls_docs, "tls")["secret"]["secretName"]
+    );
+    assert_eq!(
+        server["spec"]["secretName"],
+        volume(&tls_docs, "sipgw-ca")["secret"]["secretName"]
+    );
+    assert_eq!(server["spec"]["ipAddresses"][0], "127.0.0.1");
+    assert_eq!(
+        client["spec"]["secretName"],
+        volume(&tls_docs, "sipgw-client")["secret"]["secretName"]
+    );
+    assert!(
+        client["spec"]["usages"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("client auth")),
+        "the client Certificate lacks usage client auth"
+    );
+    assert_eq!(server["spec"]["issuerRef"], client["spec"]["issuerRef"]);
+
+    // The README says when and how.
+    let inbound = readme_section("## Inbound TLS");
+    for needle in [
+        "optional",
+        "IP SAN `127.0.0.1`",
+        "https://localhost:8080",
+        "`#tls`",
+        "`#mtls`",
+        "client auth",
+        "tls_client_ca_file",
+    ] {
+        assert!(
+            inbound.contains(needle),
+            "README \"Inbound TLS\" does not mention {needle:?}"
         );
     }
 }
