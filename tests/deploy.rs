@@ -147,6 +147,10 @@ fn the_sidecar_keeps_the_api_on_loopback_and_the_shared_service_exposes_it() {
         "shared server.listen = {}",
         config.server.listen
     );
+    assert!(
+        config.server.tls.is_some(),
+        "the shared service's API is not served over TLS"
+    );
     assert_eq!(
         of_kind(&shared, "Service").count(),
         1,
@@ -162,15 +166,23 @@ fn the_sidecar_keeps_the_api_on_loopback_and_the_shared_service_exposes_it() {
 
 /// Replaces `from` by `to` in `file` and returns the problems the checks then find.
 fn problems_after_edit(file: &str, from: &str, to: &str) -> Vec<String> {
+    problems_after_edits(file, &[(from, to)])
+}
+
+/// Each edit replaces the first `from` by its `to`, in order.
+fn problems_after_edits(file: &str, edits: &[(&str, &str)]) -> Vec<String> {
     let path = repo_path(&format!("deploy/kubernetes/{file}"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains(from),
-        "{file} no longer contains {from:?}; update this test"
-    );
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "{file} no longer contains {from:?}; update this test"
+        );
+        text = text.replacen(from, to, 1);
+    }
     let scratch = fresh_dir("edit");
     let edited = scratch.join(file);
-    std::fs::write(&edited, text.replacen(from, to, 1)).unwrap();
+    std::fs::write(&edited, text).unwrap();
     let docs = load_all(&edited).unwrap_or_else(|e| panic!("{e}"));
     check_manifest(&docs, &scratch)
 }
@@ -234,7 +246,7 @@ fn probes_ports_and_mounts_that_disagree_with_the_config_are_caught() {
     assert_caught(
         &problems_after_edit(
             "shared-service.yaml",
-            "terminationGracePeriodSeconds: 40",
+            "terminationGracePeriodSeconds: 45",
             "terminationGracePeriodSeconds: 10",
         ),
         "terminationGracePeriodSeconds 10",
@@ -252,6 +264,402 @@ fn probes_ports_and_mounts_that_disagree_with_the_config_are_caught() {
             "readOnlyRootFilesystem: false",
         ),
         "readOnlyRootFilesystem",
+    );
+}
+
+#[test]
+fn a_shared_service_that_refuses_connections_during_rollouts_is_caught() {
+    // No pause before SIGTERM: the listener closes while endpoints still route to the pod.
+    let no_pause = problems_after_edit(
+        "shared-service.yaml",
+        "            preStop:\n              sleep:\n                seconds: 5\n",
+        "            preStop: {}\n",
+    );
+    assert_caught(&no_pause, "no lifecycle.preStop.sleep");
+    // exec needs a sleep binary the distroless image does not have.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "              sleep:\n                seconds: 5\n",
+            "              exec:\n                command: [\"sleep\", \"5\"]\n",
+        ),
+        "lifecycle.preStop.exec",
+    );
+    // The grace must cover the pause plus the drain: 25 = 5 + 20 is not enough.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "terminationGracePeriodSeconds: 45",
+            "terminationGracePeriodSeconds: 25",
+        ),
+        "terminationGracePeriodSeconds 25 is not above the preStop sleep 5 + server.shutdown_grace_secs 20",
+    );
+    // Without shutdown_grace_secs in the config its default (20) counts.
+    let without = ("    shutdown_grace_secs = 20\n", "");
+    let grace = |secs: u32| {
+        let to = format!("terminationGracePeriodSeconds: {secs}");
+        problems_after_edits(
+            "shared-service.yaml",
+            &[without, ("terminationGracePeriodSeconds: 45", &to)],
+        )
+    };
+    assert_caught(
+        &grace(25),
+        "not above the preStop sleep 5 + server.shutdown_grace_secs 20",
+    );
+    assert_no_problems("grace 26, default drain", &grace(26));
+}
+
+#[test]
+fn an_api_on_the_pod_network_without_tls_is_caught() {
+    let shared = "shared-service.yaml";
+    let cert = "    tls_cert_file = \"/run/secrets/sipgw-tls/tls.crt\"\n";
+    let key = "    tls_key_file = \"/run/secrets/sipgw-tls/tls.key\"\n";
+    // Plain HTTP on 0.0.0.0.
+    assert_caught(
+        &problems_after_edits(shared, &[(cert, ""), (key, "")]),
+        "server.listen 0.0.0.0:8080 is not loopback but server.tls_cert_file is not set",
+    );
+    // The certificate where no volume puts it.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "/run/secrets/sipgw-tls/tls.crt",
+            "/etc/sipgw/tls/tls.crt",
+        ),
+        "server.tls_cert_file = /etc/sipgw/tls/tls.crt",
+    );
+    // The Secret volume without the key.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "              - key: tls.key\n                path: tls.key\n",
+            "",
+        ),
+        "server.tls_key_file = /run/secrets/sipgw-tls/tls.key: volume \"tls\" provides no Secret item",
+    );
+    // A subPath mount, which renewals never reach.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "              mountPath: /run/secrets/sipgw-tls\n",
+            "              mountPath: /run/secrets/sipgw-tls\n              subPath: tls.crt\n",
+        ),
+        "uses subPath",
+    );
+    // Certificate without key is refused by sipgw's own loader.
+    assert_caught(&problems_after_edit(shared, key, ""), "server.tls_key_file");
+    // On loopback (the sidecar) TLS stays optional.
+    let loopback = problems_after_edits(
+        shared,
+        &[
+            (cert, ""),
+            (key, ""),
+            ("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:8080\""),
+        ],
+    );
+    assert!(
+        !loopback.iter().any(|p| p.contains("tls_cert_file")),
+        "TLS required on loopback: {loopback:#?}"
+    );
+}
+
+#[test]
+fn the_sidecars_readiness_trade_off_is_documented_and_both_choices_pass() {
+    // Issue 6 asks for readiness on /readyz; the sidecar keeps it.
+    let sidecar = manifest("sidecar.yaml");
+    let deployment = of_kind(&sidecar, "Deployment").next().unwrap();
+    let sipgw = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sipgw")
+        .unwrap();
+    assert_eq!(sipgw["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+    // The probe's comment says what it costs and what to do instead.
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/sidecar.yaml")).unwrap();
+    let comment: String = text
+        .lines()
+        .skip_while(|l| l.trim() != "readinessProbe:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let deploying = readme_section("## Deploying");
+    for needle in [
+        "whole pod",
+        "not Ready",
+        "/healthz",
+        "sipgw_token_expires_in_seconds",
+    ] {
+        assert!(
+            comment.contains(needle),
+            "sidecar.yaml's readinessProbe comment does not mention {needle:?}: {comment}"
+        );
+        assert!(
+            deploying.contains(needle),
+            "README \"Deploying\" does not mention {needle:?}"
+        );
+    }
+
+    // Both documented alternatives pass the checks for a sidecar...
+    let probe = "              path: /readyz\n              port: admin\n";
+    assert_no_problems(
+        "sidecar readiness on /healthz",
+        &problems_after_edit(
+            "sidecar.yaml",
+            probe,
+            "              path: /healthz\n              port: admin\n",
+        ),
+    );
+    let start = text.find("          readinessProbe:\n").unwrap();
+    let end = start + text[start..].find("          resources:\n").unwrap();
+    assert_no_problems(
+        "sidecar without a readinessProbe",
+        &problems_after_edit("sidecar.yaml", &text[start..end], ""),
+    );
+    // ...but sipgw alone keeps /readyz, so that a replica that cannot serve leaves the
+    // Service.
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            probe,
+            "              path: /healthz\n              port: admin\n",
+        ),
+        "readinessProbe path \"/healthz\"",
+    );
+}
+
+/// A `## ` section of the README, subsections included.
+fn readme_section(heading: &str) -> String {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has no {heading:?} section"));
+    let rest = &readme[start + 1..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| i + heading.len());
+    rest[..end].to_owned()
+}
+
+/// The YAML documents of a commented-out block: the lines from `first` up to a bare `#`,
+/// with their `#   ` prefix removed.
+fn commented_yaml(text: &str, first: &str) -> Vec<Value> {
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != first)
+        .take_while(|l| l.trim() != "#")
+        .map(|l| l.strip_prefix("#   ").unwrap_or_else(|| panic!("{l:?}")))
+        .collect();
+    assert!(!lines.is_empty(), "no commented block starting {first:?}");
+    let file = fresh_dir("commented").join("block.yaml");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    load_all(&file).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/shared-service.yaml")).unwrap();
+    let docs = manifest("shared-service.yaml");
+    let deployment = of_kind(&docs, "Deployment").next().unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let tls = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "sipgw-tls")
+        .expect("a volume from the Secret sipgw-tls");
+    let items: Vec<&str> = tls["secret"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    assert_eq!(items, ["tls.crt", "tls.key"], "kubernetes.io/tls keys");
+
+    // The cert-manager Certificate shown in the header makes that Secret, for the names
+    // clients use.
+    let certificate = &commented_yaml(&text, "#   apiVersion: cert-manager.io/v1")[0];
+    assert_eq!(certificate["kind"], "Certificate");
+    assert_eq!(certificate["metadata"]["namespace"], "sipgw");
+    assert_eq!(certificate["spec"]["secretName"], "sipgw-tls");
+    let service = of_kind(&docs, "Service").next().unwrap();
+    let host = format!(
+        "{}.{}.svc",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap()
+    );
+    let sans: Vec<&str> = certificate["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let cluster = format!("{host}.cluster.local");
+    assert_eq!(sans, [host.as_str(), cluster.as_str()], "dnsNames");
+
+    // Clients are told https, in the manifest and in the README, with the SANs and the CA.
+    let url = format!("https://{cluster}:8080/");
+    let plain = format!("http://{host}");
+    let deploying = readme_section("## Deploying");
+    for (what, doc) in [("shared-service.yaml", &text), ("README", &deploying)] {
+        assert!(doc.contains(&url), "{what} does not give clients {url}");
+        assert!(!doc.contains(&plain), "{what} still gives clients {plain}");
+    }
+    for needle in [
+        format!("`{host}`"),
+        format!("`{cluster}`"),
+        "must trust the CA".to_owned(),
+        "sipgw-tls".to_owned(),
+    ] {
+        assert!(
+            deploying.contains(&needle),
+            "README \"Deploying\" does not mention {needle}"
+        );
+    }
+}
+
+/// `text` with the lines marked `#MARKER ` (for each marker) uncommented.
+fn uncomment(text: &str, markers: &[&str]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        match markers
+            .iter()
+            .find_map(|m| body.strip_prefix(&format!("#{m} ")))
+        {
+            Some(rest) => out.push_str(&format!("{indent}{rest}")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_sidecars_tls_variants_pass_the_checks() {
+    let text = std::fs::read_to_string(repo_path("deploy/kubernetes/sidecar.yaml")).unwrap();
+    let volume = |docs: &[Value], name: &str| -> Value {
+        let deployment = of_kind(docs, "Deployment").next().unwrap();
+        deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+    let mut tls_docs = Vec::new();
+    for markers in [&["tls"][..], &["tls", "mtls"]] {
+        let edited = uncomment(&text, markers);
+        for marker in markers {
+            assert!(
+                text.contains(&format!("#{marker} ")),
+                "sidecar.yaml has no #{marker} lines"
+            );
+        }
+        let scratch = fresh_dir("tls-variant");
+        let file = scratch.join("sidecar.yaml");
+        std::fs::write(&file, &edited).unwrap();
+        let docs = load_all(&file).unwrap_or_else(|e| panic!("{markers:?}: {e}"));
+        assert_no_problems(
+            &format!("sidecar.yaml with the {markers:?} lines"),
+            &check_manifest(&docs, &scratch),
+        );
+        let cm = of_kind(&docs, "ConfigMap").next().unwrap();
+        let (_, config) = load_embedded(cm["data"]["sipgw.toml"].as_str().unwrap(), &scratch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tls = config
+            .server
+            .tls
+            .unwrap_or_else(|| panic!("{markers:?}: TLS is not on"));
+        assert_eq!(
+            tls.client_ca_file.is_some(),
+            markers.contains(&"mtls"),
+            "{markers:?}: client certificates asked for"
+        );
+        assert!(config.server.listen.ip().is_loopback());
+        tls_docs = docs;
+    }
+
+    // The Certificates in the header make the Secrets those volumes name, for the address
+    // the app calls, from one CA (which signs the client certificates sipgw accepts).
+    let certificates = commented_yaml(&text, "#   apiVersion: cert-manager.io/v1");
+    let [server, client] = &certificates[..] else {
+        panic!("expected two commented Certificates: {certificates:#?}")
+    };
+    for cert in [server, client] {
+        assert_eq!(cert["kind"], "Certificate");
+        assert_eq!(cert["metadata"]["namespace"], "contact-centre");
+    }
+    assert_eq!(
+        server["spec"]["secretName"],
+        volume(&tls_docs, "tls")["secret"]["secretName"]
+    );
+    assert_eq!(
+        server["spec"]["secretName"],
+        volume(&tls_docs, "sipgw-ca")["secret"]["secretName"]
+    );
+    assert_eq!(server["spec"]["ipAddresses"][0], "127.0.0.1");
+    assert_eq!(
+        client["spec"]["secretName"],
+        volume(&tls_docs, "sipgw-client")["secret"]["secretName"]
+    );
+    assert!(
+        client["spec"]["usages"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("client auth")),
+        "the client Certificate lacks usage client auth"
+    );
+    assert_eq!(server["spec"]["issuerRef"], client["spec"]["issuerRef"]);
+
+    // The README says when and how.
+    let inbound = readme_section("## Inbound TLS");
+    for needle in [
+        "optional",
+        "IP SAN `127.0.0.1`",
+        "https://localhost:8080",
+        "`#tls`",
+        "`#mtls`",
+        "client auth",
+        "tls_client_ca_file",
+    ] {
+        assert!(
+            inbound.contains(needle),
+            "README \"Inbound TLS\" does not mention {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn a_uid_set_for_the_whole_pod_is_caught() {
+    // On the pod, runAsUser would also make the app container run as 65532.
+    for file in ["sidecar.yaml", "shared-service.yaml"] {
+        assert_caught(
+            &problems_after_edit(
+                file,
+                "      securityContext:\n        runAsNonRoot: true\n",
+                "      securityContext:\n        runAsNonRoot: true\n        runAsUser: 65532\n",
+            ),
+            "the pod securityContext sets runAsUser",
+        );
+    }
+    // The sipgw container must set its uid itself, not inherit it.
+    assert_caught(
+        &problems_after_edit("sidecar.yaml", "            runAsUser: 65532\n", ""),
+        "the sipgw container's securityContext.runAsUser is not 65532",
+    );
+    assert_caught(
+        &problems_after_edit(
+            "shared-service.yaml",
+            "            runAsNonRoot: true\n",
+            "",
+        ),
+        "the sipgw container's securityContext.runAsNonRoot is not true",
     );
 }
 

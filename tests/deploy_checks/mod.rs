@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
 use sipgw::config::{Config, FileConfig};
 
@@ -166,8 +167,59 @@ pub fn load_embedded(toml: &str, scratch: &Path) -> Result<(FileConfig, Config),
         std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
         test_file.audit.hmac_key_file = Some(path.display().to_string());
     }
+    let server = &mut test_file.server;
+    if server.tls_cert_file.is_some()
+        || server.tls_key_file.is_some()
+        || server.tls_client_ca_file.is_some()
+    {
+        let tls = TestTls::write(scratch);
+        let point = |key: &mut Option<String>, path: &Path| {
+            if key.is_some() {
+                *key = Some(path.display().to_string());
+            }
+        };
+        point(&mut server.tls_cert_file, &tls.cert);
+        point(&mut server.tls_key_file, &tls.key);
+        point(&mut server.tls_client_ca_file, &tls.ca);
+    }
     let config = Config::from_file(test_file, |_| None).map_err(|e| e.to_string())?;
     Ok((file, config))
+}
+
+/// A throw-away CA and a server certificate it signed, as a cert-manager CA issuer writes
+/// them into a `kubernetes.io/tls` Secret: `tls.crt` (leaf, then CA), `tls.key`, `ca.crt`.
+struct TestTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl TestTls {
+    fn write(dir: &Path) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sipgw deploy test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["sipgw.sipgw.svc".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let tls = Self {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            ca: dir.join("ca.crt"),
+        };
+        std::fs::write(&tls.cert, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+        std::fs::write(&tls.key, key.serialize_pem()).unwrap();
+        std::fs::write(&tls.ca, ca_cert.pem()).unwrap();
+        tls
+    }
 }
 
 /// Every problem of one manifest file (all its documents together).
@@ -239,6 +291,7 @@ fn check_deployment<'a>(
         problems.add("sipgw is an init container without restartPolicy: Always");
     }
     let (file, config) = embedded_config(docs, pod, container, scratch, &mut problems)?;
+    check_tls(&file, &config, &mut problems);
     check_secret_mounts(pod, container, &file, &mut problems);
     check_audit_volume(pod, container, &file, &mut problems);
     let named_ports = check_ports(pod, container, &config, &mut problems);
@@ -314,21 +367,63 @@ fn relative_to(path: &str, mount: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// The app secret and the HMAC key: files on a read-only Secret volume that provides them,
-/// readable by nobody but sipgw's user and group.
+/// An API reachable from other pods carries passwords and tokens over the pod network: it
+/// must serve TLS. On loopback (a sidecar) TLS is optional.
+fn check_tls(file: &FileConfig, config: &Config, problems: &mut Problems) {
+    let listen = config.server.listen;
+    if !listen.ip().is_loopback() && file.server.tls_cert_file.is_none() {
+        problems.add(format!(
+            "server.listen {listen} is not loopback but server.tls_cert_file is not set: \
+             passwords and tokens would cross the pod network in cleartext"
+        ));
+    }
+}
+
+/// The app secret, the HMAC key and the TLS files: files on a read-only Secret volume that
+/// provides them, readable by nobody but sipgw's user and group. The TLS files are
+/// reloaded when they change, which a subPath mount never shows.
 fn check_secret_mounts(pod: &Value, container: &Value, file: &FileConfig, problems: &mut Problems) {
+    let server = &file.server;
+    // (key, path, required, reloaded)
     let secrets = [
         (
             "vendor.app_secret_file",
             file.vendor.app_secret_file.as_deref(),
+            true,
+            false,
         ),
-        ("audit.hmac_key_file", file.audit.hmac_key_file.as_deref()),
+        (
+            "audit.hmac_key_file",
+            file.audit.hmac_key_file.as_deref(),
+            true,
+            false,
+        ),
+        (
+            "server.tls_cert_file",
+            server.tls_cert_file.as_deref(),
+            false,
+            true,
+        ),
+        (
+            "server.tls_key_file",
+            server.tls_key_file.as_deref(),
+            false,
+            true,
+        ),
+        (
+            "server.tls_client_ca_file",
+            server.tls_client_ca_file.as_deref(),
+            false,
+            true,
+        ),
     ];
-    for (key, path) in secrets {
+    for (key, path, required, reloaded) in secrets {
         let Some(path) = path else {
-            problems.add(format!(
-                "{key} is not set: the manifests mount secrets as files"
-            ));
+            if required {
+                problems.add(format!(
+                    "{key} is not set: the manifests mount secrets as files"
+                ));
+            }
             continue;
         };
         let Some((mount, volume)) = mount_for(pod, container, path) else {
@@ -345,6 +440,12 @@ fn check_secret_mounts(pod: &Value, container: &Value, file: &FileConfig, proble
         if mount["readOnly"] != true {
             problems.add(format!(
                 "{key}: the Secret mount {} is not readOnly",
+                mount["mountPath"]
+            ));
+        }
+        if reloaded && !mount["subPath"].is_null() {
+            problems.add(format!(
+                "{key}: the mount {} uses subPath, which never sees a renewed certificate",
                 mount["mountPath"]
             ));
         }
@@ -448,6 +549,11 @@ fn check_ports(
 }
 
 /// Probes on the admin listener's real paths and port, and the scrape annotation.
+///
+/// Next to an app (a sidecar), sipgw's readiness is the whole pod's: README "Deploying"
+/// lets an app that does more than password changes drop the readiness probe or point it
+/// at `/healthz`. Alone, sipgw's readiness must be `/readyz`, so that a replica without a
+/// vendor token or JWT keys leaves the Service.
 fn check_probes(
     template: &Value,
     container: &Value,
@@ -455,15 +561,29 @@ fn check_probes(
     config: &Config,
     problems: &mut Problems,
 ) {
+    let pod = &template["spec"];
+    let next_to_an_app = ["containers", "initContainers"].iter().any(|list| {
+        pod[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] != "sipgw")
+    });
+    let readiness: &[&str] = if next_to_an_app {
+        &["/readyz", "/healthz"]
+    } else {
+        &["/readyz"]
+    };
     let admin = i64::from(config.server.admin_listen.port());
     for (probe, paths) in [
         ("livenessProbe", &["/healthz"][..]),
-        ("readinessProbe", &["/readyz"][..]),
+        ("readinessProbe", readiness),
         ("startupProbe", &["/healthz", "/readyz"][..]),
     ] {
         let get = &container[probe]["httpGet"];
+        let optional = probe == "startupProbe" || (probe == "readinessProbe" && next_to_an_app);
         if get.is_null() {
-            if probe != "startupProbe" {
+            if !optional {
                 problems.add(format!("{probe} is not an httpGet probe"));
             }
             continue;
@@ -489,7 +609,9 @@ fn check_probes(
     }
 }
 
-/// Read-only root, non-root 65532, nothing to escalate to.
+/// Read-only root, non-root 65532, nothing to escalate to. The uid and gid are the sipgw
+/// container's own: set on the pod they would apply to the app container of a sidecar pod
+/// too, forcing the app to run as sipgw's user.
 fn check_security(pod: &Value, container: &Value, problems: &mut Problems) {
     let sc = &container["securityContext"];
     let pod_sc = &pod["securityContext"];
@@ -504,11 +626,20 @@ fn check_security(pod: &Value, container: &Value, problems: &mut Problems) {
     if sc["readOnlyRootFilesystem"] != true {
         problems.add("securityContext.readOnlyRootFilesystem is not true");
     }
-    if either("runAsNonRoot") != true {
-        problems.add("securityContext.runAsNonRoot is not true");
+    if sc["runAsNonRoot"] != true {
+        problems.add("the sipgw container's securityContext.runAsNonRoot is not true");
     }
-    if either("runAsUser").as_i64() != Some(NONROOT_UID) {
-        problems.add(format!("securityContext.runAsUser is not {NONROOT_UID}"));
+    if sc["runAsUser"].as_i64() != Some(NONROOT_UID) {
+        problems.add(format!(
+            "the sipgw container's securityContext.runAsUser is not {NONROOT_UID}"
+        ));
+    }
+    for key in ["runAsUser", "runAsGroup"] {
+        if !pod_sc[key].is_null() {
+            problems.add(format!(
+                "the pod securityContext sets {key}, which applies to every container: set it on sipgw's"
+            ));
+        }
     }
     if sc["allowPrivilegeEscalation"] != false {
         problems.add("securityContext.allowPrivilegeEscalation is not false");
@@ -532,13 +663,32 @@ fn check_lifecycle(
     config: &Config,
     problems: &mut Problems,
 ) {
-    // Kubernetes must not kill sipgw before its drain is over (its default is 30 s).
+    // On SIGTERM sipgw closes its listener at once; an API reached over the network needs a
+    // preStop pause while the Service's endpoints and kube-proxy stop sending new
+    // connections. A sleep action: the distroless image has no `sleep` to exec.
+    let pre_stop = &container["lifecycle"]["preStop"];
+    if !pre_stop["exec"].is_null() {
+        problems.add(
+            "lifecycle.preStop.exec: the distroless image has no shell or sleep (use preStop.sleep)",
+        );
+    }
+    let pause = pre_stop["sleep"]["seconds"].as_i64().unwrap_or(0);
+    let listen = config.server.listen;
+    if !listen.ip().is_loopback() && pause <= 0 {
+        problems.add(format!(
+            "server.listen {listen} is reached over the network but there is no \
+             lifecycle.preStop.sleep: connections are refused until the endpoints catch up"
+        ));
+    }
+    // Kubernetes must not kill sipgw before its drain is over (its default is 30 s). The
+    // kill timer starts with preStop.
     let pod = &deployment["spec"]["template"]["spec"];
     let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
     let drain = config.server.limits.shutdown_grace.as_secs() as i64;
-    if grace <= drain {
+    if grace <= pause + drain {
         problems.add(format!(
-            "terminationGracePeriodSeconds {grace} is not above server.shutdown_grace_secs {drain}"
+            "terminationGracePeriodSeconds {grace} is not above the preStop sleep {pause} + \
+             server.shutdown_grace_secs {drain}"
         ));
     }
     for bound in ["requests", "limits"] {
