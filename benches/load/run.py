@@ -278,7 +278,7 @@ per_caller = {per_caller}
 
 [audit]
 path = "{self.path(name + '-audit/sipgw-audit.jsonl')}"
-fsync = "always"
+fsync = "{self.args.fsync}"
 """)
         return path, port, admin
 
@@ -402,7 +402,7 @@ fsync = "always"
             "command": " ".join(["python3", "benches/load/run.py", *sys.argv[1:]]),
             "settings": {"threads": a.threads, "connections": a.connections,
                          "duration_s": a.duration, "warmup_s": a.warmup, "runs": a.runs,
-                         "callers": a.callers, "stand_in": stand_in_kind,
+                         "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
                          "binaries": self.bin},
             "rows": rows,
             "fixed_rate": {"rows": fixed, "connections": conns, "pause_ms": pause,
@@ -503,7 +503,7 @@ the machine's CPUs.
 Settings: wrk {s['threads']} threads, {s['connections']} connections, {s['duration_s']} s per
 run after a {s['warmup_s']} s warm-up, {s['runs']} runs per row (medians shown), {s['callers']}
 callers each changing its own agent; vendor stand-in: {s['stand_in']}; sipgw audit
-`fsync = "always"`.
+`fsync = "{s['fsync']}"`.
 
 {table(result)}
 
@@ -521,6 +521,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--callers", type=int, default=200)
     p.add_argument("--startups", type=int, default=5, help="fresh starts timed to readiness")
+    p.add_argument("--fsync", default="always", choices=["always", "interval", "never"],
+                   help="sipgw's audit.fsync (the targets are for always)")
     p.add_argument("--no-nginx", action="store_true", help="stand-in: sipgw-vendor-sim; no proxy row")
     p.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
     p.add_argument("--smoke", action="store_true", help="a few hundred requests per row (CI)")
