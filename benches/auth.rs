@@ -101,6 +101,26 @@ fn bench_token_check(c: &mut Criterion) {
         c.bench_function(&format!("token_check/{name}/warm"), |b| {
             b.iter(|| black_box(run_now(warm.authenticate(Some(black_box(&token)))).unwrap()))
         });
+        // A forged token (one signature character changed), sent again and again: the
+        // refusal is remembered, so only the first one costs a signature check.
+        let text = token.to_str().unwrap();
+        let (signed, signature) = text.rsplit_once('.').unwrap();
+        let mut forged_signature: Vec<char> = signature.chars().collect();
+        let middle = forged_signature.len() / 2;
+        forged_signature[middle] = if forged_signature[middle] == 'A' {
+            'B'
+        } else {
+            'A'
+        };
+        let forged = HeaderValue::from_str(&format!(
+            "{signed}.{}",
+            forged_signature.iter().collect::<String>()
+        ))
+        .unwrap();
+        assert!(run_now(warm.authenticate(Some(&forged))).is_err());
+        c.bench_function(&format!("token_check/{name}/refused_again"), |b| {
+            b.iter(|| black_box(run_now(warm.authenticate(Some(black_box(&forged)))).unwrap_err()))
+        });
     }
 }
 

@@ -445,6 +445,42 @@ async fn nbf_in_the_future_is_refused() {
 }
 
 #[tokio::test]
+async fn a_token_refused_as_not_yet_valid_is_accepted_once_it_is() {
+    // Refusals are remembered, but not this one: time makes the token valid.
+    let h = Harness::start_with(sim_config(), |c| c.auth.leeway_secs = 0).await;
+    let mut claims = claims();
+    let valid_from = unix_now() + 2;
+    claims["nbf"] = json!(valid_from);
+    claims["iat"] = json!(valid_from);
+    let token = h.idp.mint(KeyKind::Es256, &claims);
+    refused_for(&h, &token, "not valid yet").await;
+    while unix_now() <= valid_from {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_accepted(&h.change_as(&token, AGENT, CURRENT, NEW).await);
+}
+
+#[tokio::test]
+async fn a_refused_token_stays_refused_when_sent_again() {
+    // The second and third refusals come from the refusal cache; they must say the same.
+    let h = Harness::start().await;
+    let mut claims = claims();
+    claims["iss"] = json!("https://other.example/realms/corp");
+    let wrong_issuer = h.idp.mint(KeyKind::Es256, &claims);
+    let expired = {
+        let mut claims = self::claims();
+        claims["exp"] = json!(unix_now() - 3600);
+        claims["iat"] = json!(unix_now() - 7200);
+        claims["nbf"] = json!(unix_now() - 7200);
+        h.idp.mint(KeyKind::Es256, &claims)
+    };
+    for _ in 0..3 {
+        refused_for(&h, &wrong_issuer, "issuer is not accepted").await;
+        refused_for(&h, &expired, "expired").await;
+    }
+}
+
+#[tokio::test]
 async fn iat_in_the_future_is_refused() {
     let h = Harness::start().await;
     let mut claims = claims();

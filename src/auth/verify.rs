@@ -9,7 +9,12 @@
 //!
 //! Verified tokens are cached (keyed by a SHA-256 of the token, bounded, until `exp`), as
 //! Envoy's `jwt_authn` does: a caller's repeated requests then cost a hash and a lookup.
-//! A change of the key set invalidates every cached entry.
+//! So are refused ones, for the refusals that cannot turn into an acceptance while the key
+//! set stays the same (a bad signature, a wrong issuer, an expired token; not a token that
+//! is not valid *yet*, nor "no keys loaded"): a client replaying a bad or stale token costs
+//! a hash, not a signature check. A forger who sends a new token each time still pays for
+//! one signature check per request; that is the floor. A change of the key set invalidates
+//! every cached entry, accepted or refused.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,6 +60,19 @@ struct Verified {
     generation: u64,
 }
 
+/// A cached refusal.
+struct Refused {
+    /// Why the token was refused.
+    error: AuthError,
+    /// The key-set generation it was checked against.
+    generation: u64,
+}
+
+/// Most refused tokens remembered. A refusal is cheap to recompute for anything but a
+/// signature check, so a modest bound is enough; a flood of distinct tokens only evicts
+/// other refusals, never an accepted token (the caches are separate).
+const REFUSED_CACHE_ENTRIES: usize = 4096;
+
 /// Checks tokens against the key store; shared by all requests.
 pub struct Authenticator {
     /// Settings.
@@ -66,6 +84,8 @@ pub struct Authenticator {
     keys: Arc<KeyStore>,
     /// Verified tokens by SHA-256 of the token.
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Verified>>,
+    /// Refused tokens by SHA-256 of the token (refusals that cannot change, see above).
+    refused: quick_cache::sync::Cache<[u8; 32], Arc<Refused>>,
 }
 
 impl Authenticator {
@@ -93,6 +113,7 @@ impl Authenticator {
             validations,
             keys,
             cache,
+            refused: quick_cache::sync::Cache::new(REFUSED_CACHE_ENTRIES),
         }
     }
 
@@ -127,7 +148,27 @@ impl Authenticator {
             self.cache.remove(&digest);
         }
         let generation = self.keys.generation();
-        let identity = Arc::new(self.verify(token, now).await?);
+        if let Some(refused) = self.refused.get(&digest) {
+            if refused.generation == generation {
+                return Err(refused.error.clone());
+            }
+            self.refused.remove(&digest);
+        }
+        let identity = match self.verify(token, now).await {
+            Ok(identity) => Arc::new(identity),
+            Err(error) => {
+                if is_lasting(&error) {
+                    // The generation from before the check: a key set that changed
+                    // meanwhile makes the entry stale at once rather than wrongly lasting.
+                    let refused = Refused {
+                        error: error.clone(),
+                        generation,
+                    };
+                    self.refused.insert(digest, Arc::new(refused));
+                }
+                return Err(error);
+            }
+        };
         self.cache.insert(
             digest,
             Arc::new(Verified {
@@ -206,6 +247,18 @@ impl Authenticator {
             exp,
         })
     }
+}
+
+/// Whether a refusal holds for as long as the key set stays the same, whatever the time:
+/// such refusals are remembered. A token not valid *yet* becomes valid; "no keys" and an
+/// unknown key are about the key set, which a re-fetch may change (and a re-fetch that
+/// changes it bumps the generation, but one that does not must still be allowed to run,
+/// under its cool-down, for the next such token).
+fn is_lasting(error: &AuthError) -> bool {
+    !matches!(
+        error,
+        AuthError::NotYetValid | AuthError::NoKeys | AuthError::UnknownKey
+    )
 }
 
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly with a fraction, which
