@@ -59,11 +59,12 @@ fn the_load_harness_produces_every_row_without_errors() {
         "nginx proxy",
         "sipgw",
         "sipgw 401 (bad tokens)",
+        "sipgw 401 (a new forgery each time)",
         "sipgw 429 (quota spent)",
     ] {
         assert!(names.contains(&want), "row {want:?} missing: {names:?}");
     }
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     for row in &rows {
         assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
         assert_eq!(

@@ -3,6 +3,8 @@
 -- wrk -s change.lua URL -- TOKENS_FILE MODE [DELAY_MS]
 --   TOKENS_FILE: one "agent token" pair per line (run.py mints them with `sipgw dev-token`)
 --   MODE: "gateway" sends sipgw's request (JWT, /v1/agents/{agent}/sip-phone-password);
+--         "forge" sends it with the token's signature changed differently every time, so
+--         that each request needs a signature check (the worst case of a forgery flood);
 --         "vendor" sends the vendor's own update request, for the direct-to-stand-in row
 --   DELAY_MS: pause per connection between requests (0 = as fast as possible); run.py uses
 --         it to hold a fixed rate below the peak
@@ -15,6 +17,21 @@ local pause_ms = 0
 
 local GATEWAY_BODY = '{"accountPwd":"Welcome~2024","newPhonePwd":"Sip~Phone2025"}'
 local VENDOR_PATH = "/apiaccess/rest/cc-management/v1/sipPhone/updateSipPhonePassword"
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local forged = 0
+
+-- `token` with the first 8 characters of its signature replaced by a counter (base64url).
+local function forge(token)
+  forged = forged + 1
+  local n, prefix = forged, ""
+  for _ = 1, 8 do
+    local digit = n % 64
+    prefix = prefix .. B64:sub(digit + 1, digit + 1)
+    n = math.floor(n / 64)
+  end
+  local head, signature = token:match("^(.*)%.([^.]*)$")
+  return head .. "." .. prefix .. signature:sub(9)
+end
 
 function init(args)
   for line in io.lines(args[1]) do
@@ -49,9 +66,13 @@ function request()
       ["X-App-Key"] = "load-app-key",
     }, body)
   end
+  local token = tokens[next_index]
+  if mode == "forge" then
+    token = forge(token)
+  end
   return wrk.format("POST", "/v1/agents/" .. agent .. "/sip-phone-password", {
     ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. tokens[next_index],
+    ["Authorization"] = "Bearer " .. token,
   }, GATEWAY_BODY)
 end
 

@@ -15,7 +15,9 @@ Everything runs on loopback, on one machine, at the same time as the load genera
 wrk drives each with the same connections, duration and requests (benches/load/change.lua:
 valid JWTs of many callers, each for its own agent). Rows:
   direct stand-in, nginx proxy, sipgw        peak throughput and latency
-  sipgw 401 (bad tokens), sipgw 429 (quota)  refusals, which attacks cost
+  sipgw 401 (bad tokens), sipgw 429 (quota)  refusals, which attacks cost; the bad
+                                             tokens repeat, as a misconfigured client's do
+  sipgw 401 (a new forgery each time)        every request needs a signature check
   direct / sipgw at 50 % of sipgw's peak     added latency at a fixed, sustainable rate
 plus sipgw's footprint: binary size, idle RSS, peak RSS, CPU per 10k requests, start-up
 time to a ready /readyz. Needs nginx and wrk (installed with apt-get when missing and
@@ -376,6 +378,8 @@ fsync = "{self.args.fsync}"
         sipgw_row = rows[-1]
         rows.append(self.row("sipgw 401 (bad tokens)", port, bad, "gateway", "refused",
                              pid=gateway.pid))
+        rows.append(self.row("sipgw 401 (a new forgery each time)", port, tokens, "forge",
+                             "refused", pid=gateway.pid))
         # A second gateway whose only caller's quota is spent after one change.
         cfg429, port429, admin429 = self.sipgw_config(
             "sipgw-429", stand_in, jwks, per_caller="{ burst = 1, per_secs = 86400 }")
