@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Demo { keep_running } => {
-            telemetry::init(LogFormat::Pretty, "warn");
+            let _log = telemetry::init(LogFormat::Pretty, "warn");
             match sipgw::demo::run(keep_running, &mut std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -126,7 +126,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
-    telemetry::init(log_format, "info");
+    let _log = telemetry::init(log_format, "info");
     // The signal handlers come first: a SIGTERM or a SIGHUP (`systemctl reload`) that
     // arrives while the config is read or the ports are bound must not take the signal's
     // default action, which ends the process.

@@ -18,13 +18,32 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Lines waiting for the log thread; beyond this, new lines are dropped (and counted by
+/// the writer) rather than making requests wait for stderr or growing without bound:
+/// at a few hundred bytes a line, at most a few MiB. The audit trail, not the log, is
+/// the complete record.
+const BUFFERED_LINES: usize = 8_192;
+
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
-pub fn init(format: LogFormat, default_filter: &str) {
+///
+/// Lines are formatted on the thread that logs them and written to stderr by a thread of
+/// their own (`tracing-appender`), so a slow or blocked stderr never holds up a request.
+/// Keep the returned guard until the process ends: dropping it flushes what is queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .thread_name("sipgw-log")
+        .finish(std::io::stderr());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match format {
         LogFormat::Json => builder
             .json()
@@ -38,4 +57,5 @@ pub fn init(format: LogFormat, default_filter: &str) {
     };
     // A subscriber installed already (tests) is fine.
     let _ = result;
+    guard
 }

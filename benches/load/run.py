@@ -285,7 +285,8 @@ fsync = "{self.args.fsync}"
         return path, port, admin
 
     def start_sipgw(self, config, admin_port, name):
-        env = dict(os.environ, SIPGW_APP_SECRET=APP_SECRET, RUST_LOG="info")
+        env = dict(os.environ, SIPGW_APP_SECRET=APP_SECRET)
+        env.setdefault("RUST_LOG", "info")
         started = time.monotonic()
         child = self.spawn([os.path.join(self.bin, "sipgw"), "serve", "--config", config],
                            name, env=env)
