@@ -177,6 +177,39 @@ async fn a_flood_of_bad_tokens_writes_a_bounded_number_of_records() {
 }
 
 #[tokio::test]
+async fn a_caller_past_its_quota_writes_a_bounded_number_of_records() {
+    let dir = fresh_dir("quota-flood");
+    let path = audit_path(&dir);
+    let p = path.display().to_string();
+    let mut h = Harness::start_with(sim_config(), move |c| {
+        c.audit.path = p;
+        c.rate_limit.per_caller = QuotaSection {
+            burst: 1,
+            per_secs: 3600,
+        };
+    })
+    .await;
+    assert_eq!(h.change(AGENT, CURRENT, NEW).await.status, 200);
+    for _ in 0..200 {
+        assert_eq!(
+            h.change("agent0", CURRENT, NEW).await.code(),
+            "rate_limited"
+        );
+    }
+    h.shutdown().await;
+    let all = records(&path);
+    // The change (attempt + outcome), the first 10 refusals, one summary of the rest.
+    assert_eq!(all.len(), 13, "{all:?}");
+    let refused = all.iter().filter(|r| r["code"] == "rate_limited").count();
+    assert_eq!(refused, 10);
+    let summary = all.last().unwrap();
+    assert_eq!(summary["kind"], "summary", "{summary}");
+    assert_eq!(summary["suppressed"], 190);
+    assert_eq!(summary["httpStatus"], 429);
+    assert_eq!(verify(&[path], &MacKey::Plain).unwrap().records, 13);
+}
+
+#[tokio::test]
 async fn a_restart_continues_the_chain() {
     let dir = fresh_dir("restart");
     let path = audit_path(&dir);

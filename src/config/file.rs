@@ -310,6 +310,8 @@ pub struct AuditSection {
     pub stdout: bool,
     /// Records per client IP and minute for unauthenticated requests.
     pub unauthenticated_per_minute: u32,
+    /// Records per client IP and minute for authenticated requests a quota refused.
+    pub rate_limited_per_minute: u32,
 }
 
 impl Default for AuditSection {
@@ -322,6 +324,7 @@ impl Default for AuditSection {
             max_bytes: 64 * 1024 * 1024,
             stdout: false,
             unauthenticated_per_minute: 10,
+            rate_limited_per_minute: 10,
         }
     }
 }

@@ -176,6 +176,8 @@ pub struct AuditConfig {
     pub stdout: bool,
     /// Records per client IP and minute for unauthenticated requests.
     pub unauthenticated_per_minute: u32,
+    /// Records per client IP and minute for quota refusals.
+    pub rate_limited_per_minute: u32,
 }
 
 /// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.

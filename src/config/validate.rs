@@ -256,6 +256,12 @@ pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, Config
             0,
             100_000,
         )? as u32,
+        rate_limited_per_minute: in_range(
+            "audit.rate_limited_per_minute",
+            u64::from(a.rate_limited_per_minute),
+            0,
+            100_000,
+        )? as u32,
     })
 }
 

@@ -4,8 +4,9 @@
 //! - An `attempt` record is made durable before the vendor is called; if it cannot be, the
 //!   change is refused (503 `audit_unavailable`) and the vendor never sees it.
 //! - Every request on the endpoint ends with one `outcome` record, written before the
-//!   answer leaves. Outcomes of requests refused before authentication go through flood
-//!   control (per client IP; a `summary` record counts what was suppressed).
+//!   answer leaves. Outcomes of requests refused before authentication, and of quota
+//!   refusals, go through flood control (per client IP; a `summary` record counts what was
+//!   suppressed).
 //! - Records carry no password, token or secret: only the fields of [`Event`].
 
 use std::net::IpAddr;
@@ -20,6 +21,8 @@ use crate::error::ApiError;
 
 /// Window of the unauthenticated records' flood control.
 const FLOOD_WINDOW: Duration = Duration::from_secs(60);
+/// The status of a quota refusal, on the summaries of their flood windows.
+const RATE_LIMITED: u16 = 429;
 
 /// What the audit trail learns about a request as the pipeline proceeds.
 #[derive(Debug, Default)]
@@ -43,6 +46,9 @@ pub struct Auditor {
     writer: AuditWriter,
     /// Flood control for unauthenticated requests.
     throttle: Throttle,
+    /// Flood control for quota refusals: a caller that keeps going past its quota is
+    /// accountable, but its refusals change nothing and must not fill the disk either.
+    quota_throttle: Throttle,
 }
 
 impl Auditor {
@@ -58,6 +64,7 @@ impl Auditor {
         Ok(Self {
             writer,
             throttle: Throttle::new(config.unauthenticated_per_minute, FLOOD_WINDOW),
+            quota_throttle: Throttle::new(config.rate_limited_per_minute, FLOOD_WINDOW),
         })
     }
 
@@ -92,9 +99,18 @@ impl Auditor {
     ) {
         // Anything refused before authentication (bad tokens, but also garbage bodies or
         // wrong methods) is flood-controlled: nobody accountable sent it.
-        if trace.caller.is_none() {
-            let (decision, closed) = self.throttle.decide(ip, tokio::time::Instant::now());
-            self.summaries(closed).await;
+        // So are quota refusals: past its quota a caller is recorded a few times a minute,
+        // then counted.
+        let throttle = if trace.caller.is_none() {
+            Some((&self.throttle, None))
+        } else if code == "rate_limited" {
+            Some((&self.quota_throttle, Some(status)))
+        } else {
+            None
+        };
+        if let Some((throttle, summary_status)) = throttle {
+            let (decision, closed) = throttle.decide(ip, tokio::time::Instant::now());
+            self.summaries(closed, summary_status).await;
             if decision == Decision::Suppress {
                 return;
             }
@@ -118,24 +134,28 @@ impl Auditor {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            let closed = self.throttle.sweep(tokio::time::Instant::now());
-            self.summaries(closed).await;
+            let now = tokio::time::Instant::now();
+            self.summaries(self.throttle.sweep(now), None).await;
+            self.summaries(self.quota_throttle.sweep(now), Some(RATE_LIMITED))
+                .await;
         }
     }
 
     /// On shutdown: writes the summaries of open flood windows and makes every record
     /// durable, whatever the `fsync` policy.
     pub async fn close(&self) {
-        let closed = self
-            .throttle
-            .sweep(tokio::time::Instant::now() + FLOOD_WINDOW);
-        self.summaries(closed).await;
+        let later = tokio::time::Instant::now() + FLOOD_WINDOW;
+        self.summaries(self.throttle.sweep(later), None).await;
+        self.summaries(self.quota_throttle.sweep(later), Some(RATE_LIMITED))
+            .await;
         if let Err(error) = self.writer.flush().await {
             tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
     }
 
-    async fn summaries(&self, closed: Vec<Closed>) {
+    /// Writes one `summary` record per closed window; `http_status` is 429 for quota
+    /// refusals and absent for the mixed refusals before authentication.
+    async fn summaries(&self, closed: Vec<Closed>, http_status: Option<u16>) {
         for window in closed {
             let event = Event {
                 kind: Kind::Summary,
@@ -149,7 +169,7 @@ impl Auditor {
                 },
                 agent: None,
                 code: "suppressed".into(),
-                http_status: None,
+                http_status,
                 vendor: None,
                 latency_ms: None,
                 suppressed: Some(window.suppressed),
