@@ -18,10 +18,11 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Lines waiting for the log thread; beyond this, new lines are dropped (and counted by
-/// the writer) rather than making requests wait for stderr or growing without bound:
-/// at a few hundred bytes a line, at most a few MiB. The audit trail, not the log, is
-/// the complete record.
+/// Lines waiting for the log thread; beyond this, new lines are dropped rather than making
+/// requests wait for stderr or growing without bound: at a few hundred bytes a line, at
+/// most a few MiB. The audit trail, not the log, is the complete record. (At exit the
+/// queue gets about a second to drain; `tracing-appender` says so on stdout if it does
+/// not, which would mix into `audit.stdout` records only when stderr is blocked.)
 const BUFFERED_LINES: usize = 8_192;
 
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.

@@ -206,7 +206,36 @@ async fn a_caller_past_its_quota_writes_a_bounded_number_of_records() {
     assert_eq!(summary["kind"], "summary", "{summary}");
     assert_eq!(summary["suppressed"], 190);
     assert_eq!(summary["httpStatus"], 429);
+    // The summary names the caller, so the flood is on record with its source.
+    assert_eq!(summary["caller"]["sub"], "ops-robot", "{summary}");
+    assert_eq!(summary["caller"]["clientIp"], "127.0.0.1");
     assert_eq!(verify(&[path], &MacKey::Plain).unwrap().records, 13);
+}
+
+#[tokio::test]
+async fn per_agent_quota_refusals_are_always_recorded() {
+    // One caller, one agent past its quota: bounded by the caller's own quota, so every
+    // refusal is on record (an agent being hammered is what a reviewer looks for).
+    let dir = fresh_dir("agent-quota");
+    let path = audit_path(&dir);
+    let p = path.display().to_string();
+    let mut h = Harness::start_with(sim_config(), move |c| {
+        c.audit.path = p;
+        c.rate_limit.per_agent = QuotaSection {
+            burst: 1,
+            per_secs: 3600,
+        };
+    })
+    .await;
+    assert_eq!(h.change(AGENT, CURRENT, NEW).await.status, 200);
+    for _ in 0..30 {
+        assert_eq!(h.change(AGENT, NEW, CURRENT).await.code(), "rate_limited");
+    }
+    h.shutdown().await;
+    let all = records(&path);
+    let refused = all.iter().filter(|r| r["code"] == "rate_limited").count();
+    assert_eq!(refused, 30, "{all:?}");
+    assert!(all.iter().all(|r| r["kind"] != "summary"));
 }
 
 #[tokio::test]

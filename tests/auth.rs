@@ -449,7 +449,7 @@ async fn a_token_refused_as_not_yet_valid_is_accepted_once_it_is() {
     // Refusals are remembered, but not this one: time makes the token valid.
     let h = Harness::start_with(sim_config(), |c| c.auth.leeway_secs = 0).await;
     let mut claims = claims();
-    let valid_from = unix_now() + 2;
+    let valid_from = unix_now() + 4;
     claims["nbf"] = json!(valid_from);
     claims["iat"] = json!(valid_from);
     let token = h.idp.mint(KeyKind::Es256, &claims);

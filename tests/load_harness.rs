@@ -83,7 +83,8 @@ fn the_load_harness_produces_every_row_without_errors() {
         .iter()
         .filter(|r| r["name"].as_str().unwrap().starts_with("sipgw"))
     {
-        assert!(row["cpu_s_per_10k"].as_f64().unwrap() > 0.0, "{row}");
+        // A row of a few dozen requests may not reach one clock tick of CPU.
+        assert!(row["cpu_s_per_10k"].as_f64().unwrap() >= 0.0, "{row}");
         assert!(row["peak_rss_mib"].as_f64().unwrap() > 0.0, "{row}");
     }
     let footprint = &result["footprint"];

@@ -23,7 +23,7 @@ local forged = 0
 -- `token` with the first 8 characters of its signature replaced by a counter (base64url).
 local function forge(token)
   forged = forged + 1
-  local n, prefix = forged, ""
+  local n, prefix = math.floor(forged), ""
   for _ = 1, 8 do
     local digit = n % 64
     prefix = prefix .. B64:sub(digit + 1, digit + 1)
@@ -49,9 +49,11 @@ function init(args)
       return pause_ms
     end
   end
-  -- Threads start at different callers.
+  -- Threads start at different callers, and forge from different points: a forgery must
+  -- never repeat one that sipgw has seen (it would come from the refusal cache).
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
   next_index = math.random(#tokens)
+  forged = math.random(0, 2 ^ 40)
 end
 
 function request()

@@ -170,9 +170,13 @@ class Bench:
         self.children.append(child)
         return child
 
-    def close(self):
+    def close(self, failed=False):
         for child in reversed(self.children):
             child.stop()
+            if failed:
+                with open(child.log.name, errors="replace") as f:
+                    tail = f.readlines()[-15:]
+                log(f"--- last lines of {os.path.basename(child.log.name)}:\n" + "".join(tail))
         if not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -193,7 +197,9 @@ class Bench:
         with open(self.path("tokens.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
         # The same tokens with their signature's first characters changed: every one is
-        # well formed and refused with 401 after a real signature check.
+        # well formed and refused with 401; the first time after a signature check, then
+        # from sipgw's refusal cache (what a client replaying a bad token costs). The
+        # "forge" mode of change.lua makes a new one for every request instead.
         with open(self.path("bad-tokens.txt"), "w") as f:
             for line in lines:
                 agent, token = line.split(" ")
@@ -373,8 +379,6 @@ fsync = "{self.args.fsync}"
 
         _, stand_in, stand_in_kind = self.start_stand_in(nginx)
         proxy_child, proxy = self.start_nginx_proxy(nginx, stand_in) if nginx else (None, None)
-        config, port, admin = self.sipgw_config("sipgw", stand_in, jwks)
-
         # Start-up time to ready, a few fresh processes (each with its own audit trail).
         startups = []
         for i in range(a.startups):
@@ -382,6 +386,8 @@ fsync = "{self.args.fsync}"
             child, seconds = self.start_sipgw(cfg, adm, f"startup{i}")
             startups.append(seconds * 1000)
             child.stop()
+        # Ports are picked just before the process that binds them starts.
+        config, port, admin = self.sipgw_config("sipgw", stand_in, jwks)
         gateway, _ = self.start_sipgw(config, admin, "sipgw")
         time.sleep(0.5)
         idle_rss = proc_status(gateway.pid, "VmRSS") / 1024
@@ -557,8 +563,10 @@ def main():
     bench = Bench(args)
     try:
         result = bench.run()
-    finally:
-        bench.close()
+    except BaseException:
+        bench.close(failed=True)
+        raise
+    bench.close()
     print(table(result))
     print()
     print(targets(result))

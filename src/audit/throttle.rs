@@ -1,19 +1,21 @@
-//! Flood control for unauthenticated requests' records (DESIGN.md §5): per client IP, at
-//! most `limit` outcome records per window; the rest are counted, and the count is written
-//! as one `summary` record when the window closes. A flood of bad tokens therefore cannot
-//! fill the disk, while the fact of the flood, and its size, stay on the record.
+//! Flood control for records (DESIGN.md §5): per key (a client IP for unauthenticated
+//! requests; a caller and its IP for refusals by the caller's own quota), at most `limit`
+//! outcome records per window; the rest are counted, and the count is written as one
+//! `summary` record when the window closes. A flood therefore cannot fill the disk, while
+//! the fact of the flood, its source and its size stay on the record.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Most client IPs tracked at once; beyond it, new IPs share one overflow window.
-const MAX_TRACKED_IPS: usize = 10_000;
+/// Most keys tracked at once; beyond it, new keys share one overflow window.
+const MAX_TRACKED_KEYS: usize = 10_000;
 
-/// One IP's current window.
+/// One key's current window.
 #[derive(Debug, Clone, Copy)]
 struct Window {
     /// When it opened.
@@ -24,7 +26,7 @@ struct Window {
     suppressed: u64,
 }
 
-/// What to do with one unauthenticated request's record.
+/// What to do with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Write it.
@@ -34,26 +36,26 @@ pub enum Decision {
 }
 
 /// A window that closed with suppressed records: write a summary for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed {
-    /// The client.
-    pub ip: Option<IpAddr>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed<K> {
+    /// Whose window it was; `None` for the shared overflow window.
+    pub key: Option<K>,
     /// Records suppressed.
     pub suppressed: u64,
 }
 
-/// Per-IP windows.
-pub struct Throttle {
-    /// Records written per IP and window.
+/// Windows per key (a client IP by default).
+pub struct Throttle<K = IpAddr> {
+    /// Records written per key and window.
     limit: u32,
     /// Window length.
     window: Duration,
     /// Open windows; `None` is the shared overflow window.
-    windows: Mutex<HashMap<Option<IpAddr>, Window>>,
+    windows: Mutex<HashMap<Option<K>, Window>>,
 }
 
-impl Throttle {
-    /// `limit` records per `window` and IP.
+impl<K: Clone + Eq + Hash> Throttle<K> {
+    /// `limit` records per `window` and key.
     pub fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit,
@@ -62,13 +64,14 @@ impl Throttle {
         }
     }
 
-    /// Decides for one record of `ip` at `now`; also returns the closed windows that need a
-    /// summary (including this IP's previous one).
-    pub fn decide(&self, ip: IpAddr, now: Instant) -> (Decision, Vec<Closed>) {
+    /// Decides for one record of `key` at `now`; also returns the closed windows that need
+    /// a summary (including this key's previous one).
+    pub fn decide(&self, key: K, now: Instant) -> (Decision, Vec<Closed<K>>) {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let mut closed = close_expired(&mut windows, now, self.window);
-        let key = if windows.contains_key(&Some(ip)) || windows.len() < MAX_TRACKED_IPS {
-            Some(ip)
+        let key = Some(key);
+        let key = if windows.contains_key(&key) || windows.len() < MAX_TRACKED_KEYS {
+            key
         } else {
             None
         };
@@ -90,7 +93,7 @@ impl Throttle {
 
     /// Closes expired windows (call periodically, so a flood that stopped still gets its
     /// summary).
-    pub fn sweep(&self, now: Instant) -> Vec<Closed> {
+    pub fn sweep(&self, now: Instant) -> Vec<Closed<K>> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let mut closed = close_expired(&mut windows, now, self.window);
         closed.retain(|c| c.suppressed > 0);
@@ -98,17 +101,17 @@ impl Throttle {
     }
 }
 
-fn close_expired(
-    windows: &mut HashMap<Option<IpAddr>, Window>,
+fn close_expired<K: Clone + Eq + Hash>(
+    windows: &mut HashMap<Option<K>, Window>,
     now: Instant,
     length: Duration,
-) -> Vec<Closed> {
+) -> Vec<Closed<K>> {
     let mut closed = Vec::new();
-    windows.retain(|ip, w| {
+    windows.retain(|key, w| {
         let open = now.saturating_duration_since(w.opened) < length;
         if !open {
             closed.push(Closed {
-                ip: *ip,
+                key: key.clone(),
                 suppressed: w.suppressed,
             });
         }
@@ -141,7 +144,7 @@ mod tests {
         assert_eq!(
             closed,
             vec![Closed {
-                ip: Some(ip),
+                key: Some(ip),
                 suppressed: 990
             }]
         );
@@ -164,7 +167,7 @@ mod tests {
         assert_eq!(
             closed,
             vec![Closed {
-                ip: Some(ip),
+                key: Some(ip),
                 suppressed: 1
             }]
         );

@@ -9,10 +9,10 @@
 //!
 //! Verified tokens are cached (keyed by a SHA-256 of the token, bounded, until `exp`), as
 //! Envoy's `jwt_authn` does: a caller's repeated requests then cost a hash and a lookup.
-//! So are refused ones, for the refusals that cannot turn into an acceptance while the key
-//! set stays the same (a bad signature, a wrong issuer, an expired token; not a token that
-//! is not valid *yet*, nor "no keys loaded"): a client replaying a bad or stale token costs
-//! a hash, not a signature check. A forger who sends a new token each time still pays for
+//! So are refused ones, for a minute, when the refusal came from the signature check or
+//! after it and cannot turn into an acceptance while the key set stays the same (a bad
+//! signature, a wrong issuer, an expired token; not a token that is not valid *yet*): a
+//! client replaying a bad or stale token costs a hash, not a signature check. A forger who sends a new token each time still pays for
 //! one signature check per request; that is the floor. A change of the key set invalidates
 //! every cached entry, accepted or refused.
 
@@ -66,7 +66,13 @@ struct Refused {
     error: AuthError,
     /// The key-set generation it was checked against.
     generation: u64,
+    /// When it was refused: entries last [`REFUSED_TTL`], so that a clock stepped forward
+    /// and back again cannot keep a valid token refused for long.
+    at: std::time::Instant,
 }
+
+/// How long a refusal is remembered.
+const REFUSED_TTL: Duration = Duration::from_secs(60);
 
 /// Most refused tokens remembered. A refusal is cheap to recompute for anything but a
 /// signature check, so a modest bound is enough; a flood of distinct tokens only evicts
@@ -149,7 +155,7 @@ impl Authenticator {
         }
         let generation = self.keys.generation();
         if let Some(refused) = self.refused.get(&digest) {
-            if refused.generation == generation {
+            if refused.generation == generation && refused.at.elapsed() < REFUSED_TTL {
                 return Err(refused.error.clone());
             }
             self.refused.remove(&digest);
@@ -163,6 +169,7 @@ impl Authenticator {
                     let refused = Refused {
                         error: error.clone(),
                         generation,
+                        at: std::time::Instant::now(),
                     };
                     self.refused.insert(digest, Arc::new(refused));
                 }
@@ -249,15 +256,20 @@ impl Authenticator {
     }
 }
 
-/// Whether a refusal holds for as long as the key set stays the same, whatever the time:
-/// such refusals are remembered. A token not valid *yet* becomes valid; "no keys" and an
-/// unknown key are about the key set, which a re-fetch may change (and a re-fetch that
-/// changes it bumps the generation, but one that does not must still be allowed to run,
-/// under its cool-down, for the next such token).
+/// Whether a refusal is worth remembering: it came from the signature check or after it
+/// (what costs), and it holds for as long as the key set stays the same. A token not valid
+/// *yet* becomes valid, so it is not remembered; refusals found before any key is used
+/// (malformed, forbidden header members, an `alg` not allowed, an unknown key) are cheap
+/// to find again and would only push the costly ones out of the bounded cache.
 fn is_lasting(error: &AuthError) -> bool {
-    !matches!(
+    matches!(
         error,
-        AuthError::NotYetValid | AuthError::NoKeys | AuthError::UnknownKey
+        AuthError::BadSignature
+            | AuthError::Expired
+            | AuthError::WrongIssuer
+            | AuthError::WrongAudience
+            | AuthError::MissingClaim(_)
+            | AuthError::BadClaim(_)
     )
 }
 

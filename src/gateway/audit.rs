@@ -38,6 +38,8 @@ pub struct Trace {
     /// Whether the vendor may have checked the current password although no clear answer
     /// came (a timeout, a cut connection, a 5xx): the lockout shield counts such a call.
     pub vendor_may_have_checked: bool,
+    /// Whether the caller's own quota refused the request (flood-controlled per caller).
+    pub caller_quota_refused: bool,
 }
 
 /// Writes a request's records.
@@ -46,10 +48,15 @@ pub struct Auditor {
     writer: AuditWriter,
     /// Flood control for unauthenticated requests.
     throttle: Throttle,
-    /// Flood control for quota refusals: a caller that keeps going past its quota is
-    /// accountable, but its refusals change nothing and must not fill the disk either.
-    quota_throttle: Throttle,
+    /// Flood control for refusals by a caller's own quota, per caller (`iss`, `sub`) and
+    /// client IP: such a caller is named on the record, but its refusals change nothing
+    /// and must not fill the disk. (Per-agent quota refusals are always recorded: they come
+    /// after the caller's quota, which bounds them.)
+    quota_throttle: Throttle<CallerKey>,
 }
+
+/// Whose refusals a quota flood window counts: `iss`, `sub` and the client IP.
+type CallerKey = (String, String, IpAddr);
 
 impl Auditor {
     /// Opens the trail (continuing its chain).
@@ -99,21 +106,25 @@ impl Auditor {
     ) {
         // Anything refused before authentication (bad tokens, but also garbage bodies or
         // wrong methods) is flood-controlled: nobody accountable sent it.
-        // So are quota refusals: past its quota a caller is recorded a few times a minute,
-        // then counted.
-        let throttle = if trace.caller.is_none() {
-            Some((&self.throttle, None))
-        } else if code == "rate_limited" {
-            Some((&self.quota_throttle, Some(status)))
-        } else {
-            None
-        };
-        if let Some((throttle, summary_status)) = throttle {
-            let (decision, closed) = throttle.decide(ip, tokio::time::Instant::now());
-            self.summaries(closed, summary_status).await;
-            if decision == Decision::Suppress {
-                return;
+        // So are refusals by a caller's own quota: past it, a caller is recorded a few
+        // times a minute, then counted in a summary that names it.
+        let now = tokio::time::Instant::now();
+        let decision = match &trace.caller {
+            None => {
+                let (decision, closed) = self.throttle.decide(ip, now);
+                self.ip_summaries(closed).await;
+                decision
             }
+            Some((iss, sub)) if trace.caller_quota_refused => {
+                let key = (iss.clone(), sub.clone(), ip);
+                let (decision, closed) = self.quota_throttle.decide(key, now);
+                self.caller_summaries(closed).await;
+                decision
+            }
+            Some(_) => Decision::Write,
+        };
+        if decision == Decision::Suppress {
+            return;
         }
         let event = event(
             Kind::Outcome,
@@ -135,9 +146,8 @@ impl Auditor {
         loop {
             tick.tick().await;
             let now = tokio::time::Instant::now();
-            self.summaries(self.throttle.sweep(now), None).await;
-            self.summaries(self.quota_throttle.sweep(now), Some(RATE_LIMITED))
-                .await;
+            self.ip_summaries(self.throttle.sweep(now)).await;
+            self.caller_summaries(self.quota_throttle.sweep(now)).await;
         }
     }
 
@@ -145,38 +155,62 @@ impl Auditor {
     /// durable, whatever the `fsync` policy.
     pub async fn close(&self) {
         let later = tokio::time::Instant::now() + FLOOD_WINDOW;
-        self.summaries(self.throttle.sweep(later), None).await;
-        self.summaries(self.quota_throttle.sweep(later), Some(RATE_LIMITED))
+        self.ip_summaries(self.throttle.sweep(later)).await;
+        self.caller_summaries(self.quota_throttle.sweep(later))
             .await;
         if let Err(error) = self.writer.flush().await {
             tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
     }
 
-    /// Writes one `summary` record per closed window; `http_status` is 429 for quota
-    /// refusals and absent for the mixed refusals before authentication.
-    async fn summaries(&self, closed: Vec<Closed>, http_status: Option<u16>) {
+    /// Summaries of unauthenticated floods: the client IP and the count.
+    async fn ip_summaries(&self, closed: Vec<Closed<IpAddr>>) {
         for window in closed {
-            let event = Event {
-                kind: Kind::Summary,
-                request_id: None,
-                caller: CallerInfo {
+            let caller = CallerInfo {
+                iss: None,
+                sub: None,
+                client_ip: window
+                    .key
+                    .map_or_else(|| "*".to_owned(), |ip| ip.to_string()),
+            };
+            self.summary(caller, None, window.suppressed).await;
+        }
+    }
+
+    /// Summaries of callers past their quota: the caller, its IP, 429 and the count.
+    async fn caller_summaries(&self, closed: Vec<Closed<CallerKey>>) {
+        for window in closed {
+            let caller = match window.key {
+                Some((iss, sub, ip)) => CallerInfo {
+                    iss: Some(iss),
+                    sub: Some(sub),
+                    client_ip: ip.to_string(),
+                },
+                None => CallerInfo {
                     iss: None,
                     sub: None,
-                    client_ip: window
-                        .ip
-                        .map_or_else(|| "*".to_owned(), |ip| ip.to_string()),
+                    client_ip: "*".to_owned(),
                 },
-                agent: None,
-                code: "suppressed".into(),
-                http_status,
-                vendor: None,
-                latency_ms: None,
-                suppressed: Some(window.suppressed),
             };
-            if let Err(error) = self.writer.append(event).await {
-                tracing::error!(%error, "audit summary record failed");
-            }
+            self.summary(caller, Some(RATE_LIMITED), window.suppressed)
+                .await;
+        }
+    }
+
+    async fn summary(&self, caller: CallerInfo, http_status: Option<u16>, suppressed: u64) {
+        let event = Event {
+            kind: Kind::Summary,
+            request_id: None,
+            caller,
+            agent: None,
+            code: "suppressed".into(),
+            http_status,
+            vendor: None,
+            latency_ms: None,
+            suppressed: Some(suppressed),
+        };
+        if let Err(error) = self.writer.append(event).await {
+            tracing::error!(%error, "audit summary record failed");
         }
     }
 }

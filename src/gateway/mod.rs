@@ -266,6 +266,7 @@ impl Gateway {
         let caller_key = (caller.iss.clone(), caller.sub.clone());
         if let Verdict::Limited { retry_after } = self.limits.check_caller(&caller_key).await {
             self.count_rate_limited("caller");
+            trace.caller_quota_refused = true;
             return Err(ApiError::RateLimited {
                 scope: "caller",
                 spec: self.limits.per_caller.spec(),
