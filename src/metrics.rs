@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    LabelValueEncoder,
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -291,23 +292,23 @@ impl Collector for StateCollector {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
         {
-            let gauge = ConstGauge::new(seconds);
-            gauge.encode(encoder.encode_descriptor(
+            gauge(
+                &mut encoder,
                 "tls_cert_not_after",
                 "Expiry (Unix time) of the API listener's certificate in use.",
                 Some(&Unit::Seconds),
-                gauge.metric_type(),
-            )?)?;
+                seconds,
+            )?;
         }
         // Absent while no token is held: an alert on "absent or below N" covers both.
         if let Some(seconds) = gateway.tokens().expires_in() {
-            let gauge = ConstGauge::new(seconds);
-            gauge.encode(encoder.encode_descriptor(
+            gauge(
+                &mut encoder,
                 "token_expires_in",
                 "Seconds until the held vendor AccessToken expires.",
                 Some(&Unit::Seconds),
-                gauge.metric_type(),
-            )?)?;
+                seconds,
+            )?;
         }
         let stats = gateway.auditor().writer().stats();
         counter(
@@ -322,13 +323,13 @@ impl Collector for StateCollector {
             "Batches of audit records that could not be written or synced, and failed fsyncs of acknowledged records.",
             stats.failures.load(std::sync::atomic::Ordering::Relaxed),
         )?;
-        let degraded = ConstGauge::new(i64::from(gateway.limits().degraded()));
-        degraded.encode(encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "limits_degraded",
             "1 while the Redis backend is unreachable and quotas fall back to local limits.",
             None,
-            degraded.metric_type(),
-        )?)?;
+            i64::from(gateway.limits().degraded()),
+        )?;
         counter(
             &mut encoder,
             "redis_transitions",
@@ -336,6 +337,17 @@ impl Collector for StateCollector {
             gateway.limits().redis_transitions(),
         )
     }
+}
+
+fn gauge<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: N,
+) -> std::fmt::Result {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
 }
 
 fn counter(

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -117,24 +116,12 @@ async fn sigterm_drains_and_exits_0() {
         .spawn()
         .unwrap();
     // The JSON log line "sipgw listening" carries the address.
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let lines_rx = stderr_lines(&mut child);
     let mut log = Vec::new();
-    let addr = loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("sipgw logs its address");
-        log.push(line.clone());
-        let json: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
-        if json["message"] == "sipgw listening" {
-            break json["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let addr = wait_for_listening(&lines_rx, &mut log, Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Traffic with secrets in it: a change, a vendor rejection, a policy refusal.
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -850,25 +849,11 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let lines_rx = stderr_lines(&mut child);
     let mut log = Vec::new();
-    let addr: SocketAddr = loop {
-        let line = lines_rx
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("sipgw logs its address; log: {log:?}"));
-        log.push(line.clone());
-        let json: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
-        if json["message"] == "sipgw listening" {
-            assert_eq!(json["tls"], true, "{line}");
-            break json["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
+    let listening = wait_for_listening(&lines_rx, &mut log, PATIENCE);
+    assert_eq!(listening["tls"], true, "{listening}");
+    let addr: SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
     let token = idp.mint_for("alice", AUDIENCE, Some(AGENT), false);
     let mut conn = Conn::open(addr, client_config(&ca, None, &[b"h2"])).await;
     assert_eq!(conn.peer, first.der);

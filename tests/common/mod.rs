@@ -309,3 +309,36 @@ impl Harness {
         }
     }
 }
+
+/// The lines `child` writes to stderr, as they come (a thread reads them). The child must
+/// have been spawned with `stderr(Stdio::piped())`.
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    lines_rx
+}
+
+/// Reads JSON log lines of `sipgw serve` into `log` until "sipgw listening", and returns
+/// that line (it carries the address); panics after `patience` without it.
+pub fn wait_for_listening(
+    lines: &std::sync::mpsc::Receiver<String>,
+    log: &mut Vec<String>,
+    patience: Duration,
+) -> serde_json::Value {
+    loop {
+        let line = lines
+            .recv_timeout(patience)
+            .unwrap_or_else(|_| panic!("sipgw logs its address; log: {log:?}"));
+        log.push(line.clone());
+        let json: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
+        if json["message"] == "sipgw listening" {
+            return json;
+        }
+    }
+}
