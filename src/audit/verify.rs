@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
 use super::record::unseal;
+use crate::terminal::escape;
 
 /// What an intact trail holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,8 @@ impl fmt::Display for Summary {
             self.files,
             self.first_seq,
             self.first_seq + self.records.saturating_sub(1),
-            self.first_ts.as_deref().unwrap_or("-"),
-            self.last_ts.as_deref().unwrap_or("-"),
+            escape(self.first_ts.as_deref().unwrap_or("-")),
+            escape(self.last_ts.as_deref().unwrap_or("-")),
         )
     }
 }
@@ -53,12 +54,13 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A file name is whatever the directory holds; shown escaped like record values.
         write!(
             f,
             "FAILED: {}:{}: {}",
-            self.file.display(),
+            escape(&self.file.display().to_string()),
             self.line,
-            self.reason
+            escape(&self.reason)
         )
     }
 }
@@ -238,11 +240,13 @@ pub fn select(files: &[PathBuf], filter: &Filter) -> std::io::Result<Vec<Value>>
     Ok(out)
 }
 
-/// One record as a table row: ts, kind, code, status, agent, caller, request id.
+/// One record as a table row: ts, kind, code, status, agent, caller, request id. Every
+/// cell is escaped ([`crate::terminal`]): a `sub` is whatever the identity provider
+/// issued, and a trail may have been edited; neither may drive the reviewer's terminal.
 pub fn table_row(record: &Value) -> String {
     let s = |v: &Value| {
         v.as_str()
-            .map(str::to_owned)
+            .map(|text| escape(text).into_owned())
             .or_else(|| v.as_u64().map(|n| n.to_string()))
             .unwrap_or_else(|| "-".into())
     };
