@@ -3,9 +3,11 @@
 //!
 //! Order: the header's scheme and the token's size first (no decoding of an oversized
 //! token), then a lookup in the verified-token cache, then the header's own fields (before
-//! any key is touched: `alg` allow-list, no key-naming members), then the key by `kid` (with
+//! any key is touched: unique member names in header and claims, `alg` allow-list, no
+//! key-naming members, `typ` when `auth.required_typ` is set), then the key by `kid` (with
 //! one re-fetch for an unknown `kid`), then jsonwebtoken's signature and claim checks with
-//! every claim we rely on made mandatory, then the claims this gateway reads.
+//! every claim we rely on made mandatory, then the claims this gateway reads (a non-blank
+//! `sub`, `iat` not in the future, `exp - iat` within `auth.max_token_lifetime_secs`).
 //!
 //! Verified tokens are cached (keyed by a SHA-256 of the token, bounded, until `exp`), as
 //! Envoy's `jwt_authn` does: a caller's repeated requests then cost a hash and a lookup.
@@ -28,6 +30,10 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyStore;
 use super::{AuthError, Identity, Policy};
+use strict::Members;
+pub use strict::RequiredTyp;
+
+mod strict;
 
 /// Tokens over this size are refused unread (DESIGN.md §2).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -50,6 +56,10 @@ pub struct AuthSettings {
     pub policy: Policy,
     /// Most entries in the verified-token cache.
     pub cache_entries: usize,
+    /// The JOSE `typ` every token must carry (`auth.required_typ`), if any.
+    pub required_typ: Option<RequiredTyp>,
+    /// The longest `exp - iat` accepted (`auth.max_token_lifetime_secs`), if bounded.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// A cached verification.
@@ -189,7 +199,14 @@ impl Authenticator {
     /// The full check of a token not found in the cache.
     async fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
         let header = parse_header(token)?;
+        unique_claim_names(token)?;
         let alg = header_algorithm(&header, &self.settings.algorithms)?;
+        if let Some(required) = &self.settings.required_typ {
+            match header.get("typ") {
+                Some(Value::String(typ)) if required.matches(typ) => {}
+                _ => return Err(AuthError::WrongType),
+            }
+        }
         let kid = match header.get("kid") {
             None => None,
             Some(Value::String(kid)) => Some(kid.as_str()),
@@ -227,8 +244,9 @@ impl Authenticator {
             Some(Value::String(iss)) if *iss == self.settings.issuer => iss.clone(),
             _ => return Err(AuthError::WrongIssuer),
         };
+        // A blank `sub` names nobody: the quotas and the audit trail key callers by it.
         let sub = match claims.get("sub") {
-            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(Value::String(sub)) if !sub.trim().is_empty() => sub.clone(),
             Some(_) => return Err(AuthError::BadClaim("sub")),
             None => return Err(AuthError::MissingClaim("sub")),
         };
@@ -237,15 +255,23 @@ impl Authenticator {
             .and_then(numeric_date)
             .ok_or(AuthError::BadClaim("exp"))?;
         // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
-        match claims.get("iat") {
-            None => {}
+        let iat = match claims.get("iat") {
+            None => None,
             Some(iat) => match numeric_date(iat) {
                 Some(iat) if iat > now.saturating_add(self.settings.leeway.as_secs()) => {
                     return Err(AuthError::NotYetValid);
                 }
-                Some(_) => {}
+                Some(iat) => Some(iat),
                 None => return Err(AuthError::BadClaim("iat")),
             },
+        };
+        // A bounded lifetime needs to know when the token was issued: without `iat` the
+        // bound could not be checked, so such a token is refused rather than trusted.
+        if let Some(max) = self.settings.max_lifetime {
+            let iat = iat.ok_or(AuthError::MissingClaim("iat"))?;
+            if exp.saturating_sub(iat) > max.as_secs() {
+                return Err(AuthError::LifetimeTooLong);
+            }
         }
         Ok(Identity {
             iss,
@@ -259,8 +285,10 @@ impl Authenticator {
 /// Whether a refusal is worth remembering: it came from the signature check or after it
 /// (what costs), and it holds for as long as the key set stays the same. A token not valid
 /// *yet* becomes valid, so it is not remembered; refusals found before any key is used
-/// (malformed, forbidden header members, an `alg` not allowed, an unknown key) are cheap
-/// to find again and would only push the costly ones out of the bounded cache.
+/// (malformed, repeated member names, forbidden header members, an `alg` or `typ` not
+/// allowed, an unknown key) are cheap to find again and would only push the costly ones
+/// out of the bounded cache. A blank `sub` (a bad claim) and a lifetime over the bound can
+/// never become acceptances, so they are remembered.
 fn is_lasting(error: &AuthError) -> bool {
     matches!(
         error,
@@ -270,6 +298,7 @@ fn is_lasting(error: &AuthError) -> bool {
             | AuthError::WrongAudience
             | AuthError::MissingClaim(_)
             | AuthError::BadClaim(_)
+            | AuthError::LifetimeTooLong
     )
 }
 
@@ -332,6 +361,7 @@ fn parse_header(token: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| AuthError::Malformed)?;
+    check_members(&bytes)?;
     let header: Map<String, Value> =
         serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
     if FORBIDDEN_HEADER_MEMBERS
@@ -341,6 +371,25 @@ fn parse_header(token: &str) -> Result<Map<String, Value>, AuthError> {
         return Err(AuthError::ForbiddenHeader);
     }
     Ok(header)
+}
+
+/// Refuses a claims set (the token's second segment) that repeats a member name; runs once
+/// per token, as repeats are answered from the verified-token cache.
+fn unique_claim_names(token: &str) -> Result<(), AuthError> {
+    let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| AuthError::Malformed)?;
+    check_members(&bytes)
+}
+
+/// A JSON segment whose objects all have distinct member names (RFC 7519 §4).
+fn check_members(json: &[u8]) -> Result<(), AuthError> {
+    match strict::members(json) {
+        Members::Unique => Ok(()),
+        Members::Repeated => Err(AuthError::DuplicateMember),
+        Members::NotJson => Err(AuthError::Malformed),
+    }
 }
 
 /// The header's `alg`, if it is one of `allowed` (`none` and HMAC never are).

@@ -170,6 +170,9 @@ pub struct AuthSection {
     pub leeway_secs: u64,
     /// Claim that names the caller's own agent account.
     pub agent_claim: String,
+    /// How that claim is compared with the `userAccount` of the URL: `"exact"` or
+    /// `"case_insensitive"` (ASCII).
+    pub agent_claim_match: String,
     /// Whether callers may change their own agent's password.
     pub self_service: bool,
     /// Scopes (`scope`/`scp`) that allow changing any agent's password.
@@ -180,6 +183,11 @@ pub struct AuthSection {
     pub roles_claim: String,
     /// Most verified tokens kept in the cache.
     pub verified_cache_entries: usize,
+    /// When set, the JOSE header's `typ` must name this media type (RFC 9068 §2.1:
+    /// `at+jwt`); compared case-insensitively, with or without `application/`.
+    pub required_typ: Option<String>,
+    /// When set, `exp - iat` may not exceed this; tokens without `iat` are then refused.
+    pub max_token_lifetime_secs: Option<u64>,
 }
 
 impl Default for AuthSection {
@@ -198,11 +206,14 @@ impl Default for AuthSection {
             allow_insecure_http: false,
             leeway_secs: 30,
             agent_claim: "preferred_username".into(),
+            agent_claim_match: "exact".into(),
             self_service: true,
             admin_scopes: Vec::new(),
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
             verified_cache_entries: 10_000,
+            required_typ: None,
+            max_token_lifetime_secs: None,
         }
     }
 }
@@ -231,6 +242,8 @@ pub struct RateLimitSection {
     pub per_agent: QuotaSection,
     /// Per caller (`iss` + `sub`).
     pub per_caller: QuotaSection,
+    /// How `userAccount` keys every per-agent limit: `"case_folded"` or `"exact"`.
+    pub account_key: String,
 }
 
 impl Default for RateLimitSection {
@@ -247,6 +260,7 @@ impl Default for RateLimitSection {
                 burst: 30,
                 per_secs: 60,
             },
+            account_key: "case_folded".into(),
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::auth::{AuthSettings, Policy};
 use crate::limits::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaSpec;
 use crate::password_policy::PasswordPolicy;
+use crate::request::AccountFolding;
 use crate::server::Limits;
 use crate::tls::TlsFiles;
 pub use file::FileConfig;
@@ -200,6 +201,8 @@ pub struct LimitsConfig {
     /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a
     /// turn taken by a replica that crashed expires on its own.
     pub turn_lease: Duration,
+    /// How a `userAccount` becomes the key of every per-agent limit.
+    pub account_folding: AccountFolding,
 }
 
 /// `rate_limit.backend`.

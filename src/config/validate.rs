@@ -2,6 +2,11 @@
 //! values; every error names its key.
 
 use super::*;
+use crate::auth::policy::AgentMatch;
+use crate::auth::verify::RequiredTyp;
+
+/// Upper bound of `auth.max_token_lifetime_secs`: a year, far above any access token.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 86_400;
 
 pub(super) fn server_config(s: &file::ServerSection) -> Result<ServerConfig, ConfigError> {
     let listen = s.listen.parse().map_err(|_| {
@@ -151,6 +156,16 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             per,
         })
     };
+    let account_folding = match r.account_key.as_str() {
+        "case_folded" => AccountFolding::CaseFolded,
+        "exact" => AccountFolding::Exact,
+        other => {
+            return Err(invalid(
+                "rate_limit.account_key",
+                format!("must be \"case_folded\" or \"exact\", got {other:?}"),
+            ));
+        }
+    };
     let l = &file.lockout;
     let i = &file.idempotency;
     Ok(LimitsConfig {
@@ -180,6 +195,7 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             1,
             600_000,
         )? + TURN_LEASE_MARGIN,
+        account_folding,
     })
 }
 
@@ -325,6 +341,34 @@ pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigErr
             format!("is not a claim path: {:?}", a.roles_claim),
         ));
     }
+    let agent_match = match a.agent_claim_match.as_str() {
+        "exact" => AgentMatch::Exact,
+        "case_insensitive" => AgentMatch::CaseInsensitive,
+        other => {
+            return Err(invalid(
+                "auth.agent_claim_match",
+                format!("must be \"exact\" or \"case_insensitive\", got {other:?}"),
+            ));
+        }
+    };
+    let required_typ = match a.required_typ.as_deref() {
+        None => None,
+        Some(typ) => Some(RequiredTyp::new(typ).ok_or_else(|| {
+            invalid(
+                "auth.required_typ",
+                format!("must be a media type such as \"at+jwt\", got {typ:?}"),
+            )
+        })?),
+    };
+    let max_lifetime = match a.max_token_lifetime_secs {
+        None => None,
+        Some(s) => Some(secs(
+            "auth.max_token_lifetime_secs",
+            s,
+            1,
+            MAX_TOKEN_LIFETIME_SECS,
+        )?),
+    };
     let leeway = secs("auth.leeway_secs", a.leeway_secs, 0, 300)?;
     let settings = AuthSettings {
         issuer: issuer.clone(),
@@ -333,6 +377,7 @@ pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigErr
         leeway,
         policy: Policy {
             agent_claim: a.agent_claim.clone(),
+            agent_match,
             self_service: a.self_service,
             admin_scopes: a.admin_scopes.clone(),
             admin_roles: a.admin_roles.clone(),
@@ -344,6 +389,8 @@ pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigErr
             1,
             1_000_000,
         )? as usize,
+        required_typ,
+        max_lifetime,
     };
     let fetch = FetchSettings {
         issuer,
