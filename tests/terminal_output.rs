@@ -1,15 +1,20 @@
 //! What reaches a reviewer's terminal (issue 11, finding 7), through the `sipgw` binary:
 //! control and bidi characters from a trail or a config are shown as visible escapes, and
 //! a reader that closes the pipe early (`sipgw audit show | head -1`) ends the output
-//! quietly instead of a panic.
+//! quietly instead of a panic; a hostile `sub` or path reaches the log escaped.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use sipgw::audit::chain::MacKey;
 use sipgw::audit::record::{CallerInfo, Event, Kind};
 use sipgw::audit::writer::{AuditWriter, Fsync, WriterConfig};
+use std::time::Duration;
+
+use common::*;
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 /// A `sub` that would turn the terminal red, clear the screen (8-bit CSI) and reverse the
@@ -121,4 +126,100 @@ fn check_config_escapes_the_values_it_echoes() {
     assert!(output.status.success(), "{stdout}");
     assert!(!has_raw_controls(&stdout), "raw controls in {stdout:?}");
     assert!(stdout.contains("upn\\u{9b}2J\\u{202e}x"), "{stdout}");
+}
+
+// Two workers: this test blocks on the child's sockets and log while the issuer and the
+// simulator serve from the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_sub_and_path_reach_the_log_escaped() {
+    let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+    let idp_addr = idp
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim_addr = sim
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let dir = fresh_dir("term-log");
+    let audit_path = dir.join("audit.jsonl").display().to_string();
+    let config = dir.join("sipgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [audit]\npath = {audit_path:?}\n\
+             [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
+             jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
+             [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(SIPGW)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SIPGW_APP_SECRET", APP_SECRET)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let mut log = Vec::new();
+    let addr = wait_for_listening(&lines, &mut log, Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A caller whose `sub` is hostile, asking for an agent it may not change (403), and a
+    // path holding a raw U+202E (404), sent as bytes.
+    let token = idp.mint_for(HOSTILE_SUB, AUDIENCE, Some("someone-else"), false);
+    let exchange = |head: Vec<u8>| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(&head).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let body = r#"{"accountPwd":"Welcome~2024","newPhonePwd":"Sip~Phone2025"}"#;
+    let forbidden = exchange(
+        format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            Harness::endpoint(AGENT),
+            body.len()
+        )
+        .into_bytes(),
+    );
+    assert!(forbidden.starts_with("HTTP/1.1 403"), "{forbidden}");
+    let mut head = b"GET /v1/x".to_vec();
+    head.extend_from_slice("\u{202e}gnp".as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let not_found = exchange(head);
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+    let mut requests = Vec::new();
+    while requests.len() < 2 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("two request lines; log: {log:?}"));
+        log.push(line.clone());
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["message"] == "request" {
+            requests.push((line, json));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for (line, _) in &requests {
+        assert!(!has_raw_controls(line), "raw controls in {line:?}");
+    }
+    let spans: Vec<&serde_json::Value> = requests.iter().map(|(_, json)| &json["span"]).collect();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["sub"] == "mallory\\u{1b}[31m\\u{9b}2J\\u{202e}gnp.exe"),
+        "{spans:?}"
+    );
+    assert!(
+        spans.iter().any(|s| s["route"] == "/v1/x\\u{202e}gnp"),
+        "{spans:?}"
+    );
 }
