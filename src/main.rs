@@ -71,7 +71,7 @@ enum AuditCommand {
         /// Trail files, or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Only this agent.
+        /// Only this agent (in any letter case: one account to the limits).
         #[arg(long)]
         agent: Option<String>,
         /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).

@@ -198,7 +198,8 @@ fn verify_with(files: &[PathBuf], key: &MacKey, later_start: bool) -> Result<Sum
 /// What `audit show` selects.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    /// Only this agent.
+    /// Only this agent, in any ASCII letter case: the per-agent limits key accounts
+    /// case-folded by default, so `A1002` and `a1002` are one account to review.
     pub agent: Option<String>,
     /// Only records at or after this RFC 3339 time (string comparison of UTC `ts`).
     pub since: Option<String>,
@@ -212,7 +213,7 @@ impl Filter {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
         self.agent
             .as_deref()
-            .is_none_or(|a| field("agent") == Some(a))
+            .is_none_or(|a| field("agent").is_some_and(|f| f.eq_ignore_ascii_case(a)))
             && self
                 .code
                 .as_deref()
@@ -260,4 +261,29 @@ pub fn table_row(record: &Value) -> String {
         s(&record["caller"]["sub"]),
         s(&record["requestId"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_filter_ignores_ascii_case() {
+        let record = serde_json::json!({"agent": "A1002", "code": "ok"});
+        let filter = |agent: &str| Filter {
+            agent: Some(agent.into()),
+            ..Filter::default()
+        };
+        assert!(filter("a1002").matches(&record));
+        assert!(filter("A1002").matches(&record));
+        assert!(!filter("a1003").matches(&record));
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let record = serde_json::json!({"caller": {"sub": "x\u{1b}]0;pwned\u{7}"}, "seq": 1});
+        let row = table_row(&record);
+        assert!(row.contains("x\\u{1b}]0;pwned\\u{7}"), "{row}");
+        assert!(!row.contains('\u{1b}'));
+    }
 }
