@@ -70,7 +70,10 @@ pub enum AccountFolding {
 /// lockout count, turn, idempotency scope; in memory and in Redis). The request is still
 /// forwarded, and audited, with the account as written; only the limits use this.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AccountKey(String);
+pub struct AccountKey(
+    /// The account, ASCII lower-cased unless the folding is `Exact`.
+    String,
+);
 
 impl AccountKey {
     /// The key of `account` (a `userAccount` as parsed by [`parse_user_account`], or an

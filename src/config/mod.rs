@@ -8,6 +8,7 @@
 
 pub mod file;
 mod validate;
+mod validate_auth;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -337,7 +338,7 @@ impl Config {
             server: validate::server_config(&file.server)?,
             vendor: validate::vendor_config(&file.vendor, env)?,
             password_policy,
-            auth: validate::auth_config(&file.auth)?,
+            auth: validate_auth::auth_config(&file.auth)?,
             limits: validate::limits_config(&file)?,
             audit: validate::audit_config(&file.audit)?,
         })

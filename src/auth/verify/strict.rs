@@ -113,7 +113,10 @@ impl<'de> Visitor<'de> for UniqueMembers<'_> {
 /// `auth.required_typ`, normalised: a media type without its `application/` prefix, in
 /// lower case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequiredTyp(String);
+pub struct RequiredTyp(
+    /// The media type, lower case, without `application/`.
+    String,
+);
 
 impl RequiredTyp {
     /// The configured value, or `None` when it is not a media type name (RFC 6838 §4.2:
