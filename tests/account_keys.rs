@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
@@ -92,6 +95,29 @@ async fn exact_account_keys_keep_spellings_apart_when_configured() {
     let other = h.change(LOWER, NEW, CURRENT).await;
     assert_eq!(other.code(), "vendor_rejected", "{}", other.text);
     assert_eq!(h.sim.update_count(), 2);
+}
+
+#[tokio::test]
+async fn two_spellings_take_turns_as_one_agent() {
+    // No waiting for a turn: a second change of the same account while the first is at
+    // the vendor is refused at once.
+    let h = Arc::new(Harness::start_with(sim(), |c| c.lockout.change_wait_ms = 0).await);
+    h.sim
+        .faults()
+        .set_update_delay(Some(Duration::from_secs(5)));
+    let first = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.change(UPPER, CURRENT, NEW).await.status })
+    };
+    // The first holds the agent's turn once the vendor has its call.
+    while h.sim.update_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = h.change(LOWER, CURRENT, NEW).await;
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert_eq!(second.code(), "change_in_progress");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(h.sim.update_count(), 1);
 }
 
 #[tokio::test]

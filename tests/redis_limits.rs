@@ -163,6 +163,23 @@ async fn a_success_resets_the_shared_lockout_count() {
 }
 
 #[tokio::test]
+async fn the_shared_lockout_count_is_keyed_by_the_case_folded_account() {
+    let redis = redis_or_skip!();
+    let (a, b) = replicas(&redis, |c| c.lockout.max_consecutive_failures = 2).await;
+    // The vendor knows `agent5`; `AGENT5` is rejected (as an unknown account here), and
+    // counts for the same account key.
+    for _ in 0..2 {
+        assert_eq!(
+            a.change("AGENT5", WRONG, NEW).await.code(),
+            "vendor_rejected"
+        );
+    }
+    let blocked = b.change("agent5", CURRENT, NEW).await;
+    assert_eq!(blocked.code(), "lockout_protection", "{}", blocked.text);
+    assert_eq!(a.sim.update_count(), 2, "replica B never called the vendor");
+}
+
+#[tokio::test]
 async fn concurrent_changes_via_two_replicas_never_overlap_at_the_vendor() {
     let redis = redis_or_skip!();
     let (a, b) = replicas(&redis, |_| {}).await;
