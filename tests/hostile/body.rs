@@ -398,3 +398,51 @@ async fn the_token_is_judged_before_the_body() {
         suite.assert_alive(&name).await;
     }
 }
+
+/// Hostile `Idempotency-Key` values on a change the vendor would accept: each is refused
+/// before the vendor (400 `invalid_request`) and stores nothing.
+#[tokio::test]
+async fn hostile_idempotency_keys_are_refused_before_the_vendor() {
+    let suite = Suite::start().await;
+    let long = "k".repeat(129);
+    let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+        ("129 characters", vec![long.as_bytes()]),
+        ("empty", vec![b""]),
+        ("a space", vec![b"key one"]),
+        ("non-ASCII bytes", vec!["kl\u{e9}".as_bytes()]),
+        ("two headers", vec![b"key-1", b"key-2"]),
+    ];
+    for (label, keys) in cases {
+        let name = format!("Idempotency-Key: {label}");
+        let mut request = http::Request::post(suite.h.url(&Harness::endpoint(TARGET)))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", suite.admin_token()));
+        for key in keys {
+            request = request.header(
+                "idempotency-key",
+                http::HeaderValue::from_bytes(key).unwrap(),
+            );
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                super::support::valid_body(),
+            )))
+            .unwrap();
+        let mark = suite.mark();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = super::support::within(&name, client.request(request))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        suite.assert_outcomes(mark, &[("invalid_request", 400)], &name);
+        suite.assert_trail_intact(&name);
+        suite.assert_alive(&name).await;
+    }
+    assert_eq!(
+        suite.h.sim.agent_password(TARGET).as_deref(),
+        Some(CURRENT),
+        "the target's password never changed"
+    );
+}
