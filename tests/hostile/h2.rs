@@ -80,9 +80,10 @@ fn assert_contained(suite: &Suite, mark: Mark, lively: u64, max_records: usize, 
     suite.assert_trail_intact(case);
 }
 
-/// For attacks whose cancelled handlers may still write a refusal record after the case
-/// looked (a stream reset while its body was read): a legitimate change is served, then the
-/// totals since `mark` are checked as in [`assert_contained`], the new change included.
+/// For attacks on streams whose requests were already handed to the gateway: each runs in
+/// a task of its own, which a reset does not cancel, so its refusal (an unreadable body) may
+/// be recorded after the case looked. A legitimate change is served, then the totals since
+/// `mark` are checked as in [`assert_contained`], that change included.
 async fn assert_alive_after(
     suite: &Suite,
     mark: Mark,
@@ -370,7 +371,7 @@ async fn window_update_and_data_abuse_get_their_protocol_errors() {
     suite.assert_trail_intact(case);
     suite.assert_alive(case).await;
 
-    // Last, since its handler may still write after the case looked: a stream window
+    // Last, since its request may still be recorded after the case looked: a stream window
     // pushed past 2^31-1 (on an open stream waiting for its body): that stream is reset with
     // FLOW_CONTROL_ERROR (§6.9.1); the request may or may not have been recorded as an
     // unreadable body before the reset, but nothing else happens.

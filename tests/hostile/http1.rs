@@ -590,3 +590,61 @@ async fn first_responses(addr: SocketAddr, bytes: &[u8], case: &str) -> Vec<RawR
         );
     }
 }
+
+/// A client that hangs up right after sending a change cannot take the change's outcome
+/// with it: the vendor's rejection is still recorded and counted by the lockout shield, so
+/// hanging up is no way past the shield to the vendor's third strike.
+#[tokio::test]
+async fn hanging_up_mid_change_does_not_hide_a_rejection_from_the_shield() {
+    use tokio::io::AsyncWriteExt;
+    let suite = Suite::start_with(|c| c.lockout.max_consecutive_failures = 2).await;
+    let agent = "agent12";
+    // The vendor answers after the client is gone.
+    suite
+        .h
+        .sim
+        .faults()
+        .set_update_delay(Some(std::time::Duration::from_millis(300)));
+    let wrong = serde_json::json!({ "accountPwd": "Wrong~Pass11", "newPhonePwd": NEW }).to_string();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{wrong}",
+        Harness::endpoint(agent),
+        suite.admin_token(),
+        wrong.len()
+    );
+    let mark = suite.mark();
+    for attempt in 1..=2 {
+        let mut stream = tokio::net::TcpStream::connect(suite.h.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        drop(stream);
+        // Each rejection must be on record before the next attempt (the shield counts in
+        // order); wait for it, bounded.
+        let deadline = tokio::time::Instant::now() + super::support::PATIENCE;
+        while suite
+            .added(mark)
+            .iter()
+            .filter(|r| r["code"] == "vendor_rejected")
+            .count()
+            < attempt
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the outcome of an abandoned change was never recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(suite.h.sim.update_count(), mark.vendor + 2);
+    suite.h.sim.faults().set_update_delay(None);
+    let name = "hang-up: the third attempt";
+    let answer = suite.h.change(agent, "Wrong~Pass11", NEW).await;
+    super::support::assert_problem(&answer, 429, "lockout_protection", name);
+    assert_eq!(
+        suite.h.sim.update_count(),
+        mark.vendor + 2,
+        "{name}: the vendor never saw a third strike"
+    );
+    assert!(!suite.h.sim.is_locked(agent), "{name}");
+    suite.assert_trail_intact(name);
+    suite.assert_alive(name).await;
+}
