@@ -381,6 +381,29 @@ async fn smuggling_and_framing_games_never_run_a_hidden_request() {
             &[("invalid_request", 400)],
         ),
         case(
+            "a 64 KiB chunk extension",
+            format!(
+                "{}{:x};ext={}\r\n{POLICY_BODY}\r\n0\r\n\r\n",
+                head(&tok, "Transfer-Encoding: chunked\r\n"),
+                policy_len,
+                "e".repeat(64 * 1024)
+            ),
+            &[INVALID],
+            &[("invalid_request", 400)],
+        ),
+        case(
+            "2000 trailer fields after the last chunk",
+            format!(
+                "{}{policy_len:x}\r\n{POLICY_BODY}\r\n0\r\n{}\r\n",
+                head(&tok, "Transfer-Encoding: chunked\r\n"),
+                (0..2000)
+                    .map(|i| format!("x-t{i}: v\r\n"))
+                    .collect::<String>()
+            ),
+            &[INVALID],
+            &[("invalid_request", 400)],
+        ),
+        case(
             "a NUL in a header value",
             format!(
                 "{}{POLICY_BODY}",
