@@ -219,7 +219,9 @@ impl Gateway {
         response
     }
 
-    /// The pipeline, in the order of DESIGN.md §1. The audit steps (issue 5) take their
+    /// The pipeline, in the order of DESIGN.md §1: everything the head can decide (route,
+    /// method, media type, declared length, the JWT, the caller's quota, authorization)
+    /// before the body is read, then the body and the rest. The audit steps take their
     /// places as marked.
     async fn change_password(
         &self,
