@@ -91,16 +91,23 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
-        Command::CheckConfig { config } => match Config::check(&config) {
-            Ok(effective) => {
-                print!("{effective}");
-                ExitCode::SUCCESS
+        Command::CheckConfig { config } => {
+            // Warnings about the config (deprecated keys) go to stderr, as `serve` logs
+            // them; dropping the guard flushes them before the effective config is printed.
+            let log = telemetry::init(LogFormat::Pretty, "warn");
+            let checked = Config::check(&config);
+            drop(log);
+            match checked {
+                Ok(effective) => {
+                    print!("{effective}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("sipgw: invalid configuration: {error}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
-            Err(error) => {
-                eprintln!("sipgw: invalid configuration: {error}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::Audit(command) => audit(command),
         Command::DevToken(args) => match sipgw::dev_token::run(&args) {
             Ok(token) => {

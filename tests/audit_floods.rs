@@ -322,3 +322,86 @@ async fn changes_that_reach_the_vendor_keep_both_records_while_their_caller_floo
         .sum();
     assert_eq!(of("outcome", "invalid_request") as u64 + counted, 200);
 }
+
+#[test]
+fn the_deprecated_flood_keys_still_work_with_a_warning() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sipgw.example.toml");
+    let check = |env: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipgw"))
+            .args(["check-config", "--config", example])
+            .env("SIPGW_APP_SECRET", "x")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let output = check(&[("SIPGW__AUDIT__UNAUTHENTICATED_PER_MINUTE", "3")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("deprecated") && stderr.contains("audit.unauthenticated_per_minute"),
+        "{stderr}"
+    );
+    // Both names with different values: which one was meant is unclear, so neither wins.
+    let output = check(&[
+        ("SIPGW__AUDIT__RATE_LIMITED_PER_MINUTE", "3"),
+        ("SIPGW__AUDIT__FLOOD_CALLER_PER_MINUTE", "4"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("audit.rate_limited_per_minute"), "{stderr}");
+}
+
+#[test]
+fn verify_and_show_read_old_and_new_summaries() {
+    use sipgw::audit::chain::GENESIS;
+    use sipgw::audit::record::{CallerInfo, Event, FloodSummary, Kind, seal, unsealed_json};
+    use sipgw::audit::verify::{Filter, select};
+    let summary = |http_status, flood| Event {
+        kind: Kind::Summary,
+        request_id: None,
+        caller: CallerInfo {
+            iss: Some(ISSUER.into()),
+            sub: Some("mallory".into()),
+            client_ip: "127.0.0.1".into(),
+        },
+        agent: None,
+        code: "suppressed".into(),
+        http_status,
+        vendor: None,
+        latency_ms: None,
+        suppressed: Some(7),
+        flood,
+    };
+    // As written before issue 11 (a caller's quota refusals), and as written now.
+    let flood = FloodSummary {
+        network: None,
+        since: "2026-12-01T05:00:00.000Z".into(),
+        codes: BTreeMap::from([("forbidden".to_owned(), 7)]),
+    };
+    let events = [summary(Some(429), None), summary(None, Some(flood))];
+    let mut prev = GENESIS.to_owned();
+    let mut text = String::new();
+    for (seq, event) in (1..).zip(&events) {
+        let unsealed = unsealed_json(seq, "2026-12-01T05:01:00.000Z", event, &prev);
+        let mac = MacKey::Plain.mac(&prev, &unsealed);
+        text.push_str(&seal(&unsealed, &mac));
+        text.push('\n');
+        prev = mac;
+    }
+    let path = trail("old-and-new-summaries");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(
+        verify(std::slice::from_ref(&path), &MacKey::Plain)
+            .unwrap()
+            .records,
+        2
+    );
+    let filter = Filter {
+        code: Some("suppressed".into()),
+        ..Filter::default()
+    };
+    let shown = select(&[path], &filter).unwrap();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0]["httpStatus"], 429);
+    assert_eq!(shown[1]["codes"], json!({ "forbidden": 7 }));
+}
