@@ -37,8 +37,8 @@ pub struct Trace {
     /// Whether the vendor may have checked the current password although no clear answer
     /// came (a timeout, a cut connection, a 5xx): the lockout shield counts such a call.
     pub vendor_may_have_checked: bool,
-    /// Whether the `attempt` record was made durable: the change reached (or was about
-    /// to reach) the vendor, so its outcome is never flood-controlled.
+    /// Whether an `attempt` record was (or may have been) written: the change reached, or
+    /// was about to reach, the vendor, so its outcome is never flood-controlled.
     pub attempted: bool,
     /// Whether the request's body was read; an HTTP/1.1 answer given before it closes the
     /// connection, whose unread body could otherwise be taken for the next request.

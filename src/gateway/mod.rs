@@ -347,13 +347,13 @@ impl Gateway {
 
         // 9. Audit `attempt`: durable before the vendor is called, or no call at all (and no
         //    waiting past the request's deadline for a stalled disk).
+        // From here on the outcome is never flood-controlled: a reader must not find an
+        // attempt (even one made durable only after its deadline) without its outcome.
+        trace.attempted = true;
         match tokio::time::timeout_at(deadline, self.auditor.attempt(request_id, trace, client_ip))
             .await
         {
-            Ok(written) => {
-                written?;
-                trace.attempted = true;
-            }
+            Ok(written) => written?,
             Err(_) => {
                 tracing::error!(
                     request_id,
