@@ -182,3 +182,71 @@ fn summary<K>(caller: CallerInfo, network: Option<String>, closed: Closed<K>) ->
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flood(per_minute: u32) -> Flood {
+        Flood::new(&FloodConfig {
+            caller_per_minute: per_minute,
+            network_per_minute: per_minute,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            max_keys: 100,
+            total_per_minute: 1_000,
+        })
+    }
+
+    fn written(flood: &Flood, caller: Option<&CallerKey>, ips: &[&str]) -> usize {
+        let now = Instant::now();
+        ips.iter()
+            .filter(|ip| {
+                flood
+                    .admit(caller, ip.parse().unwrap(), "unauthenticated", now)
+                    .0
+            })
+            .count()
+    }
+
+    #[test]
+    fn addresses_of_one_ipv6_64_share_a_window_and_its_summary_names_the_network() {
+        let flood = flood(2);
+        let one_64 = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"];
+        assert_eq!(written(&flood, None, &one_64), 2);
+        // Another /64 has its own window.
+        assert_eq!(written(&flood, None, &["2001:db8:1:3::1"]), 1);
+        let summaries = flood.close_all();
+        assert_eq!(summaries.len(), 1, "{summaries:?}");
+        let summary = &summaries[0];
+        assert_eq!(summary.suppressed, Some(1));
+        let detail = summary.flood.as_ref().unwrap();
+        assert_eq!(detail.network.as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(
+            detail.codes,
+            BTreeMap::from([("unauthenticated".into(), 1)])
+        );
+        // The one suppressed record came from one address: the summary names it.
+        assert_eq!(summary.caller.client_ip, "2001:db8:1:2:ffff::9");
+        assert_eq!(
+            flood
+                .suppressed()
+                .get_or_create(&ReasonLabel { reason: "network" })
+                .get(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_caller_is_one_key_from_any_address() {
+        let flood = flood(1);
+        let mallory = ("https://sso".to_owned(), "mallory".to_owned());
+        let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
+        assert_eq!(written(&flood, Some(&mallory), &ips), 1);
+        let summary = &flood.close_all()[0];
+        assert_eq!(summary.caller.sub.as_deref(), Some("mallory"));
+        assert_eq!(summary.caller.client_ip, "*", "several addresses");
+        assert_eq!(summary.suppressed, Some(2));
+        assert!(summary.flood.as_ref().unwrap().network.is_none());
+    }
+}
