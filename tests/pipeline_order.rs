@@ -167,3 +167,54 @@ async fn every_authenticated_request_spends_the_caller_quota_before_authorizatio
     );
     assert_eq!(h.sim.update_count(), 0);
 }
+
+/// A request body that never sends anything and never ends.
+struct NeverEnding;
+
+impl hyper::body::Body for NeverEnding {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn over_h2_a_request_without_a_token_is_refused_while_its_body_is_still_coming() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let h = Harness::start().await;
+    let stream = TcpStream::connect(h.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = |path: String| {
+        http::Request::post(format!("http://{}{path}", h.addr))
+            .header("content-type", "application/json")
+            .body(NeverEnding)
+            .unwrap()
+    };
+    let answer = tokio::time::timeout(
+        PATIENCE,
+        sender.send_request(request(Harness::endpoint(AGENT))),
+    )
+    .await
+    .expect("the 401 comes while the body is still open")
+    .unwrap();
+    assert_eq!(answer.status(), 401);
+    // Streams are independent: the connection serves the next request.
+    let next = tokio::time::timeout(PATIENCE, sender.send_request(request("/nowhere".into())))
+        .await
+        .expect("the connection is still served")
+        .unwrap();
+    assert_eq!(next.status(), 404);
+    assert!(
+        !answer.headers().contains_key("connection"),
+        "no connection header on h2"
+    );
+}
