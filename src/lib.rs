@@ -36,12 +36,15 @@
 //!
 //! ## One request
 //! [`server::run`] accepts a connection and hands each request, in a task of its own, to
-//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: the shape
-//! ([`request`]), the JWT and the authorization ([`auth`]), the caller's quota, the password
-//! rule ([`password_policy`]), the `Idempotency-Key`, the agent's quota and lockout shield,
-//! the agent's turn ([`limits`]), the durable audit `attempt` ([`audit`]), then the vendor
-//! call with an AccessToken from [`vendor::TokenCache`]; the audit `outcome` is written
-//! before the answer leaves. Every refusal is an [`error::ApiError`], rendered in one place.
+//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: what the
+//! head shows (route, method, media type, declared length: [`request`]), the JWT
+//! ([`auth`]), the caller's quota ([`limits`]), the authorization ([`auth`]), and only then
+//! the body and its shape ([`request`]), the password rule ([`password_policy`]), the
+//! `Idempotency-Key`, the agent's quota and lockout shield, the agent's turn ([`limits`]),
+//! the durable audit `attempt` ([`audit`]), then the vendor call with an AccessToken from
+//! [`vendor::TokenCache`]; the audit `outcome` is written before the answer leaves (flood
+//! control decides whether a refusal's is written in full). Every refusal is an
+//! [`error::ApiError`], rendered in one place.
 
 #![forbid(unsafe_code)]
 

@@ -68,6 +68,14 @@ pub struct ScopeLabel {
     pub scope: &'static str,
 }
 
+/// `{reason}`: why an audit record was suppressed (`caller`, `network`: that key's records
+/// per minute were spent; `budget`: the global budget was).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Which limit suppressed it.
+    pub reason: &'static str,
+}
+
 /// `{result}`: `ok` or `error`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -246,6 +254,11 @@ pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registr
         "Duration of one fsync of the audit trail",
         Unit::Seconds,
         gateway.auditor().writer().stats().fsync_duration.clone(),
+    );
+    registry.register(
+        "audit_suppressed",
+        "Audit records of refusals not written in full (counted in a summary), by reason (caller, network, budget)",
+        gateway.auditor().suppressed().clone(),
     );
     if let Some(tls) = tls {
         registry.register(

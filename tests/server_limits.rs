@@ -96,13 +96,15 @@ async fn an_idle_connection_does_not_hold_its_slot_forever() {
 async fn a_slow_body_gets_408() {
     let h = Harness::start_with(sim_config(), |c| c.server.request_timeout_ms = 300).await;
     let mut stream = TcpStream::connect(h.addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /v1/agents/a1001/sip-phone-password HTTP/1.1\r\nhost: x\r\n\
-              content-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"accountPwd\"",
-        )
-        .await
-        .unwrap();
+    // From a caller allowed to make the change: the body is read only after authorization
+    // (a client without a token is answered 401 at once, tests/pipeline_order.rs).
+    let head = format!(
+        "POST /v1/agents/a1001/sip-phone-password HTTP/1.1\r\nhost: x\r\n\
+         authorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\nconnection: close\r\n\r\n{{\"accountPwd\"",
+        h.admin_token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
     let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(closed);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");

@@ -322,10 +322,22 @@ pub struct AuditSection {
     pub max_bytes: u64,
     /// Also print each record on stdout as JSON.
     pub stdout: bool,
-    /// Records per client IP and minute for unauthenticated requests.
-    pub unauthenticated_per_minute: u32,
-    /// Records per client IP and minute for authenticated requests a quota refused.
-    pub rate_limited_per_minute: u32,
+    /// Full refusal records per caller (`iss` + `sub`) and minute; then one summary.
+    pub flood_caller_per_minute: u32,
+    /// Full refusal records per client network and minute when no caller is known.
+    pub flood_network_per_minute: u32,
+    /// Prefix length of an IPv4 client network for flood control.
+    pub flood_ipv4_prefix: u8,
+    /// Prefix length of an IPv6 client network for flood control.
+    pub flood_ipv6_prefix: u8,
+    /// Most callers, and most networks, tracked at once; more share one overflow window.
+    pub flood_max_keys: u32,
+    /// Full refusal records per minute across all keys (the global budget).
+    pub flood_total_per_minute: u32,
+    /// Deprecated: read as `flood_network_per_minute` (with a warning).
+    pub unauthenticated_per_minute: Option<u32>,
+    /// Deprecated: read as `flood_caller_per_minute` (with a warning).
+    pub rate_limited_per_minute: Option<u32>,
 }
 
 impl Default for AuditSection {
@@ -337,8 +349,14 @@ impl Default for AuditSection {
             fsync_interval_ms: 1_000,
             max_bytes: 64 * 1024 * 1024,
             stdout: false,
-            unauthenticated_per_minute: 10,
-            rate_limited_per_minute: 10,
+            flood_caller_per_minute: 10,
+            flood_network_per_minute: 10,
+            flood_ipv4_prefix: 32,
+            flood_ipv6_prefix: 64,
+            flood_max_keys: 1_000,
+            flood_total_per_minute: 1_000,
+            unauthenticated_per_minute: None,
+            rate_limited_per_minute: None,
         }
     }
 }

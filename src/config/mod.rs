@@ -7,6 +7,7 @@
 //! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
 
 pub mod file;
+mod flood;
 mod validate;
 mod validate_auth;
 
@@ -34,6 +35,7 @@ use crate::request::AccountFolding;
 use crate::server::Limits;
 use crate::tls::TlsFiles;
 pub use file::FileConfig;
+pub use flood::FloodConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
 pub const ENV_PREFIX: &str = "SIPGW__";
@@ -176,10 +178,8 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Also print records on stdout.
     pub stdout: bool,
-    /// Records per client IP and minute for unauthenticated requests.
-    pub unauthenticated_per_minute: u32,
-    /// Records per client IP and minute for quota refusals.
-    pub rate_limited_per_minute: u32,
+    /// Flood control of refusal records.
+    pub flood: FloodConfig,
 }
 
 /// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.

@@ -261,18 +261,7 @@ pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, Config
         fsync,
         max_bytes: in_range("audit.max_bytes", a.max_bytes, 4096, 1 << 40)?,
         stdout: a.stdout,
-        unauthenticated_per_minute: in_range(
-            "audit.unauthenticated_per_minute",
-            u64::from(a.unauthenticated_per_minute),
-            0,
-            100_000,
-        )? as u32,
-        rate_limited_per_minute: in_range(
-            "audit.rate_limited_per_minute",
-            u64::from(a.rate_limited_per_minute),
-            0,
-            100_000,
-        )? as u32,
+        flood: super::flood::flood_config(a)?,
     })
 }
 
