@@ -7,6 +7,7 @@
 //! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
 
 pub mod file;
+mod server;
 mod validate;
 
 use std::net::SocketAddr;
@@ -239,8 +240,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Admin listener address (`/healthz`, `/readyz`).
     pub admin_listen: SocketAddr,
-    /// Connection, head, idle and shutdown bounds of the listener.
+    /// Connection, head, idle and shutdown bounds of the API listener.
     pub limits: Limits,
+    /// The same for the admin listener: its own connection slots and head timeout.
+    pub admin_limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
     /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
@@ -331,7 +334,7 @@ impl Config {
         let password_policy = PasswordPolicy::new(p.min_len, p.max_len, p.min_classes, &p.specials)
             .map_err(|e| invalid(&format!("password_policy.{}", e.key), e.message))?;
         Ok(Self {
-            server: validate::server_config(&file.server)?,
+            server: server::server_config(&file.server)?,
             vendor: validate::vendor_config(&file.vendor, env)?,
             password_policy,
             auth: validate::auth_config(&file.auth)?,
