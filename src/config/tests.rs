@@ -39,7 +39,10 @@ fn minimal_file_gets_the_documented_defaults() {
         c.server.admin_limits.header_read_timeout,
         Duration::from_secs(2)
     );
-    assert_eq!(c.server.admin_limits.idle_timeout, c.server.limits.idle_timeout);
+    assert_eq!(
+        c.server.admin_limits.idle_timeout,
+        c.server.limits.idle_timeout
+    );
     assert_eq!(c.vendor.base_url, "https://vendor.example.com");
     assert_eq!(c.vendor.token_ttl, Duration::from_secs(600));
     assert_eq!(c.vendor.timeout, Duration::from_millis(5000));
@@ -90,11 +93,11 @@ fn errors_name_the_key() {
         ),
         (
             format!("{MINIMAL}[server]\nmax_connections_per_ip = 0\n"),
-            "server.max_connections_per_ip must be 1 to 100000",
+            "server.max_connections_per_ip must be > 0",
         ),
         (
             format!("{MINIMAL}[server]\nadmin_max_connections = 0\n"),
-            "server.admin_max_connections must be 1 to 10000",
+            "server.admin_max_connections must be > 0",
         ),
         (
             format!("{MINIMAL}[server]\nadmin_max_connections_per_ip = 20000\n"),
