@@ -13,8 +13,9 @@
 //! keeps room for other addresses; the shedding is what keeps room when every caller shares
 //! one address, as the application and anything else in a sidecar's pod do (127.0.0.1).
 //!
-//! One mutex guards the table: it is taken once per accept and twice per request (start,
-//! end), for a few map operations each, far from the cost of the request itself.
+//! One mutex guards the table: it is taken when a connection opens and closes and when a
+//! request starts and ends, for a few map operations each (logarithmic in the number of
+//! connections), far from the cost of the request itself.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -120,8 +121,8 @@ struct Entry {
     /// When it last became idle (accepted, or finished its last request): the shedding
     /// order. Meaningless while busy.
     idle_since: Instant,
-    /// Told when the connection is shed; dropping it also ends the wait.
-    shed: Option<oneshot::Sender<()>>,
+    /// Told when the connection is shed.
+    shed: oneshot::Sender<()>,
 }
 
 /// The slots one client network holds.
@@ -224,7 +225,7 @@ impl Slots {
                 client,
                 in_flight: 0,
                 idle_since: now,
-                shed: Some(tell),
+                shed: tell,
             },
         );
         table.idle.insert((now, id));
@@ -248,10 +249,10 @@ impl Slots {
             self.stats.count(Shed::Refused(cap));
             return None;
         };
-        if let Some(mut entry) = table.remove(id)
-            && let Some(tell) = entry.shed.take()
-        {
-            let _ = tell.send(());
+        if let Some(entry) = table.remove(id) {
+            // The receiver lives in the connection's `Slot`, whose drop removes the entry
+            // first, so this reaches it.
+            let _ = entry.shed.send(());
         }
         self.stats.count(Shed::Evicted(cap));
         Some(())
