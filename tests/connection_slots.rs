@@ -1,7 +1,8 @@
 //! Connection slots over plain sockets: at a cap, connections without a request in flight
 //! (silent, half-sent heads) give way to new clients; a connection with a request in flight
-//! is never shed; the per-IP cap keeps room for other addresses; the admin listener has its
-//! own slots and head timeout; and the metrics count it all.
+//! is never shed (HTTP/1.1, or an HTTP/2 stream); the per-IP cap keeps room for other
+//! addresses; the admin listener has its own slots and head timeout; and the metrics count
+//! it all.
 //!
 //! Every caller in a sidecar's pod is 127.0.0.1, so most tests use that one address; a
 //! second address on the loopback network (127.0.0.2) stands for another client.
@@ -18,6 +19,9 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Bound on anything a test waits for: far above what it takes, far below the 60 s head
 /// timeout the tests set so that only shedding can free a slot.
 const PATIENCE: Duration = Duration::from_secs(15);
+/// How long the simulated vendor takes to answer when a test needs requests in flight: long
+/// enough for the test's next steps on a slow machine, well inside the request timeout.
+const VENDOR_DELAY: Duration = Duration::from_secs(4);
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
@@ -175,9 +179,7 @@ async fn a_connection_with_a_request_in_flight_is_never_shed() {
     // Warm the token, then make the vendor slow: changes stay in flight for a while.
     assert!(change_from(&h, HOME, "agent9").await.is_some());
     wait_open(&h, 0).await;
-    h.sim
-        .faults()
-        .set_update_delay(Some(Duration::from_secs(2)));
+    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
     let h = std::sync::Arc::new(h);
     let first = tokio::spawn({
         let h = std::sync::Arc::clone(&h);
@@ -212,9 +214,7 @@ async fn the_per_ip_cap_keeps_room_for_other_addresses() {
     let h = Harness::start_with(sim_config(), slots(10, 2)).await;
     assert!(change_from(&h, HOME, "agent9").await.is_some());
     wait_open(&h, 0).await;
-    h.sim
-        .faults()
-        .set_update_delay(Some(Duration::from_secs(2)));
+    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
     let h = std::sync::Arc::new(h);
     // One address holds its two slots with requests in flight.
     let busy: Vec<_> = ["agent1", "agent2"]
@@ -278,4 +278,45 @@ async fn a_half_sent_head_on_the_admin_port_is_cut_after_the_admin_head_timeout(
         closed,
         "the admin listener kept a half-sent head past its timeout"
     );
+}
+
+#[tokio::test]
+async fn an_h2_connection_is_busy_while_a_stream_is_in_flight_and_idle_after() {
+    let h = Harness::start_with(sim_config(), slots(1, 1)).await;
+    assert!(change_from(&h, HOME, "agent9").await.is_some());
+    wait_open(&h, 0).await;
+    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
+    // One HTTP/2 connection takes the only slot, with a change in flight on one stream.
+    let stream = connect_from(HOME, h.addr).await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::spawn(connection);
+    let body = serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string();
+    let request = http::Request::post(h.url(&Harness::endpoint("agent1")))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.admin_token))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = tokio::spawn(sender.send_request(request));
+    vendor_has_seen(&h, 2).await;
+    // Busy: a newcomer is refused.
+    assert_eq!(change_from(&h, HOME, "agent2").await, None);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Its stream done, the connection is idle: the next newcomer takes its slot.
+    let answer = change_from(&h, HOME, "agent3").await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tokio::time::timeout(PATIENCE, closed)
+        .await
+        .expect("the idle HTTP/2 connection was shed")
+        .unwrap()
+        .ok();
 }
