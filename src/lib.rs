@@ -11,7 +11,8 @@
 //! - [`metrics`]: the Prometheus metrics (DESIGN.md §6) and their registry.
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
-//! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//! - [`server`]: the listener: connection slots (idle connections give way to new clients
+//!   at a cap; a per-IP cap), HTTP/1.1 + h2c, graceful shutdown.
 //! - [`tls`]: optional inbound TLS on the API listener (h2 and HTTP/1.1 by ALPN, mTLS),
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.

@@ -112,28 +112,6 @@ async fn a_slow_body_gets_408() {
     assert_eq!(h.sim.update_count(), 0);
 }
 
-#[tokio::test]
-async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let h = Harness::start_with(sim_config(), |c| c.server.max_connections = 2).await;
-    let held_a = TcpStream::connect(h.addr).await.unwrap();
-    let held_b = TcpStream::connect(h.addr).await.unwrap();
-    // Both slots are taken by silent connections: a third client is not served.
-    let waiting =
-        tokio::time::timeout(Duration::from_millis(700), h.change(AGENT, CURRENT, NEW)).await;
-    assert!(
-        waiting.is_err(),
-        "a third connection was served while two slots were held"
-    );
-    drop(held_a);
-    // (The abandoned request above was already written to the socket, so it is served too
-    // once a slot frees; this one changes another agent.)
-    let answer = tokio::time::timeout(Duration::from_secs(10), h.change("agent2", CURRENT, NEW))
-        .await
-        .expect("served once a slot is free");
-    assert_eq!(answer.status, 200);
-    drop(held_b);
-}
-
 /// hyper's own head timer would also close an idle HTTP/1 connection; it is set far beyond
 /// the test's patience so that only the idle watchdog can.
 fn idle_after_one_second(c: &mut sipgw::config::FileConfig) {

@@ -36,8 +36,19 @@ pub struct ServerSection {
     pub listen: String,
     /// Address of the admin listener (`/healthz`, `/readyz`).
     pub admin_listen: String,
-    /// Connections served at once; further ones wait in the kernel backlog.
+    /// Connections the API listener holds at once; at the cap, idle ones give way to new
+    /// clients (README "Connection slots and slow clients").
     pub max_connections: usize,
+    /// Of those, most from one client address (IPv4) or /64 (IPv6).
+    pub max_connections_per_ip: usize,
+    /// Connections the admin listener holds at once: its own budget, so that probes
+    /// answer whatever the API listener is going through.
+    pub admin_max_connections: usize,
+    /// Of those, most from one client address (IPv4) or /64 (IPv6).
+    pub admin_max_connections_per_ip: usize,
+    /// Time allowed to receive a request head on the admin listener (probes and scrapes
+    /// send theirs at once).
+    pub admin_header_read_timeout_ms: u64,
     /// Total size of one request's header section, in bytes.
     pub max_header_bytes: usize,
     /// Time allowed to receive the request head after a connection becomes readable.
@@ -63,6 +74,10 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            admin_max_connections: 64,
+            admin_max_connections_per_ip: 16,
+            admin_header_read_timeout_ms: 2_000,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,

@@ -8,6 +8,7 @@
 
 pub mod file;
 mod flood;
+mod server;
 mod validate;
 mod validate_auth;
 
@@ -243,8 +244,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Admin listener address (`/healthz`, `/readyz`).
     pub admin_listen: SocketAddr,
-    /// Connection, head, idle and shutdown bounds of the listener.
+    /// Connection, head, idle and shutdown bounds of the API listener.
     pub limits: Limits,
+    /// The same for the admin listener: its own connection slots and head timeout.
+    pub admin_limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
     /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
@@ -335,7 +338,7 @@ impl Config {
         let password_policy = PasswordPolicy::new(p.min_len, p.max_len, p.min_classes, &p.specials)
             .map_err(|e| invalid(&format!("password_policy.{}", e.key), e.message))?;
         Ok(Self {
-            server: validate::server_config(&file.server)?,
+            server: server::server_config(&file.server)?,
             vendor: validate::vendor_config(&file.vendor, env)?,
             password_policy,
             auth: validate_auth::auth_config(&file.auth)?,
