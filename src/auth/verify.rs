@@ -188,13 +188,8 @@ impl Authenticator {
 
     /// The full check of a token not found in the cache.
     async fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
-        let header = parse_header(token)?;
-        let alg = header_algorithm(&header, &self.settings.algorithms)?;
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
-            Some(_) => return Err(AuthError::Malformed),
-        };
+        let TokenHeader { alg, kid } = check_header(token, &self.settings.algorithms)?;
+        let kid = kid.as_deref();
         // A request that arrives before the start-up fetch finished waits for it.
         if self.keys.current().is_none() {
             self.keys.refetch().await;
@@ -284,8 +279,34 @@ fn numeric_date(value: &Value) -> Option<u64> {
     })
 }
 
-/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive).
-fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
+/// What a token's header says, once [`check_header`] accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHeader {
+    /// `alg`: one of the allowed algorithms.
+    pub alg: Algorithm,
+    /// `kid`, when the header names one.
+    pub kid: Option<String>,
+}
+
+/// Every check of a token that comes before a key is used: three base64url segments, a
+/// JSON header without key-naming members, an allowed `alg`, a string `kid` if any. Pure:
+/// no keys, no network, no clock. [`Authenticator`] runs it on every token it has not
+/// cached; the fuzz target `jwt` (`fuzz/fuzz_targets/jwt.rs`) runs it on arbitrary input.
+pub fn check_header(token: &str, allowed: &[Algorithm]) -> Result<TokenHeader, AuthError> {
+    let header = parse_header(token)?;
+    let alg = header_algorithm(&header, allowed)?;
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    Ok(TokenHeader { alg, kid })
+}
+
+/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive), at most
+/// [`MAX_TOKEN_BYTES`]; the first step of [`Authenticator::authenticate`], also run by the
+/// fuzz target `jwt`.
+pub fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     // Checked before anything is decoded (the scheme adds 7 bytes).
     if header.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
