@@ -24,10 +24,12 @@ fn hmac_key() -> MacKey {
 }
 
 fn verify(files: &[&[u8]], key: &MacKey, later_start: bool) -> Result<Summary, Failure> {
-    let trail = files
-        .iter()
-        .enumerate()
-        .map(|(i, bytes)| (PathBuf::from(format!("part-{i}.jsonl")), Ok(Cursor::new(*bytes))));
+    let trail = files.iter().enumerate().map(|(i, bytes)| {
+        (
+            PathBuf::from(format!("part-{i}.jsonl")),
+            Ok(Cursor::new(*bytes)),
+        )
+    });
     verify_readers(trail, key, later_start)
 }
 
@@ -73,10 +75,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(summary.files, files.len());
     for line in &lines {
         let text = std::str::from_utf8(line).expect("accepted lines are UTF-8");
-        let text = text.strip_suffix('\n').expect("accepted lines end with a line end");
+        let text = text
+            .strip_suffix('\n')
+            .expect("accepted lines end with a line end");
         let (unsealed, mac) = unseal(text).expect("accepted lines are sealed");
         assert_eq!(seal(&unsealed, mac), text, "seal(unseal(line)) differs");
-        let record: serde_json::Value = serde_json::from_str(text).expect("accepted lines are JSON");
+        let record: serde_json::Value =
+            serde_json::from_str(text).expect("accepted lines are JSON");
         let _ = table_row(&record);
     }
     if !later_start {
@@ -87,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(verify(&files, &key, true).as_ref(), Ok(&summary));
     // The chain is bound to the key: another key accepts no record of it.
     if summary.records > 0 {
-        assert!(verify(&files, &other_key, later_start).is_err(), "the wrong key verified");
+        assert!(
+            verify(&files, &other_key, later_start).is_err(),
+            "the wrong key verified"
+        );
     }
     // Any whole-record prefix of the last file is an intact trail too (a trail is only
     // ever appended to), and cutting into a record's line end is noticed.
@@ -99,6 +107,9 @@ fuzz_target!(|data: &[u8]| {
         let cut = verify(&shorter, &key, later_start).expect("a prefix verifies");
         assert_eq!(cut.records, summary.records - 1);
         *shorter.last_mut().expect("non-empty") = &last[..last.len() - 1];
-        assert!(verify(&shorter, &key, later_start).is_err(), "a cut line verified");
+        assert!(
+            verify(&shorter, &key, later_start).is_err(),
+            "a cut line verified"
+        );
     }
 });

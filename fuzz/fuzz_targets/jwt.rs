@@ -40,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
         "accepted a token of {} bytes",
         token.len()
     );
-    assert_eq!(token, token.trim(), "the token keeps surrounding whitespace");
+    assert_eq!(
+        token,
+        token.trim(),
+        "the token keeps surrounding whitespace"
+    );
 
     // Only what the gateway's own configuration allows, here ES256 alone, must pass.
     let only_es256 = check_header(token, &[Algorithm::ES256]);
@@ -67,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
         .expect("alg names an algorithm");
     assert_eq!(alg, header.alg);
     for member in ["crit", "jku", "x5u", "x5c", "jwk"] {
-        assert!(!object.contains_key(member), "accepted a header with {member}");
+        assert!(
+            !object.contains_key(member),
+            "accepted a header with {member}"
+        );
     }
     assert_eq!(
         object.get("kid").and_then(Value::as_str),

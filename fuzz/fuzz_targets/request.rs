@@ -56,7 +56,10 @@ fn check_path(path: &str) {
             "accepted account {account:?} outside [A-Za-z0-9._@-]"
         );
         // An accepted account holds no `%`, so it decodes to itself.
-        assert_eq!(parse_user_account(&account).as_deref(), Ok(account.as_str()));
+        assert_eq!(
+            parse_user_account(&account).as_deref(),
+            Ok(account.as_str())
+        );
     }
 }
 
@@ -70,7 +73,9 @@ fn check_head(content_type: &[u8], content_length: &[u8]) {
         headers.insert("x-request-id", value);
     }
     if check_content_type(&headers).is_ok() {
-        let value = headers[header::CONTENT_TYPE].to_str().expect("accepted as text");
+        let value = headers[header::CONTENT_TYPE]
+            .to_str()
+            .expect("accepted as text");
         let media = value.split(';').next().unwrap_or_default().trim();
         assert!(
             media.eq_ignore_ascii_case("application/json"),
@@ -105,8 +110,14 @@ fn check_body(body: &[u8]) {
     let new_phone_pwd = parsed.new_phone_pwd.expose_secret();
     for value in [account_pwd, new_phone_pwd] {
         assert!(!value.is_empty(), "accepted an empty password");
-        assert!(value.chars().count() <= MAX_PASSWORD_CHARS, "accepted an over-long password");
-        assert!(!value.chars().any(char::is_control), "accepted a control character");
+        assert!(
+            value.chars().count() <= MAX_PASSWORD_CHARS,
+            "accepted an over-long password"
+        );
+        assert!(
+            !value.chars().any(char::is_control),
+            "accepted a control character"
+        );
     }
     // What the gateway read is what any JSON reader reads: an object of exactly the two
     // fields, with the same values (no duplicate member where another reader would pick
