@@ -59,8 +59,8 @@ for target in "${targets[@]}"; do
       "corpus-found/$target.log" || true
   else
     failed+=("$target")
-    echo "!! $target FAILED; the end of its output:"
-    tail -n 60 "corpus-found/$target.log"
+    echo "!! $target FAILED; its output without the progress lines:"
+    grep -v '^#' "corpus-found/$target.log" | tail -n 80
     for input in "artifacts/$target"/*; do
       [ -f "$input" ] || continue
       echo "!! reproducer $input (base64):"
