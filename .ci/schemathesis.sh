@@ -67,6 +67,7 @@ wait_for_line() {
   done
 }
 
+# A port the kernel picks now, for a config that must name one; used right away.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
