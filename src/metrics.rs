@@ -247,6 +247,11 @@ pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registr
         Unit::Seconds,
         gateway.auditor().writer().stats().fsync_duration.clone(),
     );
+    registry.register(
+        "audit_trail_tampered",
+        "The live audit file found removed, replaced or altered (the writer then stops), or missing records found at start-up, by kind",
+        gateway.auditor().writer().stats().tampered.clone(),
+    );
     if let Some(tls) = tls {
         registry.register(
             "tls_reloads",

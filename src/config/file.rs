@@ -308,6 +308,12 @@ pub struct AuditSection {
     pub max_bytes: u64,
     /// Also print each record on stdout as JSON.
     pub stdout: bool,
+    /// Mode of the files sipgw creates (`"0600"`, or `"0640"` for a reviewers' group);
+    /// directories it creates get `0700` / `0750`.
+    pub file_mode: String,
+    /// Start a new chain, beginning with a `discontinuity` record, although the trail
+    /// directory was written before and now lacks its records (an operator's decision).
+    pub allow_new_chain: bool,
     /// Records per client IP and minute for unauthenticated requests.
     pub unauthenticated_per_minute: u32,
     /// Records per client IP and minute for authenticated requests a quota refused.
@@ -323,6 +329,8 @@ impl Default for AuditSection {
             fsync_interval_ms: 1_000,
             max_bytes: 64 * 1024 * 1024,
             stdout: false,
+            file_mode: "0600".into(),
+            allow_new_chain: false,
             unauthenticated_per_minute: 10,
             rate_limited_per_minute: 10,
         }

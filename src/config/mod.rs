@@ -174,6 +174,10 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Also print records on stdout.
     pub stdout: bool,
+    /// Mode of created files (`0o600` or `0o640`).
+    pub file_mode: u32,
+    /// Whether a trail that lacks its records may continue in a new chain.
+    pub allow_new_chain: bool,
     /// Records per client IP and minute for unauthenticated requests.
     pub unauthenticated_per_minute: u32,
     /// Records per client IP and minute for quota refusals.

@@ -250,6 +250,8 @@ pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, Config
         fsync,
         max_bytes: in_range("audit.max_bytes", a.max_bytes, 4096, 1 << 40)?,
         stdout: a.stdout,
+        file_mode: file_mode(&a.file_mode)?,
+        allow_new_chain: a.allow_new_chain,
         unauthenticated_per_minute: in_range(
             "audit.unauthenticated_per_minute",
             u64::from(a.unauthenticated_per_minute),
@@ -263,6 +265,19 @@ pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, Config
             100_000,
         )? as u32,
     })
+}
+
+/// `audit.file_mode`: only owner-only, or owner plus a reviewers' group reading; never
+/// anything writable by others or readable by everyone.
+fn file_mode(mode: &str) -> Result<u32, ConfigError> {
+    match mode {
+        "0600" => Ok(0o600),
+        "0640" => Ok(0o640),
+        other => Err(invalid(
+            "audit.file_mode",
+            format!("must be \"0600\" or \"0640\", got {other:?}"),
+        )),
+    }
 }
 
 pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigError> {
