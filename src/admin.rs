@@ -65,6 +65,9 @@ fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     if gateway.limits().degraded() {
         degraded.push("redis_unreachable_using_local_limits");
     }
+    if gateway.limits().lockout_unknown() {
+        degraded.push("lockout_history_unreadable_refusing_changes");
+    }
     if unmet.is_empty() {
         reply(
             StatusCode::OK,

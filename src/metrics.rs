@@ -335,6 +335,13 @@ impl Collector for StateCollector {
             None,
             i64::from(gateway.limits().degraded()),
         )?;
+        gauge(
+            &mut encoder,
+            "lockout_rebuild_incomplete",
+            "1 while the lockout shield refuses every change because part of the audit trail could not be read back at start-up.",
+            None,
+            i64::from(gateway.limits().lockout_unknown()),
+        )?;
         counter(
             &mut encoder,
             "redis_transitions",
