@@ -99,6 +99,23 @@ impl Setup {
         }
     }
 
+    /// Starts the binary expecting it to refuse: its exit status and log. Should it serve
+    /// instead, it is killed after its listening line (and the test fails on the status).
+    fn refused(&self) -> (Option<i32>, String) {
+        let mut child = self.command().spawn().unwrap();
+        let lines = stderr_lines(&mut child);
+        let mut log = Vec::new();
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
+            let listening = line.contains("\"sipgw listening\"");
+            log.push(line);
+            if listening {
+                let _ = child.kill();
+                break;
+            }
+        }
+        (child.wait().unwrap().code(), log.join("\n"))
+    }
+
     /// A change of `AGENT`'s password with `current`.
     async fn change(&self, gateway: &Gateway, current: &str) -> (u16, serde_json::Value) {
         change(&gateway.addr, &self.token, current).await
@@ -115,12 +132,15 @@ struct Gateway {
     _lines: Receiver<String>,
 }
 
-impl Gateway {
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+/// SIGKILL: no shutdown, no flush (and no process left behind by a failing test).
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
 
+impl Gateway {
     fn terminate(mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -161,21 +181,20 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rejections_a_kill_and_a_restart_the_third_never_reaches_the_vendor() {
     let setup = Setup::new("restart-lockout").await;
     let gateway = setup.start(&[]);
     for _ in 0..2 {
         let (status, body) = setup.change(&gateway, WRONG).await;
-        assert_eq!((status, body["code"].as_str()), (422, Some("vendor_rejected")));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("vendor_rejected"))
+        );
     }
-    gateway.kill();
+    drop(gateway);
 
     let gateway = setup.start(&[]);
-    let rebuilt = gateway
-        .logged("lockout shield rebuilt from the audit trail")
-        .expect("the rebuild is logged");
-    assert_eq!((rebuilt["agents"].as_u64(), rebuilt["blocked"].as_u64()), (Some(1), Some(1)));
     let (status, body) = setup.change(&gateway, WRONG).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -184,10 +203,16 @@ async fn two_rejections_a_kill_and_a_restart_the_third_never_reaches_the_vendor(
     );
     assert_eq!(setup.sim.update_count(), 2, "the vendor saw no third call");
     assert!(!setup.sim.is_locked(AGENT));
-    gateway.kill();
+    let rebuilt = gateway
+        .logged("lockout shield rebuilt from the audit trail")
+        .expect("the rebuild is logged");
+    assert_eq!(
+        (rebuilt["agents"].as_u64(), rebuilt["blocked"].as_u64()),
+        (Some(1), Some(1))
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_cut_off_by_a_kill_counts_after_the_restart() {
     let setup = Setup::new("restart-orphan").await;
     let gateway = setup.start(&[]);
@@ -208,7 +233,7 @@ async fn an_attempt_cut_off_by_a_kill_counts_after_the_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(setup.sim.update_count(), 2, "the second call reached the vendor");
-    gateway.kill();
+    drop(gateway);
     in_flight.abort();
     let trail = lines(&setup.trail());
     let last = trail.last().unwrap();
@@ -216,8 +241,6 @@ async fn an_attempt_cut_off_by_a_kill_counts_after_the_restart() {
     setup.sim.faults().set_update_delay(None);
 
     let gateway = setup.start(&[]);
-    let rebuilt = gateway.logged("lockout shield rebuilt from the audit trail").unwrap();
-    assert_eq!(rebuilt["orphans"].as_u64(), Some(1));
     let (status, body) = setup.change(&gateway, WRONG).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -225,10 +248,13 @@ async fn an_attempt_cut_off_by_a_kill_counts_after_the_restart() {
         "{body}"
     );
     assert_eq!(setup.sim.update_count(), 2);
-    gateway.kill();
+    let rebuilt = gateway
+        .logged("lockout shield rebuilt from the audit trail")
+        .unwrap();
+    assert_eq!(rebuilt["orphans"].as_u64(), Some(1));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trail_removed_while_stopped_is_refused_unless_a_new_chain_is_allowed() {
     let setup = Setup::new("restart-removed").await;
     let gateway = setup.start(&[]);
@@ -239,9 +265,8 @@ async fn a_trail_removed_while_stopped_is_refused_unless_a_new_chain_is_allowed(
     let last_mac = before.last().unwrap()["mac"].as_str().unwrap().to_owned();
     std::fs::remove_file(setup.trail()).unwrap();
 
-    let refused = setup.command().output().unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = setup.refused();
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("audit.path"), "{stderr}");
     assert!(stderr.contains("audit.allow_new_chain"), "{stderr}");
     assert!(stderr.contains("(missing)"), "{stderr}");
