@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::audit::history;
 use crate::config::{Config, ConfigError, LimitsBackend};
+use crate::gateway::Gateway;
 use crate::limits::Limits;
 use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
-use crate::gateway::Gateway;
 use crate::server::{self, Transport};
 use crate::tls::ServerTls;
 

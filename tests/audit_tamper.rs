@@ -61,7 +61,11 @@ async fn refuses_after(kind: &str, damage: impl FnOnce(&Path)) {
         assert_eq!(refused.status, 503, "{kind}: {}", refused.text);
         assert_eq!(refused.code(), "audit_unavailable");
     }
-    assert_eq!(h.sim.update_count(), 1, "{kind}: the vendor saw nothing more");
+    assert_eq!(
+        h.sim.update_count(),
+        1,
+        "{kind}: the vendor saw nothing more"
+    );
     assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(NEW));
 
     let (status, body) = admin_get(&h, "/readyz").await;

@@ -232,12 +232,19 @@ async fn an_attempt_cut_off_by_a_kill_counts_after_the_restart() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(setup.sim.update_count(), 2, "the second call reached the vendor");
+    assert_eq!(
+        setup.sim.update_count(),
+        2,
+        "the second call reached the vendor"
+    );
     drop(gateway);
     in_flight.abort();
     let trail = lines(&setup.trail());
     let last = trail.last().unwrap();
-    assert_eq!(last["kind"], "attempt", "the trail ends with the orphan attempt");
+    assert_eq!(
+        last["kind"], "attempt",
+        "the trail ends with the orphan attempt"
+    );
     setup.sim.faults().set_update_delay(None);
 
     let gateway = setup.start(&[]);

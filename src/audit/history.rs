@@ -183,7 +183,10 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
     let mut scratch = Vec::new();
     loop {
         scratch.clear();
-        let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut scratch)?;
+        let n = reader
+            .by_ref()
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut scratch)?;
         if n == 0 || scratch.last() == Some(&b'\n') {
             return Ok(());
         }
@@ -233,7 +236,11 @@ impl Replay {
             let earlier: Vec<(u64, String)> = self
                 .by_order
                 .range(..own.order)
-                .filter(|(_, other)| self.pending.get(*other).is_some_and(|p| p.agent == own.agent))
+                .filter(|(_, other)| {
+                    self.pending
+                        .get(*other)
+                        .is_some_and(|p| p.agent == own.agent)
+                })
                 .map(|(order, other)| (*order, other.clone()))
                 .collect();
             for (order, other) in earlier {
@@ -245,7 +252,10 @@ impl Replay {
                 }
             }
         }
-        let agent = own.as_ref().map(|p| p.agent.as_str()).or(line.agent.as_deref());
+        let agent = own
+            .as_ref()
+            .map(|p| p.agent.as_str())
+            .or(line.agent.as_deref());
         if let (Some(agent), Some(answer)) = (agent, answer(line)) {
             apply(agent, ts, answer);
         }

@@ -34,7 +34,11 @@ fn outcome(id: &str, agent: &str, code: &str, vendor: Option<&str>) -> String {
 /// Replays `lines` written as the current file of a new trail.
 fn replayed(name: &str, lines: &[String]) -> (Vec<(String, VendorAnswer)>, Scan) {
     let path = temp_dir(name).join("audit.jsonl");
-    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
     let mut seen = Vec::new();
     let since = SystemTime::now() - Duration::from_secs(86_400);
     let scan = replay(&path, since, |agent, _, answer| {
@@ -92,7 +96,10 @@ fn an_attempt_without_outcome_counts_as_unknown() {
     );
     assert_eq!(
         seen,
-        [a("a1", VendorAnswer::Rejected), a("a1", VendorAnswer::Unknown)]
+        [
+            a("a1", VendorAnswer::Rejected),
+            a("a1", VendorAnswer::Unknown)
+        ]
     );
     assert_eq!(scan.orphans, 1);
 }
@@ -110,7 +117,10 @@ fn an_orphan_before_a_later_change_of_its_agent_counts_at_its_place() {
     );
     assert_eq!(
         seen,
-        [a("a1", VendorAnswer::Unknown), a("a1", VendorAnswer::Accepted)]
+        [
+            a("a1", VendorAnswer::Unknown),
+            a("a1", VendorAnswer::Accepted)
+        ]
     );
     assert_eq!(scan.orphans, 1);
 }
@@ -178,7 +188,10 @@ fn rotated_files_before_the_horizon_are_not_read() {
     std::fs::write(&old, pair("r1")).unwrap();
     std::fs::write(&recent, pair("r2")).unwrap();
     std::fs::write(&path, pair("r3")).unwrap();
-    assert_eq!(rotated_at(&old), humantime::parse_rfc3339("2020-01-01T00:00:00.000Z").ok());
+    assert_eq!(
+        rotated_at(&old),
+        humantime::parse_rfc3339("2020-01-01T00:00:00.000Z").ok()
+    );
     let mut seen = 0;
     let since = SystemTime::now() - Duration::from_secs(3600);
     let scan = replay(&path, since, |_, _, _| seen += 1);

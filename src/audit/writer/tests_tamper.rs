@@ -88,15 +88,24 @@ async fn halts_on(name: &str, kind: Tamper, damage: impl FnOnce(&Path)) {
     ));
     assert_eq!(writer.halted(), Some(kind));
     assert_eq!(tampered(&writer, kind), 1);
-    assert!(writer.flush().await.is_err(), "nothing is made durable any more");
+    assert!(
+        writer.flush().await.is_err(),
+        "nothing is made durable any more"
+    );
     // The state file remembers it, so that a restart does not carry on as if nothing
     // happened, even when the damage looks harmless afterwards.
     let state = std::fs::read_to_string(dir.join("audit.state")).unwrap();
-    assert!(state.contains(&format!("\"tampered\":\"{kind}\"")), "{state}");
+    assert!(
+        state.contains(&format!("\"tampered\":\"{kind}\"")),
+        "{state}"
+    );
     drop(writer);
     let reopened = AuditWriter::open(config(&dir.join("audit.jsonl"), 0o600, false));
     let error = reopened.err().expect("a restart is refused");
-    assert!(error.to_string().contains("audit.allow_new_chain"), "{error}");
+    assert!(
+        error.to_string().contains("audit.allow_new_chain"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -135,7 +144,12 @@ async fn replacing_the_live_file_halts_the_writer() {
 async fn appending_to_the_live_file_halts_the_writer() {
     halts_on("extended", Tamper::Extended, |path| {
         // A copy of the last record: well-formed, so only the length gives it away.
-        let last = std::fs::read_to_string(path).unwrap().lines().last().unwrap().to_owned();
+        let last = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
         let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         file.write_all(format!("{last}\n").as_bytes()).unwrap();
     })
@@ -148,8 +162,11 @@ async fn a_restart_after_removal_is_refused_unless_a_new_chain_is_allowed() {
     let path = dir.join("audit.jsonl");
     let writer = written(&dir, 2).await;
     drop(writer);
-    let last_mac = std::fs::read_to_string(&path).unwrap().lines().last().unwrap()
-        [..]
+    let last_mac = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()[..]
         .rsplit("\"mac\":\"")
         .next()
         .unwrap()[..64]
@@ -168,12 +185,20 @@ async fn a_restart_after_removal_is_refused_unless_a_new_chain_is_allowed() {
     assert_eq!(tampered(&writer, Tamper::Missing), 1, "counted for alerts");
     assert_eq!(writer.append(event(3)).await.unwrap(), 4);
     drop(writer);
-    let first: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&path).unwrap().lines().next().unwrap())
-            .unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(first["kind"], "discontinuity");
     assert_eq!(first["detected"], "missing");
-    assert_eq!((first["seq"].as_u64(), first["lastSeq"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (first["seq"].as_u64(), first["lastSeq"].as_u64()),
+        (Some(3), Some(2))
+    );
     assert_eq!(first["lastMac"], last_mac.as_str());
     assert_eq!(first["prev"], last_mac.as_str());
     assert!(first["foundSeq"].is_null());
@@ -198,7 +223,9 @@ async fn a_trail_cut_short_while_stopped_is_refused_and_kept_beside_a_new_chain(
     let text = std::fs::read_to_string(&path).unwrap();
     let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
     std::fs::write(&path, kept).unwrap();
-    let error = AuditWriter::open(config(&path, 0o600, false)).err().unwrap();
+    let error = AuditWriter::open(config(&path, 0o600, false))
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("now ends at seq 2"), "{error}");
 
     drop(AuditWriter::open(config(&path, 0o600, true)).unwrap());
@@ -208,7 +235,11 @@ async fn a_trail_cut_short_while_stopped_is_refused_and_kept_beside_a_new_chain(
     let gap = &summary.discontinuities[0];
     assert_eq!((gap.held_seq, gap.last_seq), (Some(2), 4));
     assert_eq!(gap.detected, "truncated");
-    assert!(summary.to_string().contains("records after seq 2 up to seq 4"));
+    assert!(
+        summary
+            .to_string()
+            .contains("records after seq 2 up to seq 4")
+    );
 }
 
 #[tokio::test]

@@ -96,7 +96,9 @@ impl Trail {
             }
             _ => {
                 if config.allow_new_chain {
-                    tracing::warn!("audit.allow_new_chain is set, but the trail is whole; remove it");
+                    tracing::warn!(
+                        "audit.allow_new_chain is set, but the trail is whole; remove it"
+                    );
                 }
                 let (seq, prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
                 let file = match current {
@@ -139,7 +141,12 @@ impl Trail {
             mac: self.prev.clone(),
             tampered: self.halted,
         };
-        state::store(&state::path_of(&config.path), &state, config.file_mode, durable)
+        state::store(
+            &state::path_of(&config.path),
+            &state,
+            config.file_mode,
+            durable,
+        )
     }
 }
 

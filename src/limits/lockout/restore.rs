@@ -175,7 +175,10 @@ mod tests {
             (86_400, VendorAnswer::Rejected),
         ];
         for (secs, answer) in steps {
-            let (at, wall) = (t0 + Duration::from_secs(secs), w0 + Duration::from_secs(secs));
+            let (at, wall) = (
+                t0 + Duration::from_secs(secs),
+                w0 + Duration::from_secs(secs),
+            );
             match answer {
                 VendorAnswer::Accepted => shield.record_success("a"),
                 VendorAnswer::Rejected | VendorAnswer::Unknown => {
@@ -187,7 +190,11 @@ mod tests {
             let mut copy = LockoutRebuild::new(policy());
             copy.agents.clone_from(&rebuild.agents);
             restored.restore(copy, wall, at);
-            assert_eq!(restored.check("a", at), shield.check("a", at), "after {secs} s");
+            assert_eq!(
+                restored.check("a", at),
+                shield.check("a", at),
+                "after {secs} s"
+            );
             let later = at + Duration::from_secs(1000);
             assert_eq!(restored.check("a", later), shield.check("a", later));
         }
