@@ -393,6 +393,8 @@ fn write_batch(
     }
     if trail.len > 0 && trail.len + lines.len() as u64 > config.max_bytes {
         rotate(trail, config).map_err(io)?;
+        // Everything written so far is durable: a good moment to remember it durably too.
+        remember(trail, config, true);
     }
     if trail.dir_dirty {
         sync_dir(&config.path).map_err(io)?;

@@ -354,8 +354,7 @@ pub(super) fn rotate(trail: &mut Trail, config: &WriterConfig) -> std::io::Resul
     trail.file = open_created(path, &append_read(), config.file_mode)?;
     trail.renamed_away = false;
     trail.len = 0;
-    // Everything written so far is durable: a good moment to remember it durably too.
-    trail.store_state(config, true)
+    Ok(())
 }
 
 /// Makes the directory's entries (a new file, a rename) durable.
