@@ -97,9 +97,10 @@ pub fn replay(
         }
     };
     files.retain(|file| rotated_at(file).is_none_or(|at| at >= since));
-    if path.exists() {
-        files.push(path.to_owned());
-    }
+    files.push(path.to_owned());
+    // Only regular files: a trail path naming a device (`/dev/full` in a test of a full
+    // disk) or a pipe could be read forever.
+    files.retain(|file| std::fs::metadata(file).is_ok_and(|m| m.is_file()));
     let mut state = Replay::default();
     for file in &files {
         scan.files += 1;

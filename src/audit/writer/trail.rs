@@ -36,6 +36,8 @@ pub(super) struct Trail {
     /// A rotation renamed the current file but could not open the new one yet: the path is
     /// expected to be empty (not a tampering), and the rename is not repeated.
     pub(super) renamed_away: bool,
+    /// Whether the trail has a state file (not when it is a device).
+    pub(super) keeps_state: bool,
     /// Set once the live file was found unlinked, replaced or altered: nothing more is
     /// written until a restart (see `open`).
     pub(super) halted: Option<Tamper>,
@@ -58,11 +60,21 @@ impl Trail {
         let path = &config.path;
         create_dir(path, config.file_mode)?;
         let state_path = state::path_of(path);
-        let remembered = state::load(&state_path)?;
         let mut current = match OpenOptions::new().append(true).read(true).open(path) {
             Ok(file) => Some(file),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
+        };
+        // A trail that is not a regular file (a device, in tests of a full disk) has no
+        // state beside it: nothing could be removed from it.
+        let keeps_state = match &current {
+            Some(file) => file.metadata()?.is_file(),
+            None => true,
+        };
+        let remembered = if keeps_state {
+            state::load(&state_path)?
+        } else {
+            None
         };
         let (mut len, mut complete_len, mut own_head) = (0, 0, None);
         if let Some(file) = current.as_mut() {
@@ -120,12 +132,18 @@ impl Trail {
                     needs_cut: false,
                     dir_dirty: !existed,
                     renamed_away: false,
+                    keeps_state,
                     halted: None,
                     state_failing: false,
                 }
             }
         };
-        trail.store_state(config, true)?;
+        // Not fatal: on a full disk the gateway starts and refuses changes until the disk
+        // has room again, as it does while running; the failure is logged.
+        if let Err(error) = trail.store_state(config, true) {
+            tracing::warn!(%error, "audit state file could not be written; a restart cannot tell how far the trail was written");
+            trail.state_failing = true;
+        }
         if trail.dir_dirty {
             sync_dir(path)?;
             trail.dir_dirty = false;
@@ -135,6 +153,9 @@ impl Trail {
 
     /// Remembers the chain's head in the state file.
     pub(super) fn store_state(&self, config: &WriterConfig, durable: bool) -> std::io::Result<()> {
+        if !self.keeps_state {
+            return Ok(());
+        }
         let state = State {
             v: 1,
             seq: self.seq,
@@ -218,6 +239,7 @@ fn new_chain(
         needs_cut: false,
         dir_dirty: true,
         renamed_away: false,
+        keeps_state: true,
         halted: None,
         state_failing: false,
     })
