@@ -6,7 +6,12 @@
 //! for that agent until `cooldown` has passed, so neither a careless client nor an attacker
 //! with a valid token can lock the agent out. A success resets the count.
 //!
-//! Pure logic over explicit instants; the gateway passes `Instant::now()`.
+//! Pure logic over explicit instants; the gateway passes `Instant::now()`. At start-up the
+//! counts are rebuilt from the audit trail ([`restore`]).
+
+mod restore;
+
+pub use restore::{LockoutRebuild, VendorAnswer};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

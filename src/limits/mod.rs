@@ -22,8 +22,8 @@ pub mod quota;
 pub mod redis;
 pub mod serial;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
@@ -34,7 +34,7 @@ use self::redis::{Shared, Unavailable};
 use crate::config::{LimitsBackend, LimitsConfig};
 use crate::request::{AccountFolding, AccountKey};
 use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
-use lockout::LockoutShield;
+use lockout::{LockoutRebuild, LockoutShield};
 use quota::{KeyedQuota, Verdict};
 use serial::{AgentGuard, AgentLocks};
 
@@ -66,6 +66,9 @@ pub struct Limits {
     shared: Option<Arc<Shared>>,
     /// How a `userAccount` becomes its [`AccountKey`].
     account_folding: AccountFolding,
+    /// Until when the shield refuses every change because the counts could not be rebuilt
+    /// in full at start-up (part of the audit trail unreadable).
+    lockout_unknown_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What the lockout shield says about an agent.
@@ -136,6 +139,7 @@ impl Limits {
             idempotency_ttl: config.idempotency_ttl,
             shared,
             account_folding: config.account_folding,
+            lockout_unknown_until: Mutex::new(None),
         })
     }
 
@@ -179,8 +183,35 @@ impl Limits {
         self.per_agent.check(agent)
     }
 
+    /// Takes over the lockout counts rebuilt from the audit trail at start-up; returns how
+    /// many agents are blocked. When part of the trail could not be read (`complete` is
+    /// false), a count may be missing, so the shield refuses every change (503
+    /// `lockout_state_unavailable`, as when Redis cannot be read) for one cool-down: by
+    /// then every block it could have missed has ended.
+    pub fn restore_lockout(&self, rebuilt: LockoutRebuild, complete: bool) -> usize {
+        let now = tokio::time::Instant::now();
+        if !complete {
+            *self
+                .lockout_unknown_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(now + self.lockout.policy().cooldown);
+        }
+        self.lockout.restore(rebuilt, SystemTime::now(), now)
+    }
+
+    /// Whether the shield refuses every change because its counts could not be rebuilt.
+    pub fn lockout_unknown(&self) -> bool {
+        self.lockout_unknown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| until > tokio::time::Instant::now())
+    }
+
     /// Whether the lockout shield lets a change for `agent` through.
     pub async fn lockout_check(&self, agent: &AccountKey) -> Shield {
+        if self.lockout_unknown() {
+            return Shield::Unknown;
+        }
         // This replica's own count is always kept too (see `record_rejection`), so a
         // rejection that Redis missed still counts here.
         let local = self
