@@ -109,15 +109,24 @@ struct Unsealed<'a> {
 }
 
 /// The record's bytes without `mac` (what the MAC covers), as compact JSON.
+///
+/// Characters that JSON allows raw but that break line-oriented readers or terminals (C1
+/// controls, DEL, U+2028/2029, bidi controls; serde_json escapes only C0) are written as
+/// `\uXXXX` escapes: the record means the same, and every line of the trail is one record
+/// to any reader (a `sub` of `"a\u{2028}b"` splits no line in Python's `splitlines`).
 pub fn unsealed_json(seq: u64, ts: &str, event: &Event, prev: &str) -> String {
-    serde_json::to_string(&Unsealed {
+    let json = serde_json::to_string(&Unsealed {
         v: VERSION,
         seq,
         ts,
         event,
         prev,
     })
-    .expect("records always serialize")
+    .expect("records always serialize");
+    match crate::terminal::escape_json(&json) {
+        std::borrow::Cow::Borrowed(_) => json,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
 }
 
 /// A `discontinuity` record as written: the first record of a new chain file, started by
@@ -197,6 +206,17 @@ pub fn unseal(line: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn separators_c1_and_bidi_controls_are_escaped_in_the_line() {
+        let mut hostile = event();
+        hostile.caller.sub = Some("a\u{2028}b\u{85}c\u{9b}31m\u{202e}d\u{7f}".into());
+        let line = unsealed_json(7, "2026-12-01T00:00:00.000Z", &hostile, &"0".repeat(64));
+        assert!(line.is_ascii(), "{line}");
+        assert!(line.contains(r"a\u2028b\u0085c\u009b31m\u202ed\u007f"), "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["caller"]["sub"], hostile.caller.sub.unwrap().as_str());
+    }
 
     fn event() -> Event {
         Event {
