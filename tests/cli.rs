@@ -413,6 +413,37 @@ fn check_config_prints_the_effective_config_without_secrets() {
 }
 
 #[test]
+fn check_config_takes_one_key_of_a_table_from_the_environment() {
+    // The README's example, alone, over a file without a [rate_limit] section: the rest
+    // of the table keeps its default.
+    let path = temp_file(
+        "one-key",
+        "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n\n[auth]\n\
+         issuer = \"https://sso.example\"\naudiences = [\"sipgw\"]\n\
+         jwks_url = \"https://sso.example/jwks\"\n",
+    );
+    let output = Command::new(SIPGW)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("SIPGW_APP_SECRET", "x")
+        .env("SIPGW__RATE_LIMIT__PER_AGENT__BURST", "5")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let per_agent = stdout
+        .split("[rate_limit.per_agent]")
+        .nth(1)
+        .expect("the per-agent quota is printed");
+    let table: Vec<&str> = per_agent.lines().skip(1).take(2).collect();
+    assert_eq!(table, ["burst = 5", "per_secs = 1800"], "{stdout}");
+}
+
+#[test]
 fn check_config_refuses_each_kind_of_mistake_naming_the_key() {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use jsonwebtoken::Algorithm;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -307,8 +307,12 @@ impl Config {
         Ok(effective)
     }
 
-    fn figment(path: &Path) -> Figment {
-        Figment::new()
+    /// The file over the complete defaults, and the environment over both. The defaults at
+    /// the bottom make a single key of a table enough: `SIPGW__RATE_LIMIT__PER_AGENT__BURST=5`
+    /// (or `per_agent = { burst = 5 }` in the file) merges with the default `per_secs`
+    /// instead of replacing the whole table with one that lacks it.
+    pub fn figment(path: &Path) -> Figment {
+        Figment::from(Serialized::defaults(FileConfig::default()))
             .merge(Toml::file_exact(path))
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
     }

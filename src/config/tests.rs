@@ -178,6 +178,39 @@ fn environment_overrides_any_key() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn one_key_of_a_table_can_be_overridden_alone() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("sipgw.toml", MINIMAL)?;
+        jail.set_env("SIPGW_APP_SECRET", "env-secret");
+        // The README's example: the rest of the table keeps its default.
+        jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__BURST", "5");
+        let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(c.limits.per_agent.burst.get(), 5);
+        assert_eq!(c.limits.per_agent.per, Duration::from_secs(1800));
+        assert_eq!(c.limits.per_caller.burst.get(), 30, "the other table untouched");
+
+        // File then environment: the file's table, with the one key from the environment.
+        let in_file = format!(
+            "{MINIMAL}\n[rate_limit]\nper_agent = {{ burst = 4, per_secs = 600 }}\nper_caller = {{ burst = 7 }}\n"
+        );
+        jail.create_file("partial.toml", &in_file)?;
+        let c = Config::load(Path::new("partial.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(c.limits.per_agent.burst.get(), 5, "the environment wins");
+        assert_eq!(c.limits.per_agent.per, Duration::from_secs(600), "the file's");
+        // A partial inline table in the file also keeps the default of what it leaves out.
+        assert_eq!(c.limits.per_caller.burst.get(), 7);
+        assert_eq!(c.limits.per_caller.per, Duration::from_secs(60));
+
+        // An override is still validated, naming the dotted key.
+        jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__PER_SECS", "0");
+        let err = Config::load(Path::new("sipgw.toml")).unwrap_err().to_string();
+        assert!(err.contains("rate_limit.per_agent.per_secs"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
 fn a_missing_file_is_an_error_not_an_empty_config() {
     let err = Config::load(Path::new("/nonexistent/sipgw.toml"))
         .unwrap_err()
