@@ -372,10 +372,7 @@ fn check_config_prints_the_effective_config_without_secrets() {
         .args(["check-config", "--config", example])
         .env("SIPGW_APP_SECRET", "app-secret-value-42")
         .env("SIPGW__VENDOR__TIMEOUT_MS", "3000")
-        .env(
-            "SIPGW__RATE_LIMIT__REDIS_URL",
-            "redis://:redis-pass-77@redis:6379/0",
-        )
+        .env("SIPGW__RATE_LIMIT__REDIS_URL", "rediss://redis:6380/0")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -396,11 +393,29 @@ fn check_config_prints_the_effective_config_without_secrets() {
         stdout.contains("# vendor app secret: <redacted>, read from $SIPGW_APP_SECRET"),
         "{stdout}"
     );
+    assert!(stdout.contains("rediss://redis:6380/0"), "{stdout}");
+    assert!(!stdout.contains("app-secret-value-42"));
+    // A password in the Redis URL is refused, pointing at the file key, never quoted.
+    let output = Command::new(SIPGW)
+        .args(["check-config", "--config", example])
+        .env("SIPGW_APP_SECRET", "x")
+        .env(
+            "SIPGW__RATE_LIMIT__REDIS_URL",
+            "redis://:redis-pass-77@redis:6379/0",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stdout.contains("redis://:<redacted>@redis:6379/0"),
-        "{stdout}"
+        stderr.contains("rate_limit.redis_url")
+            && stderr.contains("rate_limit.redis_password_file"),
+        "{stderr}"
     );
-    assert!(!stdout.contains("app-secret-value-42") && !stdout.contains("redis-pass-77"));
+    assert!(
+        !stderr.contains("redis-pass-77") && output.stdout.is_empty(),
+        "{stderr}"
+    );
     // The same checks as `serve`: a bad value exits 2 naming the key.
     let output = Command::new(SIPGW)
         .args(["check-config", "--config", example])

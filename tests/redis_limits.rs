@@ -416,7 +416,7 @@ mod scripts {
             idempotency_ttl: Duration::from_secs(86_400),
             idempotency_entries: 100,
             backend: LimitsBackend::Redis {
-                url: url.into(),
+                endpoint: sipgw::limits::redis::RedisEndpoint::plain(url),
                 key_prefix: "t:".into(),
             },
             turn_lease: Duration::from_secs(15),

@@ -223,8 +223,15 @@ pub struct QuotaSection {
 pub struct RateLimitSection {
     /// `"memory"` (this process) or `"redis"` (shared by replicas).
     pub backend: String,
-    /// Redis URL for `backend = "redis"`.
+    /// Redis URL for `backend = "redis"`: `redis://` or `rediss://` (TLS), no password.
     pub redis_url: Option<String>,
+    /// The Redis ACL user to log in as (with `redis_password_file`).
+    pub redis_username: Option<String>,
+    /// File holding the Redis password (`requirepass`, or the ACL user's).
+    pub redis_password_file: Option<String>,
+    /// PEM CA bundle that signed a `rediss://` server's certificate (replaces the public
+    /// roots for Redis).
+    pub redis_ca_file: Option<String>,
     /// Prefix of every Redis key.
     pub key_prefix: String,
     /// Per agent (`userAccount`).
@@ -238,6 +245,9 @@ impl Default for RateLimitSection {
         Self {
             backend: "memory".into(),
             redis_url: None,
+            redis_username: None,
+            redis_password_file: None,
+            redis_ca_file: None,
             key_prefix: "sipgw:".into(),
             per_agent: QuotaSection {
                 burst: 3,

@@ -7,6 +7,7 @@
 //! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
 
 pub mod file;
+mod redis;
 mod validate;
 
 use std::net::SocketAddr;
@@ -78,7 +79,8 @@ impl From<Box<figment::Error>> for ConfigError {
                     message.push_str(
                         ". Secrets are never written in the config file: the app secret comes \
                          from vendor.app_secret_file or the variable named by \
-                         vendor.app_secret_env, the audit key from audit.hmac_key_file",
+                         vendor.app_secret_env, the audit key from audit.hmac_key_file, the \
+                         Redis password from rate_limit.redis_password_file",
                     );
                 }
                 message
@@ -203,14 +205,15 @@ pub struct LimitsConfig {
 }
 
 /// `rate_limit.backend`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LimitsBackend {
     /// This process only (`"memory"`).
     Memory,
     /// Shared by every replica through Redis (`"redis"`).
     Redis {
-        /// `rate_limit.redis_url`, checked to be a `redis://` URL.
-        url: String,
+        /// `rate_limit.redis_url` (checked to be `redis://` or `rediss://`, without a
+        /// password) and the credentials and CA read from their files.
+        endpoint: crate::limits::redis::RedisEndpoint,
         /// `rate_limit.key_prefix`, put before every key.
         key_prefix: String,
     },

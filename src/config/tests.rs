@@ -188,7 +188,11 @@ fn one_key_of_a_table_can_be_overridden_alone() {
         let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
         assert_eq!(c.limits.per_agent.burst.get(), 5);
         assert_eq!(c.limits.per_agent.per, Duration::from_secs(1800));
-        assert_eq!(c.limits.per_caller.burst.get(), 30, "the other table untouched");
+        assert_eq!(
+            c.limits.per_caller.burst.get(),
+            30,
+            "the other table untouched"
+        );
 
         // File then environment: the file's table, with the one key from the environment.
         let in_file = format!(
@@ -197,14 +201,20 @@ fn one_key_of_a_table_can_be_overridden_alone() {
         jail.create_file("partial.toml", &in_file)?;
         let c = Config::load(Path::new("partial.toml")).map_err(|e| e.to_string())?;
         assert_eq!(c.limits.per_agent.burst.get(), 5, "the environment wins");
-        assert_eq!(c.limits.per_agent.per, Duration::from_secs(600), "the file's");
+        assert_eq!(
+            c.limits.per_agent.per,
+            Duration::from_secs(600),
+            "the file's"
+        );
         // A partial inline table in the file also keeps the default of what it leaves out.
         assert_eq!(c.limits.per_caller.burst.get(), 7);
         assert_eq!(c.limits.per_caller.per, Duration::from_secs(60));
 
         // An override is still validated, naming the dotted key.
         jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__PER_SECS", "0");
-        let err = Config::load(Path::new("sipgw.toml")).unwrap_err().to_string();
+        let err = Config::load(Path::new("sipgw.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rate_limit.per_agent.per_secs"), "{err}");
         Ok(())
     });
@@ -296,7 +306,10 @@ fn a_jwks_file_is_loaded_with_the_config() {
 #[test]
 fn the_redis_backend_needs_a_redis_url() {
     let memory = load(MINIMAL).unwrap();
-    assert_eq!(memory.limits.backend, crate::config::LimitsBackend::Memory);
+    assert!(matches!(
+        memory.limits.backend,
+        crate::config::LimitsBackend::Memory
+    ));
     let redis = |extra: &str| format!("{MINIMAL}\n[rate_limit]\nbackend = \"redis\"\n{extra}");
     let err = error_of(&redis(""));
     assert!(
@@ -306,23 +319,112 @@ fn the_redis_backend_needs_a_redis_url() {
     let err = error_of(&redis("redis_url = \"http://cache:6379\""));
     assert!(err.contains("rate_limit.redis_url"), "{err}");
     let err = error_of(&redis(
-        "redis_url = \"redis://:hunter2@cache:6379\"\nkey_prefix = \"\"",
+        "redis_url = \"redis://cache:6379\"\nkey_prefix = \"\"",
     ));
     assert!(err.contains("rate_limit.key_prefix"), "{err}");
-    let err = error_of(&redis("redis_url = \"rediss://:hunter2@cache:6379\""));
+    let config = load(&redis("redis_url = \"redis://cache:6379/2\"")).unwrap();
+    let crate::config::LimitsBackend::Redis {
+        endpoint,
+        key_prefix,
+    } = &config.limits.backend
+    else {
+        panic!("the redis backend");
+    };
+    assert_eq!(endpoint.url, "redis://cache:6379/2");
+    assert!(endpoint.username.is_none() && endpoint.password.is_none());
+    assert_eq!(key_prefix, "sipgw:");
+    assert!(config.limits.turn_lease > config.server.request_timeout);
+}
+
+#[test]
+fn redis_credentials_come_from_files_never_from_the_url() {
+    let dir = std::env::temp_dir().join(format!("sipgw-redis-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password = dir.join("redis-password");
+    std::fs::write(&password, "hunter2-redis\n").unwrap();
+    let ca = dir.join("redis-ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["redis.example".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let redis = |backend: &str, extra: &str| {
+        format!("{MINIMAL}\n[rate_limit]\nbackend = \"{backend}\"\n{extra}")
+    };
+
+    // A password in the URL is refused, whatever the backend, and never quoted back.
+    for backend in ["redis", "memory"] {
+        for url in [
+            "redis://:hunter2-inline@cache:6379",
+            "rediss://app:hunter2-inline@cache:6380/0",
+        ] {
+            let err = error_of(&redis(backend, &format!("redis_url = \"{url}\"")));
+            assert!(
+                err.contains("rate_limit.redis_url")
+                    && err.contains("rate_limit.redis_password_file"),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2-inline"), "{err}");
+        }
+    }
+    let err = error_of(&redis(
+        "redis",
+        "redis_url = \"rediss://cache:6380/#insecure\"",
+    ));
     assert!(
-        err.contains("rate_limit.redis_url") && !err.contains("hunter2"),
+        err.contains("rate_limit.redis_url") && err.contains("#insecure"),
         "{err}"
     );
-    let config = load(&redis("redis_url = \"redis://cache:6379/2\"")).unwrap();
-    assert_eq!(
-        config.limits.backend,
-        crate::config::LimitsBackend::Redis {
-            url: "redis://cache:6379/2".into(),
-            key_prefix: "sipgw:".into(),
-        }
+    let err = error_of(&redis(
+        "redis",
+        &format!(
+            "redis_url = \"redis://cache:6379\"\nredis_ca_file = {:?}",
+            ca.display().to_string()
+        ),
+    ));
+    assert!(
+        err.contains("rate_limit.redis_ca_file") && err.contains("rediss://"),
+        "{err}"
     );
-    assert!(config.limits.turn_lease > config.server.request_timeout);
+    let err = error_of(&redis(
+        "redis",
+        "redis_url = \"redis://cache:6379\"\nredis_username = \"sipgw\"",
+    ));
+    assert!(err.contains("rate_limit.redis_username"), "{err}");
+    let err = error_of(&redis(
+        "redis",
+        "redis_url = \"redis://cache:6379\"\nredis_password_file = \"/nonexistent/redis-pw\"",
+    ));
+    assert!(
+        err.contains("rate_limit.redis_password_file") && err.contains("/nonexistent/redis-pw"),
+        "{err}"
+    );
+
+    // rediss:// with an ACL user, its password from a file and a private CA.
+    let config = load(&redis(
+        "redis",
+        &format!(
+            "redis_url = \"rediss://cache:6380/0\"\nredis_username = \"sipgw\"\n\
+             redis_password_file = {:?}\nredis_ca_file = {:?}",
+            password.display().to_string(),
+            ca.display().to_string()
+        ),
+    ))
+    .unwrap();
+    let crate::config::LimitsBackend::Redis { endpoint, .. } = &config.limits.backend else {
+        panic!("the redis backend");
+    };
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        endpoint.password.as_ref().map(|p| p.expose_secret()),
+        Some("hunter2-redis"),
+        "the trailing newline is not part of it"
+    );
+    assert_eq!(endpoint.username.as_deref(), Some("sipgw"));
+    assert!(endpoint.tls() && endpoint.ca_pem.is_some());
+    assert!(!format!("{config:?}").contains("hunter2-redis"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

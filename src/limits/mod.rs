@@ -109,8 +109,11 @@ impl Limits {
                 None,
                 IdempotencyStore::new(config.idempotency_ttl, config.idempotency_entries),
             ),
-            LimitsBackend::Redis { url, key_prefix } => (
-                Some(Arc::new(Shared::new(url, key_prefix.clone())?)),
+            LimitsBackend::Redis {
+                endpoint,
+                key_prefix,
+            } => (
+                Some(Arc::new(Shared::connect(endpoint, key_prefix.clone())?)),
                 IdempotencyStore::with_key(
                     config.idempotency_ttl,
                     config.idempotency_entries,
@@ -135,6 +138,23 @@ impl Limits {
     /// `/readyz`: degraded, still serving).
     pub fn degraded(&self) -> bool {
         self.shared.as_ref().is_some_and(|s| s.health().degraded())
+    }
+
+    /// Whether the shared Redis refused our credentials at the last attempt (for `/readyz`:
+    /// not ready, an operator must act).
+    pub fn redis_credentials_refused(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.health().credentials_refused())
+    }
+
+    /// At start-up, with Redis: `Err` with Redis's reason when it refuses our credentials.
+    /// An unreachable Redis is no error (the replica starts on its fallbacks).
+    pub async fn check_redis_credentials(&self) -> Result<(), String> {
+        match &self.shared {
+            Some(shared) => shared.check_credentials().await,
+            None => Ok(()),
+        }
     }
 
     /// Transitions between reachable and degraded since start-up (for a metric).
