@@ -180,6 +180,8 @@ pub struct AuthSection {
     pub roles_claim: String,
     /// Most verified tokens kept in the cache.
     pub verified_cache_entries: usize,
+    /// Most refused tokens kept in the refusal cache.
+    pub refused_cache_entries: usize,
 }
 
 impl Default for AuthSection {
@@ -203,6 +205,7 @@ impl Default for AuthSection {
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
             verified_cache_entries: 10_000,
+            refused_cache_entries: 4_096,
         }
     }
 }
@@ -238,6 +241,10 @@ pub struct RateLimitSection {
     pub per_agent: QuotaSection,
     /// Per caller (`iss` + `sub`).
     pub per_caller: QuotaSection,
+    /// Most agents whose quota is tracked in this process; new agents are refused beyond.
+    pub max_agents: usize,
+    /// Most callers whose quota is tracked in this process; new callers are refused beyond.
+    pub max_callers: usize,
 }
 
 impl Default for RateLimitSection {
@@ -257,6 +264,8 @@ impl Default for RateLimitSection {
                 burst: 30,
                 per_secs: 60,
             },
+            max_agents: 100_000,
+            max_callers: 10_000,
         }
     }
 }
@@ -271,6 +280,8 @@ pub struct LockoutSection {
     pub cooldown_secs: u64,
     /// How long a change waits for another change of the same agent to finish.
     pub change_wait_ms: u64,
+    /// Most agents with a rejection count held; changes for new agents are refused beyond.
+    pub max_entries: usize,
 }
 
 impl Default for LockoutSection {
@@ -279,6 +290,7 @@ impl Default for LockoutSection {
             max_consecutive_failures: 2,
             cooldown_secs: 1800,
             change_wait_ms: 5_000,
+            max_entries: 100_000,
         }
     }
 }
@@ -291,6 +303,8 @@ pub struct IdempotencySection {
     pub ttl_secs: u64,
     /// Most outcomes remembered (oldest forgotten first).
     pub max_entries: usize,
+    /// Most bytes the remembered outcomes may take (oldest forgotten first).
+    pub max_bytes: usize,
 }
 
 impl Default for IdempotencySection {
@@ -298,6 +312,7 @@ impl Default for IdempotencySection {
         Self {
             ttl_secs: 86_400,
             max_entries: 100_000,
+            max_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -197,6 +197,14 @@ pub struct LimitsConfig {
     pub idempotency_ttl: Duration,
     /// Most outcomes remembered.
     pub idempotency_entries: usize,
+    /// Most bytes the remembered outcomes may take.
+    pub idempotency_bytes: usize,
+    /// Most agents with a quota bucket in this process.
+    pub max_agents: usize,
+    /// Most callers with a quota bucket in this process.
+    pub max_callers: usize,
+    /// Most agents with a lockout record in this process.
+    pub lockout_entries: usize,
     /// Where the limits live.
     pub backend: LimitsBackend,
     /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a

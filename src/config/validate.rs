@@ -176,6 +176,18 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             1,
             10_000_000,
         )? as usize,
+        idempotency_bytes: in_range(
+            "idempotency.max_bytes",
+            i.max_bytes as u64,
+            64 * 1024,
+            1 << 32,
+        )? as usize,
+        max_agents: in_range("rate_limit.max_agents", r.max_agents as u64, 1, 10_000_000)?
+            as usize,
+        max_callers: in_range("rate_limit.max_callers", r.max_callers as u64, 1, 10_000_000)?
+            as usize,
+        lockout_entries: in_range("lockout.max_entries", l.max_entries as u64, 1, 10_000_000)?
+            as usize,
         backend,
         turn_lease: millis(
             "server.request_timeout_ms",
@@ -312,6 +324,12 @@ pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigErr
         cache_entries: in_range(
             "auth.verified_cache_entries",
             a.verified_cache_entries as u64,
+            1,
+            1_000_000,
+        )? as usize,
+        refused_cache_entries: in_range(
+            "auth.refused_cache_entries",
+            a.refused_cache_entries as u64,
             1,
             1_000_000,
         )? as usize,

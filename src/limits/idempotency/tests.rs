@@ -3,11 +3,13 @@ use super::*;
 const SCOPE: [&str; 4] = ["iss", "alice", "a1001", "key-1"];
 
 fn stored(status: u16) -> Stored {
-    Stored {
-        status,
-        content_type: "application/json",
-        body: Bytes::from_static(b"{\"resultCode\":\"0\"}"),
-    }
+    let outcome = match status {
+        200 => Outcome::Accepted,
+        422 => Outcome::VendorRejected,
+        502 => Outcome::VendorError,
+        _ => Outcome::VendorTimeout,
+    };
+    Stored::new(outcome, "req-1", "the vendor's message")
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,7 +74,7 @@ async fn a_repeat_in_flight_waits_for_the_first() {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             match store.begin(SCOPE, b"body", Duration::from_secs(10)).await {
-                Begin::Replay(outcome) => Some(outcome.status),
+                Begin::Replay(outcome) => Some(outcome.status()),
                 _ => None,
             }
         })
