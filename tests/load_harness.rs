@@ -106,7 +106,11 @@ fn the_load_harness_produces_every_row_without_errors() {
     assert_eq!(memory["errors"], 0, "{memory}");
     assert!(memory["rss_after_mib"].as_f64().unwrap() > 0.0, "{memory}");
     for store in ["agent_quotas", "lockout", "idempotency"] {
-        assert_eq!(memory["entries"][store].as_u64(), Some(agents), "{store}: {memory}");
+        assert_eq!(
+            memory["entries"][store].as_u64(),
+            Some(agents),
+            "{store}: {memory}"
+        );
     }
     assert!(stdout.contains("| bytes per agent |"), "{stdout}");
     assert!(stdout.contains("| Target | measured | met |"), "{stdout}");

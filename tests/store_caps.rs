@@ -71,7 +71,11 @@ async fn a_full_lockout_shield_refuses_new_agents_and_forgets_no_strike() {
     let refused = h.change("agent3", CURRENT, NEW).await;
     assert_eq!(refused.status, 503, "{}", refused.text);
     assert_eq!(refused.code(), "lockout_state_unavailable");
-    assert_eq!(h.sim.update_count(), 3, "the new agent never reached the vendor");
+    assert_eq!(
+        h.sim.update_count(),
+        3,
+        "the new agent never reached the vendor"
+    );
     // Nothing was dropped to make room: agent1 stays blocked, agent2's strike still counts.
     assert_eq!(
         h.change("agent1", CURRENT, NEW).await.code(),

@@ -182,10 +182,13 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             64 * 1024,
             1 << 32,
         )? as usize,
-        max_agents: in_range("rate_limit.max_agents", r.max_agents as u64, 1, 10_000_000)?
-            as usize,
-        max_callers: in_range("rate_limit.max_callers", r.max_callers as u64, 1, 10_000_000)?
-            as usize,
+        max_agents: in_range("rate_limit.max_agents", r.max_agents as u64, 1, 10_000_000)? as usize,
+        max_callers: in_range(
+            "rate_limit.max_callers",
+            r.max_callers as u64,
+            1,
+            10_000_000,
+        )? as usize,
         lockout_entries: in_range("lockout.max_entries", l.max_entries as u64, 1, 10_000_000)?
             as usize,
         backend,

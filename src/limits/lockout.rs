@@ -198,7 +198,11 @@ mod tests {
         // A rejection in flight when the shield filled is still counted, over the cap.
         s.record_rejection("c", t0);
         assert_eq!(s.len(), 3);
-        assert_eq!(s.check("a", t0), Err(Duration::from_secs(1800)), "a stays blocked");
+        assert_eq!(
+            s.check("a", t0),
+            Err(Duration::from_secs(1800)),
+            "a stays blocked"
+        );
         // A success frees a place.
         s.record_success("b");
         s.record_success("c");

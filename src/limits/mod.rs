@@ -179,9 +179,21 @@ impl Limits {
             capacity,
         };
         [
-            size("agent_quotas", self.per_agent.len(), Some(self.per_agent.max_keys())),
-            size("caller_quotas", self.per_caller.len(), Some(self.per_caller.max_keys())),
-            size("lockout", self.lockout.len(), Some(self.lockout.max_agents())),
+            size(
+                "agent_quotas",
+                self.per_agent.len(),
+                Some(self.per_agent.max_keys()),
+            ),
+            size(
+                "caller_quotas",
+                self.per_caller.len(),
+                Some(self.per_caller.max_keys()),
+            ),
+            size(
+                "lockout",
+                self.lockout.len(),
+                Some(self.lockout.max_agents()),
+            ),
             size("agent_turns", self.agents.len(), None),
             size(
                 "idempotency",

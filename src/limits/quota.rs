@@ -15,8 +15,8 @@ use std::time::Duration;
 use governor::clock::{Clock, QuantaClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
 /// `Retry-After` for a key refused because the store is full: about when the janitor next

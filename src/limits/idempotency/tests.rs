@@ -188,14 +188,19 @@ async fn the_byte_budget_forgets_the_oldest_finished_outcomes_first() {
         Begin::Replay(_)
     ));
     assert!(matches!(
-        store.begin(scope("k0"), b"b", Duration::from_millis(10)).await,
+        store
+            .begin(scope("k0"), b"b", Duration::from_millis(10))
+            .await,
         Begin::Busy
     ));
     in_flight.complete(Some(stored(200)));
-    assert!(matches!(
-        store.begin(scope("k1"), b"b", Duration::ZERO).await,
-        Begin::Proceed(_)
-    ), "k1 was forgotten");
+    assert!(
+        matches!(
+            store.begin(scope("k1"), b"b", Duration::ZERO).await,
+            Begin::Proceed(_)
+        ),
+        "k1 was forgotten"
+    );
     // Released and expired entries give their bytes back.
     drop(store.begin(scope("k9"), b"b", Duration::ZERO).await);
     tokio::time::advance(Duration::from_secs(601)).await;
