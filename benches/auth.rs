@@ -14,6 +14,7 @@ use http::HeaderValue;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 use sipgw::auth::keys::{FetchSettings, KeySet, KeySource, KeyStore};
+use sipgw::auth::policy::AgentMatch;
 use sipgw::auth::{AuthSettings, Authenticator, Policy};
 use sipgw::dev_issuer::{DevIssuer, KeyKind};
 
@@ -35,6 +36,7 @@ fn run_now<F: Future>(future: F) -> F::Output {
 fn policy() -> Policy {
     Policy {
         agent_claim: "preferred_username".into(),
+        agent_match: AgentMatch::Exact,
         self_service: true,
         admin_scopes: vec!["sipgw.admin".into()],
         admin_roles: vec!["cc-admin".into()],
@@ -62,6 +64,8 @@ fn authenticator(idp: &DevIssuer, cache_entries: usize) -> Authenticator {
         policy: policy(),
         cache_entries,
         refused_cache_entries: 4096,
+        required_typ: None,
+        max_lifetime: None,
     };
     Authenticator::new(settings, keys)
 }

@@ -32,6 +32,7 @@
 //! - [`demo`]: `sipgw demo`, everything on loopback.
 //! - [`dev_token`]: `sipgw dev-token`, development tokens from a key file.
 //! - [`telemetry`]: log set-up.
+//! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible).
 //!
 //! ## One request
 //! [`server::run`] accepts a connection and hands each request, in a task of its own, to
@@ -63,5 +64,6 @@ pub mod request;
 pub mod server;
 pub mod sim;
 pub mod telemetry;
+pub mod terminal;
 pub mod tls;
 pub mod vendor;

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use sipgw::config::Config;
 use sipgw::telemetry::{self, LogFormat};
+use sipgw::terminal;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Authenticating gateway for SIP phone password changes.
@@ -69,7 +71,7 @@ enum AuditCommand {
         /// Trail files, or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Only this agent.
+        /// Only this agent (in any letter case: one account to the limits).
         #[arg(long)]
         agent: Option<String>,
         /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).
@@ -91,22 +93,22 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
+        // The file and the environment may hold any text; echoed values are escaped.
         Command::CheckConfig { config } => match Config::check(&config) {
-            Ok(effective) => {
-                print!("{effective}");
-                ExitCode::SUCCESS
-            }
+            Ok(effective) => print_all(
+                "sipgw check-config",
+                &terminal::escape_keeping_lines(&effective),
+                ExitCode::SUCCESS,
+            ),
             Err(error) => {
-                eprintln!("sipgw: invalid configuration: {error}");
+                let error = error.to_string();
+                eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));
                 ExitCode::from(EXIT_CONFIG)
             }
         },
         Command::Audit(command) => audit(command),
         Command::DevToken(args) => match sipgw::dev_token::run(&args) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
+            Ok(token) => print_all("sipgw dev-token", &format!("{token}\n"), ExitCode::SUCCESS),
             Err(error) => {
                 eprintln!("sipgw dev-token: {error}");
                 ExitCode::FAILURE
@@ -141,7 +143,8 @@ async fn serve(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("sipgw: invalid configuration: {error}");
+            let error = error.to_string();
+            eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -220,7 +223,8 @@ fn audit(command: AuditCommand) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
                 Err(error) => {
-                    eprintln!("sipgw audit verify: {error}");
+                    let error = error.to_string();
+                    eprintln!("sipgw audit verify: {}", terminal::escape(&error));
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
@@ -229,15 +233,18 @@ fn audit(command: AuditCommand) -> ExitCode {
             } else {
                 verify::verify(&files, &key)
             };
+            // The verdict is the exit status, whether or not anyone still reads the line.
             match checked {
-                Ok(summary) => {
-                    println!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(failure) => {
-                    println!("{failure}");
-                    ExitCode::FAILURE
-                }
+                Ok(summary) => print_all(
+                    "sipgw audit verify",
+                    &format!("{summary}\n"),
+                    ExitCode::SUCCESS,
+                ),
+                Err(failure) => print_all(
+                    "sipgw audit verify",
+                    &format!("{failure}\n"),
+                    ExitCode::FAILURE,
+                ),
             }
         }
         AuditCommand::Show {
@@ -250,20 +257,52 @@ fn audit(command: AuditCommand) -> ExitCode {
             let filter = verify::Filter { agent, since, code };
             match verify::expand(&files).and_then(|files| verify::select(&files, &filter)) {
                 Ok(records) => {
-                    for record in records {
-                        if json {
-                            println!("{record}");
-                        } else {
-                            println!("{}", verify::table_row(&record));
-                        }
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    let written = records
+                        .iter()
+                        .try_for_each(|record| {
+                            if json {
+                                let line = record.to_string();
+                                writeln!(out, "{}", terminal::escape_json(&line))
+                            } else {
+                                writeln!(out, "{}", verify::table_row(record))
+                            }
+                        })
+                        .and_then(|()| out.flush());
+                    match written {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(error) => write_failed("sipgw audit show", &error, ExitCode::SUCCESS),
                     }
-                    ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("sipgw audit show: {error}");
+                    let error = error.to_string();
+                    eprintln!("sipgw audit show: {}", terminal::escape(&error));
                     ExitCode::FAILURE
                 }
             }
         }
+    }
+}
+
+/// Writes `text` to stdout and returns `status`; see [`write_failed`] for what a failed
+/// write returns instead.
+fn print_all(context: &str, text: &str, status: ExitCode) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => status,
+        Err(error) => write_failed(context, &error, status),
+    }
+}
+
+/// The exit status after writing to stdout failed. A reader that went away (`| head -1`:
+/// EPIPE, since Rust ignores SIGPIPE) asked for no more: the command ends quietly with the
+/// status it had anyway (`println!` would panic and exit 101). Any other failure (a full
+/// disk behind a redirect) is reported and fails the command.
+fn write_failed(context: &str, error: &std::io::Error, status: ExitCode) -> ExitCode {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        status
+    } else {
+        eprintln!("{context}: cannot write the output: {error}");
+        ExitCode::FAILURE
     }
 }

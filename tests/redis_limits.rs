@@ -163,6 +163,23 @@ async fn a_success_resets_the_shared_lockout_count() {
 }
 
 #[tokio::test]
+async fn the_shared_lockout_count_is_keyed_by_the_case_folded_account() {
+    let redis = redis_or_skip!();
+    let (a, b) = replicas(&redis, |c| c.lockout.max_consecutive_failures = 2).await;
+    // The vendor knows `agent5`; `AGENT5` is rejected (as an unknown account here), and
+    // counts for the same account key.
+    for _ in 0..2 {
+        assert_eq!(
+            a.change("AGENT5", WRONG, NEW).await.code(),
+            "vendor_rejected"
+        );
+    }
+    let blocked = b.change("agent5", CURRENT, NEW).await;
+    assert_eq!(blocked.code(), "lockout_protection", "{}", blocked.text);
+    assert_eq!(a.sim.update_count(), 2, "replica B never called the vendor");
+}
+
+#[tokio::test]
 async fn concurrent_changes_via_two_replicas_never_overlap_at_the_vendor() {
     let redis = redis_or_skip!();
     let (a, b) = replicas(&redis, |_| {}).await;
@@ -330,7 +347,8 @@ mod scripts {
     use sipgw::limits::lockout::LockoutPolicy;
     use sipgw::limits::quota::{QuotaSpec, Verdict};
     use sipgw::limits::redis::Shared;
-    use sipgw::limits::{Limits, Shield};
+    use sipgw::limits::{IdempotencyScope, Limits, Shield};
+    use sipgw::request::AccountFolding;
 
     fn spec(burst: u32, per_secs: u64) -> QuotaSpec {
         QuotaSpec {
@@ -424,6 +442,7 @@ mod scripts {
                 key_prefix: "t:".into(),
             },
             turn_lease: Duration::from_secs(15),
+            account_folding: AccountFolding::CaseFolded,
         }
     }
 
@@ -432,7 +451,7 @@ mod scripts {
         let mut redis = redis_or_skip!();
         let secret = SecretString::from(APP_SECRET);
         let limits = Limits::new(&limits_config(&redis.url()), &secret).unwrap();
-        let agent = "a1001".to_owned();
+        let agent = limits.account_key("a1001");
         assert_eq!(limits.lockout_check(&agent).await, Shield::Open);
         assert!(!limits.degraded());
         redis.kill();
@@ -454,13 +473,18 @@ mod scripts {
         assert!(limits.lock_agent(&agent).await.is_none());
         drop(turn);
         // Idempotency: this process's store.
-        let scope = ["iss", "sub", "a1001", "k"];
-        let Begin::Proceed(ticket) = limits.idempotency_begin(scope, b"body").await else {
+        let scope = IdempotencyScope {
+            iss: "iss",
+            sub: "sub",
+            agent: &agent,
+            key: "k",
+        };
+        let Begin::Proceed(ticket) = limits.idempotency_begin(&scope, b"body").await else {
             panic!("the first proceeds");
         };
         let stored = Stored::new(Outcome::Accepted, "req-1", "success");
         ticket.complete(Some(stored.clone())).await;
-        match limits.idempotency_begin(scope, b"body").await {
+        match limits.idempotency_begin(&scope, b"body").await {
             Begin::Replay(outcome) => assert_eq!(*outcome, stored),
             _ => panic!("replayed from the local store"),
         }
@@ -490,16 +514,22 @@ mod scripts {
         let secret = SecretString::from(APP_SECRET);
         let a = Limits::new(&limits_config(&redis.url()), &secret).unwrap();
         let b = Limits::new(&limits_config(&redis.url()), &secret).unwrap();
-        let scope = ["iss", "sub", "a1001", "k"];
+        let agent = a.account_key("a1001");
+        let scope = IdempotencyScope {
+            iss: "iss",
+            sub: "sub",
+            agent: &agent,
+            key: "k",
+        };
         assert_eq!(a.idempotency.digest(&[b"x"]), b.idempotency.digest(&[b"x"]));
-        let Begin::Proceed(ticket) = a.idempotency_begin(scope, b"body").await else {
+        let Begin::Proceed(ticket) = a.idempotency_begin(&scope, b"body").await else {
             panic!("the first proceeds");
         };
         // Dropped without an outcome: the claim is released and the key processed anew.
         drop(ticket);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match b.idempotency_begin(scope, b"body").await {
+            match b.idempotency_begin(&scope, b"body").await {
                 Begin::Proceed(_) => break,
                 Begin::Busy if Instant::now() < deadline => continue,
                 _ => panic!("the released key is processed anew"),

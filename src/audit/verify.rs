@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
 use super::record::unseal;
+use crate::terminal::escape;
 
 /// What an intact trail holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,8 @@ impl fmt::Display for Summary {
             self.files,
             self.first_seq,
             self.first_seq + self.records.saturating_sub(1),
-            self.first_ts.as_deref().unwrap_or("-"),
-            self.last_ts.as_deref().unwrap_or("-"),
+            escape(self.first_ts.as_deref().unwrap_or("-")),
+            escape(self.last_ts.as_deref().unwrap_or("-")),
         )
     }
 }
@@ -53,12 +54,13 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A file name is whatever the directory holds; shown escaped like record values.
         write!(
             f,
             "FAILED: {}:{}: {}",
-            self.file.display(),
+            escape(&self.file.display().to_string()),
             self.line,
-            self.reason
+            escape(&self.reason)
         )
     }
 }
@@ -196,7 +198,8 @@ fn verify_with(files: &[PathBuf], key: &MacKey, later_start: bool) -> Result<Sum
 /// What `audit show` selects.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    /// Only this agent.
+    /// Only this agent, in any ASCII letter case: the per-agent limits key accounts
+    /// case-folded by default, so `A1002` and `a1002` are one account to review.
     pub agent: Option<String>,
     /// Only records at or after this RFC 3339 time (string comparison of UTC `ts`).
     pub since: Option<String>,
@@ -210,7 +213,7 @@ impl Filter {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
         self.agent
             .as_deref()
-            .is_none_or(|a| field("agent") == Some(a))
+            .is_none_or(|a| field("agent").is_some_and(|f| f.eq_ignore_ascii_case(a)))
             && self
                 .code
                 .as_deref()
@@ -238,11 +241,13 @@ pub fn select(files: &[PathBuf], filter: &Filter) -> std::io::Result<Vec<Value>>
     Ok(out)
 }
 
-/// One record as a table row: ts, kind, code, status, agent, caller, request id.
+/// One record as a table row: ts, kind, code, status, agent, caller, request id. Every
+/// cell is escaped ([`crate::terminal`]): a `sub` is whatever the identity provider
+/// issued, and a trail may have been edited; neither may drive the reviewer's terminal.
 pub fn table_row(record: &Value) -> String {
     let s = |v: &Value| {
         v.as_str()
-            .map(str::to_owned)
+            .map(|text| escape(text).into_owned())
             .or_else(|| v.as_u64().map(|n| n.to_string()))
             .unwrap_or_else(|| "-".into())
     };
@@ -256,4 +261,29 @@ pub fn table_row(record: &Value) -> String {
         s(&record["caller"]["sub"]),
         s(&record["requestId"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_filter_ignores_ascii_case() {
+        let record = serde_json::json!({"agent": "A1002", "code": "ok"});
+        let filter = |agent: &str| Filter {
+            agent: Some(agent.into()),
+            ..Filter::default()
+        };
+        assert!(filter("a1002").matches(&record));
+        assert!(filter("A1002").matches(&record));
+        assert!(!filter("a1003").matches(&record));
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let record = serde_json::json!({"caller": {"sub": "x\u{1b}]0;pwned\u{7}"}, "seq": 1});
+        let row = table_row(&record);
+        assert!(row.contains("x\\u{1b}]0;pwned\\u{7}"), "{row}");
+        assert!(!row.contains('\u{1b}'));
+    }
 }

@@ -90,7 +90,16 @@ pub enum AuthError {
     /// A required claim is absent.
     #[error("token lacks the {0} claim")]
     MissingClaim(&'static str),
-    /// A claim has the wrong type (e.g. `exp` as a string).
+    /// A claim has the wrong type (e.g. `exp` as a string), or is blank (`sub`).
     #[error("token claim {0} is malformed")]
     BadClaim(&'static str),
+    /// The header or the claims repeat a member name (RFC 7519 §4).
+    #[error("token header or claims repeat a member name")]
+    DuplicateMember,
+    /// The header's `typ` is not `auth.required_typ` (RFC 9068 §2.1).
+    #[error("token type (typ) is not accepted")]
+    WrongType,
+    /// `exp - iat` is over `auth.max_token_lifetime_secs`.
+    #[error("token lifetime is longer than accepted")]
+    LifetimeTooLong,
 }

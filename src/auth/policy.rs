@@ -36,11 +36,37 @@ pub struct Grants {
     pub admin: Option<Grant>,
 }
 
+/// How the `agent_claim` is compared with the agent of the URL (`auth.agent_claim_match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentMatch {
+    /// Byte for byte (the default): a caller whose claim is `alice` may not change `ALICE`.
+    /// Whether the two are one account is the vendor's business; self-service grants no
+    /// more than the claim says.
+    #[default]
+    Exact,
+    /// ASCII case-insensitive, for directories whose user names differ from the vendor's
+    /// accounts only in case. ASCII only: `userAccount` is ASCII, and Unicode folding would
+    /// let e.g. the Kelvin sign in a claim match `k`.
+    CaseInsensitive,
+}
+
+impl AgentMatch {
+    /// Whether `claim` names `agent`.
+    fn matches(self, claim: &str, agent: &str) -> bool {
+        match self {
+            Self::Exact => claim == agent,
+            Self::CaseInsensitive => claim.eq_ignore_ascii_case(agent),
+        }
+    }
+}
+
 /// The `[auth]` policy keys, validated.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Claim naming the caller's own agent account (default `preferred_username`).
     pub agent_claim: String,
+    /// How that claim is compared with the agent asked for.
+    pub agent_match: AgentMatch,
     /// Whether agents may change their own password.
     pub self_service: bool,
     /// Scopes that let a caller change any agent's password.
@@ -80,7 +106,11 @@ impl Policy {
         if let Some(admin) = &grants.admin {
             return Some(admin.clone());
         }
-        (self.self_service && grants.agent.as_deref() == Some(agent)).then_some(Grant::SelfService)
+        let own = grants
+            .agent
+            .as_deref()
+            .is_some_and(|claim| self.agent_match.matches(claim, agent));
+        (self.self_service && own).then_some(Grant::SelfService)
     }
 }
 
@@ -123,6 +153,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             agent_claim: "preferred_username".into(),
+            agent_match: AgentMatch::Exact,
             self_service: true,
             admin_scopes: vec!["sipgw.admin".into()],
             admin_roles: vec!["cc-admin".into()],
@@ -144,6 +175,22 @@ mod tests {
             ..policy()
         };
         assert_eq!(off.authorize(&g, "a1001"), None);
+    }
+
+    #[test]
+    fn self_service_matches_case_only_when_configured() {
+        let g = grants(json!({"preferred_username": "alice"}));
+        assert_eq!(policy().authorize(&g, "ALICE"), None);
+        let folding = Policy {
+            agent_match: AgentMatch::CaseInsensitive,
+            ..policy()
+        };
+        assert_eq!(folding.authorize(&g, "ALICE"), Some(Grant::SelfService));
+        assert_eq!(folding.authorize(&g, "alicE"), Some(Grant::SelfService));
+        assert_eq!(folding.authorize(&g, "alice2"), None);
+        // U+212A KELVIN SIGN folds to `k` under Unicode rules, never here.
+        let kelvin = grants(json!({"preferred_username": "\u{212a}im"}));
+        assert_eq!(folding.authorize(&kelvin, "kim"), None);
     }
 
     #[test]

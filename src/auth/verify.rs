@@ -3,9 +3,11 @@
 //!
 //! Order: the header's scheme and the token's size first (no decoding of an oversized
 //! token), then a lookup in the verified-token cache, then the header's own fields (before
-//! any key is touched: `alg` allow-list, no key-naming members), then the key by `kid` (with
+//! any key is touched: unique member names in header and claims, `alg` allow-list, no
+//! key-naming members, `typ` when `auth.required_typ` is set), then the key by `kid` (with
 //! one re-fetch for an unknown `kid`), then jsonwebtoken's signature and claim checks with
-//! every claim we rely on made mandatory, then the claims this gateway reads.
+//! every claim we rely on made mandatory, then the claims this gateway reads (a non-blank
+//! `sub`, `iat` not in the future, `exp - iat` within `auth.max_token_lifetime_secs`).
 //!
 //! Verified tokens are cached (keyed by a SHA-256 of the token, bounded, until `exp`), as
 //! Envoy's `jwt_authn` does: a caller's repeated requests then cost a hash and a lookup.
@@ -19,8 +21,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -28,12 +28,14 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyStore;
 use super::{AuthError, Identity, Policy};
+use compact::{bearer_token, header_algorithm, parse_header, unique_claim_names};
+pub use strict::RequiredTyp;
+
+mod compact;
+mod strict;
 
 /// Tokens over this size are refused unread (DESIGN.md §2).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Header members that name or carry keys, or demand extensions we do not implement: the
-/// gateway only trusts keys from its own configured key set (RFC 7515 §4.1).
-const FORBIDDEN_HEADER_MEMBERS: [&str; 5] = ["crit", "jku", "x5u", "x5c", "jwk"];
 
 /// The validated `[auth]` settings the check needs.
 #[derive(Debug, Clone)]
@@ -52,6 +54,10 @@ pub struct AuthSettings {
     pub cache_entries: usize,
     /// Most entries in the refused-token cache.
     pub refused_cache_entries: usize,
+    /// The JOSE `typ` every token must carry (`auth.required_typ`), if any.
+    pub required_typ: Option<RequiredTyp>,
+    /// The longest `exp - iat` accepted (`auth.max_token_lifetime_secs`), if bounded.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// A cached verification.
@@ -208,7 +214,14 @@ impl Authenticator {
     /// The full check of a token not found in the cache.
     async fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
         let header = parse_header(token)?;
+        unique_claim_names(token)?;
         let alg = header_algorithm(&header, &self.settings.algorithms)?;
+        if let Some(required) = &self.settings.required_typ {
+            match header.get("typ") {
+                Some(Value::String(typ)) if required.matches(typ) => {}
+                _ => return Err(AuthError::WrongType),
+            }
+        }
         let kid = match header.get("kid") {
             None => None,
             Some(Value::String(kid)) => Some(kid.as_str()),
@@ -246,8 +259,9 @@ impl Authenticator {
             Some(Value::String(iss)) if *iss == self.settings.issuer => iss.clone(),
             _ => return Err(AuthError::WrongIssuer),
         };
+        // A blank `sub` names nobody: the quotas and the audit trail key callers by it.
         let sub = match claims.get("sub") {
-            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(Value::String(sub)) if !sub.trim().is_empty() => sub.clone(),
             Some(_) => return Err(AuthError::BadClaim("sub")),
             None => return Err(AuthError::MissingClaim("sub")),
         };
@@ -256,15 +270,23 @@ impl Authenticator {
             .and_then(numeric_date)
             .ok_or(AuthError::BadClaim("exp"))?;
         // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
-        match claims.get("iat") {
-            None => {}
+        let iat = match claims.get("iat") {
+            None => None,
             Some(iat) => match numeric_date(iat) {
                 Some(iat) if iat > now.saturating_add(self.settings.leeway.as_secs()) => {
                     return Err(AuthError::NotYetValid);
                 }
-                Some(_) => {}
+                Some(iat) => Some(iat),
                 None => return Err(AuthError::BadClaim("iat")),
             },
+        };
+        // A bounded lifetime needs to know when the token was issued: without `iat` the
+        // bound could not be checked, so such a token is refused rather than trusted.
+        if let Some(max) = self.settings.max_lifetime {
+            let iat = iat.ok_or(AuthError::MissingClaim("iat"))?;
+            if exp.saturating_sub(iat) > max.as_secs() {
+                return Err(AuthError::LifetimeTooLong);
+            }
         }
         Ok(Identity {
             iss,
@@ -278,8 +300,10 @@ impl Authenticator {
 /// Whether a refusal is worth remembering: it came from the signature check or after it
 /// (what costs), and it holds for as long as the key set stays the same. A token not valid
 /// *yet* becomes valid, so it is not remembered; refusals found before any key is used
-/// (malformed, forbidden header members, an `alg` not allowed, an unknown key) are cheap
-/// to find again and would only push the costly ones out of the bounded cache.
+/// (malformed, repeated member names, forbidden header members, an `alg` or `typ` not
+/// allowed, an unknown key) are cheap to find again and would only push the costly ones
+/// out of the bounded cache. A blank `sub` (a bad claim) and a lifetime over the bound can
+/// never become acceptances, so they are remembered.
 fn is_lasting(error: &AuthError) -> bool {
     matches!(
         error,
@@ -289,6 +313,7 @@ fn is_lasting(error: &AuthError) -> bool {
             | AuthError::WrongAudience
             | AuthError::MissingClaim(_)
             | AuthError::BadClaim(_)
+            | AuthError::LifetimeTooLong
     )
 }
 
@@ -301,82 +326,6 @@ fn numeric_date(value: &Value) -> Option<u64> {
             .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
             .map(|f| f as u64)
     })
-}
-
-/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive).
-fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
-    let header = header.ok_or(AuthError::Missing)?;
-    // Checked before anything is decoded (the scheme adds 7 bytes).
-    if header.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
-        return Err(AuthError::TooLarge);
-    }
-    let value = header.to_str().map_err(|_| AuthError::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::NotBearer);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::NotBearer);
-    }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthError::TooLarge);
-    }
-    Ok(token)
-}
-
-/// The decoded header of a compact JWS with three base64url segments.
-fn parse_header(token: &str) -> Result<Map<String, Value>, AuthError> {
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(AuthError::Malformed);
-    };
-    let base64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if header.is_empty()
-        || payload.is_empty()
-        || !base64url(header)
-        || !base64url(payload)
-        || !base64url(signature)
-    {
-        return Err(AuthError::Malformed);
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| AuthError::Malformed)?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
-    if FORBIDDEN_HEADER_MEMBERS
-        .iter()
-        .any(|m| header.contains_key(*m))
-    {
-        return Err(AuthError::ForbiddenHeader);
-    }
-    Ok(header)
-}
-
-/// The header's `alg`, if it is one of `allowed` (`none` and HMAC never are).
-fn header_algorithm(
-    header: &Map<String, Value>,
-    allowed: &[Algorithm],
-) -> Result<Algorithm, AuthError> {
-    let name = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(AuthError::Malformed)?;
-    let alg: Algorithm = name.parse().map_err(|_| AuthError::AlgorithmNotAllowed)?;
-    if allowed.contains(&alg) {
-        Ok(alg)
-    } else {
-        Err(AuthError::AlgorithmNotAllowed)
-    }
 }
 
 fn map_jwt_error(kind: &ErrorKind) -> AuthError {

@@ -170,6 +170,9 @@ pub struct AuthSection {
     pub leeway_secs: u64,
     /// Claim that names the caller's own agent account.
     pub agent_claim: String,
+    /// How that claim is compared with the `userAccount` of the URL: `"exact"` or
+    /// `"case_insensitive"` (ASCII).
+    pub agent_claim_match: String,
     /// Whether callers may change their own agent's password.
     pub self_service: bool,
     /// Scopes (`scope`/`scp`) that allow changing any agent's password.
@@ -182,6 +185,11 @@ pub struct AuthSection {
     pub verified_cache_entries: usize,
     /// Most refused tokens kept in the refusal cache.
     pub refused_cache_entries: usize,
+    /// When set, the JOSE header's `typ` must name this media type (RFC 9068 §2.1:
+    /// `at+jwt`); compared case-insensitively, with or without `application/`.
+    pub required_typ: Option<String>,
+    /// When set, `exp - iat` may not exceed this; tokens without `iat` are then refused.
+    pub max_token_lifetime_secs: Option<u64>,
 }
 
 impl Default for AuthSection {
@@ -200,12 +208,15 @@ impl Default for AuthSection {
             allow_insecure_http: false,
             leeway_secs: 30,
             agent_claim: "preferred_username".into(),
+            agent_claim_match: "exact".into(),
             self_service: true,
             admin_scopes: Vec::new(),
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
             verified_cache_entries: 10_000,
             refused_cache_entries: 4_096,
+            required_typ: None,
+            max_token_lifetime_secs: None,
         }
     }
 }
@@ -245,6 +256,8 @@ pub struct RateLimitSection {
     pub max_agents: usize,
     /// Most callers whose quota is tracked in this process; new callers are refused beyond.
     pub max_callers: usize,
+    /// How `userAccount` keys every per-agent limit: `"case_folded"` or `"exact"`.
+    pub account_key: String,
 }
 
 impl Default for RateLimitSection {
@@ -266,6 +279,7 @@ impl Default for RateLimitSection {
             },
             max_agents: 100_000,
             max_callers: 10_000,
+            account_key: "case_folded".into(),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod file;
 mod redis;
 mod validate;
+mod validate_auth;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -30,6 +31,7 @@ use crate::auth::{AuthSettings, Policy};
 use crate::limits::lockout::LockoutPolicy;
 use crate::limits::quota::QuotaSpec;
 use crate::password_policy::PasswordPolicy;
+use crate::request::AccountFolding;
 use crate::server::Limits;
 use crate::tls::TlsFiles;
 pub use file::FileConfig;
@@ -210,6 +212,8 @@ pub struct LimitsConfig {
     /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a
     /// turn taken by a replica that crashed expires on its own.
     pub turn_lease: Duration,
+    /// How a `userAccount` becomes the key of every per-agent limit.
+    pub account_folding: AccountFolding,
 }
 
 /// `rate_limit.backend`.
@@ -349,7 +353,7 @@ impl Config {
             server: validate::server_config(&file.server)?,
             vendor: validate::vendor_config(&file.vendor, env)?,
             password_policy,
-            auth: validate::auth_config(&file.auth)?,
+            auth: validate_auth::auth_config(&file.auth)?,
             limits: validate::limits_config(&file)?,
             audit: validate::audit_config(&file.audit)?,
         })

@@ -272,6 +272,55 @@ fn auth_section_is_required_and_checked() {
 }
 
 #[test]
+fn matching_strictness_and_account_keys_are_checked() {
+    let auth = |line: &str| MINIMAL.replace("audiences", &format!("{line}\naudiences"));
+    let defaults = load(MINIMAL).unwrap();
+    assert_eq!(defaults.limits.account_folding, AccountFolding::CaseFolded);
+    assert_eq!(
+        defaults.auth.settings.policy.agent_match,
+        crate::auth::policy::AgentMatch::Exact
+    );
+    assert_eq!(defaults.auth.settings.required_typ, None);
+    assert_eq!(defaults.auth.settings.max_lifetime, None);
+    let set = load(&format!(
+        "{}\n[rate_limit]\naccount_key = \"exact\"\n",
+        auth("agent_claim_match = \"case_insensitive\"\nrequired_typ = \"application/AT+JWT\"\nmax_token_lifetime_secs = 3600")
+    ))
+    .unwrap();
+    assert_eq!(set.limits.account_folding, AccountFolding::Exact);
+    assert_eq!(
+        set.auth.settings.policy.agent_match,
+        crate::auth::policy::AgentMatch::CaseInsensitive
+    );
+    assert_eq!(
+        set.auth.settings.required_typ,
+        crate::auth::verify::RequiredTyp::new("at+jwt")
+    );
+    assert_eq!(
+        set.auth.settings.max_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+    for (line, key) in [
+        (
+            "agent_claim_match = \"fuzzy\"",
+            "auth.agent_claim_match must be",
+        ),
+        ("required_typ = \"text/plain\"", "auth.required_typ must be"),
+        (
+            "max_token_lifetime_secs = 0",
+            "auth.max_token_lifetime_secs must be > 0",
+        ),
+    ] {
+        let error = error_of(&auth(line));
+        assert!(error.contains(key), "{error}");
+    }
+    let error = error_of(&format!(
+        "{MINIMAL}\n[rate_limit]\naccount_key = \"lower\"\n"
+    ));
+    assert!(error.contains("rate_limit.account_key must be"), "{error}");
+}
+
+#[test]
 fn a_jwks_file_is_loaded_with_the_config() {
     let dir = std::env::temp_dir().join(format!("sipgw-jwks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

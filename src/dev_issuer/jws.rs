@@ -2,7 +2,7 @@
 //!
 //! Hand-assembled rather than through `jsonwebtoken::encode`, because attack tests need
 //! headers that library refuses to produce (`crit`, `jku`, `alg: none`, HMAC keyed with a
-//! public key...). The header is serialised exactly as given.
+//! public key...). The header is serialised exactly as given, or taken as given bytes.
 
 use aws_lc_rs::hmac;
 use serde_json::Value;
@@ -21,11 +21,17 @@ pub(super) enum Signer<'a> {
 
 /// `base64url(header) "." base64url(claims) "." base64url(signature)`.
 pub(super) fn compact(header: &Value, claims: &Value, signer: Signer<'_>) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
+    compact_bytes(
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+        signer,
+    )
+}
+
+/// [`compact`] over the exact JSON bytes of header and claims, which a `Value` cannot
+/// always hold (a repeated member name, a particular spelling of a number or an escape).
+pub(super) fn compact_bytes(header: &[u8], claims: &[u8], signer: Signer<'_>) -> String {
+    let signing_input = format!("{}.{}", b64url(header), b64url(claims));
     let signature = match signer {
         Signer::Key(key) => key.sign(signing_input.as_bytes()),
         Signer::Hmac(algorithm, secret) => {
@@ -86,6 +92,16 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA384, secret);
         let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
         assert!(hmac::verify(&key, input.as_bytes(), &signature).is_ok());
+    }
+
+    #[test]
+    fn raw_bytes_are_encoded_as_given() {
+        let header = br#"{"alg":"none","alg":"none"}"#;
+        let claims = br#"{"sub":"a","sub":"b"}"#;
+        let token = compact_bytes(header, claims, Signer::Unsigned);
+        let parts = segments(&token);
+        assert_eq!(parts[0], header);
+        assert_eq!(parts[1], claims);
     }
 
     #[test]

@@ -252,6 +252,18 @@ impl DevIssuer {
         jws::compact(header, claims, Signer::Key(&key))
     }
 
+    /// Signs the exact JSON bytes `header` and `claims` with the newest key of `kind`,
+    /// for tests of what a `serde_json::Value` cannot express: repeated member names
+    /// (RFC 7519 §4), odd escapes or number spellings. Nothing is checked or re-serialised;
+    /// the header should name `kind`'s `alg` for the token to verify.
+    ///
+    /// # Panics
+    /// If the issuer holds no key of `kind`.
+    pub fn mint_raw_json(&self, kind: KeyKind, header: &str, claims: &str) -> String {
+        let key = self.newest(kind);
+        jws::compact_bytes(header.as_bytes(), claims.as_bytes(), Signer::Key(&key))
+    }
+
     /// The newest RSA public key as PEM (SubjectPublicKeyInfo, "-----BEGIN PUBLIC KEY-----"):
     /// the HS256-keyed-with-the-public-key attack uses exactly these bytes as its secret.
     ///

@@ -29,11 +29,12 @@ use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
 use crate::limits::idempotency::{Begin, Stored};
 use crate::limits::quota::Verdict;
-use crate::limits::{Limits, Shield};
+use crate::limits::{IdempotencyScope, Limits, Shield};
 use crate::metrics::{CodeLabel, RequestMetrics, ScopeLabel, VendorMetrics};
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
-use crate::request;
+use crate::request::{self, AccountKey};
+use crate::terminal;
 use crate::vendor::{TokenCache, TokenSource, VendorClient};
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -159,7 +160,8 @@ impl Gateway {
             "request",
             request_id = %request_id,
             client_ip = %peer.ip(),
-            route = %req.uri().path(),
+            // Paths may hold raw non-ASCII (C1, bidi controls): escaped for log readers.
+            route = %terminal::escape(req.uri().path()),
             sub = tracing::field::Empty,
             agent = tracing::field::Empty,
         );
@@ -231,6 +233,9 @@ impl Gateway {
         let user_account = request::parse_user_account(segment)?;
         tracing::Span::current().record("agent", user_account.as_str());
         trace.agent = Some(user_account.clone());
+        // Every per-agent limit uses the canonical key; the vendor and the audit trail get
+        // the account as written.
+        let account_key = self.limits.account_key(&user_account);
         request::check_content_type(req.headers())?;
         request::check_declared_length(req.headers())?;
         let (parts, body) = req.into_parts();
@@ -250,7 +255,7 @@ impl Gateway {
             .authenticate(header)
             .await
             .map_err(ApiError::Unauthenticated)?;
-        tracing::Span::current().record("sub", identity.sub.as_str());
+        tracing::Span::current().record("sub", terminal::escape(&identity.sub).as_ref());
         trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
 
         // 3. Authorization: may this caller change this agent's password?
@@ -293,13 +298,13 @@ impl Gateway {
         let ticket = match idempotency_key(&headers)? {
             None => None,
             Some(key) => {
-                let scope = [
-                    caller.iss.as_str(),
-                    caller.sub.as_str(),
-                    user_account.as_str(),
+                let scope = IdempotencyScope {
+                    iss: &caller.iss,
+                    sub: &caller.sub,
+                    agent: &account_key,
                     key,
-                ];
-                match self.limits.idempotency_begin(scope, &body).await {
+                };
+                match self.limits.idempotency_begin(&scope, &body).await {
                     Begin::Proceed(ticket) => Some(ticket),
                     Begin::Replay(stored) => return Ok(Reply::Replayed(stored)),
                     Begin::Reused => return Err(ApiError::IdempotencyKeyReused),
@@ -309,8 +314,8 @@ impl Gateway {
         };
 
         // 7. Per-agent quota and the lockout shield.
-        self.check_lockout(&user_account).await?;
-        if let Verdict::Limited { retry_after } = self.limits.check_agent(&user_account).await {
+        self.check_lockout(&account_key).await?;
+        if let Verdict::Limited { retry_after } = self.limits.check_agent(&account_key).await {
             self.count_rate_limited("agent");
             return Err(ApiError::RateLimited {
                 scope: "agent",
@@ -323,10 +328,10 @@ impl Gateway {
         //    since the change we waited for may have been the one that tripped it.
         let _turn = self
             .limits
-            .lock_agent(&user_account)
+            .lock_agent(&account_key)
             .await
             .ok_or(ApiError::ChangeInProgress)?;
-        self.check_lockout(&user_account).await?;
+        self.check_lockout(&account_key).await?;
 
         // 9. Audit `attempt`: durable before the vendor is called, or no call at all (and no
         //    waiting past the request's deadline for a stalled disk).
@@ -364,8 +369,8 @@ impl Gateway {
             _ => false,
         };
         if result.is_ok() {
-            self.limits.record_success(&user_account).await;
-        } else if counts_as_rejection && self.limits.record_rejection(&user_account).await {
+            self.limits.record_success(&account_key).await;
+        } else if counts_as_rejection && self.limits.record_rejection(&account_key).await {
             tracing::warn!(request_id, agent = %user_account, "lockout shield: agent blocked after repeated vendor rejections");
         }
 
@@ -385,7 +390,7 @@ impl Gateway {
             .inc();
     }
 
-    async fn check_lockout(&self, agent: &str) -> Result<(), ApiError> {
+    async fn check_lockout(&self, agent: &AccountKey) -> Result<(), ApiError> {
         match self.limits.lockout_check(agent).await {
             Shield::Open => Ok(()),
             Shield::Blocked(retry_after) => Err(ApiError::LockoutProtection { retry_after }),

@@ -7,6 +7,10 @@
 //! - [`idempotency`]: the first outcome of an `Idempotency-Key`, replayed for its retries.
 //! - [`redis`]: the same, shared by every replica through Redis (`backend = "redis"`).
 //!
+//! Every per-agent limit is keyed by the agent's [`AccountKey`] (case-folded by default,
+//! `rate_limit.account_key`), never by the account as written: `A1002` and `a1002` are one
+//! account to these limits, in memory and in Redis alike.
+//!
 //! [`Limits`] is the one API the pipeline calls, whatever the backend. With `memory`, each
 //! method is the in-process check (a branch on `shared` is the only extra). With `redis`,
 //! each asks Redis and, when Redis cannot be reached, falls back to the in-process state
@@ -28,6 +32,7 @@ use self::redis::idempotency::SharedTicket;
 use self::redis::turn::SharedTurn;
 use self::redis::{Shared, Unavailable};
 use crate::config::{LimitsBackend, LimitsConfig};
+use crate::request::{AccountFolding, AccountKey};
 use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
 use lockout::LockoutShield;
 use quota::{KeyedQuota, Verdict};
@@ -44,7 +49,7 @@ pub struct Limits {
     /// whatever the token holds.
     pub per_caller: KeyedQuota<[u8; 16]>,
     /// Quota per agent.
-    pub per_agent: KeyedQuota<String>,
+    pub per_agent: KeyedQuota<AccountKey>,
     /// Vendor rejections per agent.
     pub lockout: LockoutShield,
     /// One change per agent at a time (in this process; always taken, also with Redis).
@@ -60,6 +65,8 @@ pub struct Limits {
     idempotency_ttl: Duration,
     /// The shared state, with `backend = "redis"`.
     shared: Option<Arc<Shared>>,
+    /// How a `userAccount` becomes its [`AccountKey`].
+    account_folding: AccountFolding,
 }
 
 /// One per-key store's size, for metrics: entries held and the most it holds.
@@ -145,7 +152,14 @@ impl Limits {
             turn_lease: config.turn_lease,
             idempotency_ttl: config.idempotency_ttl,
             shared,
+            account_folding: config.account_folding,
         })
+    }
+
+    /// The key of every per-agent limit of `account` (a `userAccount`, or an audit record's
+    /// `agent`), as `rate_limit.account_key` says.
+    pub fn account_key(&self, account: &str) -> AccountKey {
+        AccountKey::new(account, self.account_folding)
     }
 
     /// Whether the shared state is unreachable and the local fallbacks are in use (for
@@ -220,10 +234,10 @@ impl Limits {
     }
 
     /// Takes one change from the agent's quota.
-    pub async fn check_agent(&self, agent: &String) -> Verdict {
+    pub async fn check_agent(&self, agent: &AccountKey) -> Verdict {
         if let Some(shared) = &self.shared
             && let Ok(verdict) = shared
-                .quota(&format!("agent:{agent}"), self.per_agent.spec())
+                .quota(&format!("agent:{}", agent.as_str()), self.per_agent.spec())
                 .await
         {
             return verdict;
@@ -232,16 +246,22 @@ impl Limits {
     }
 
     /// Whether the lockout shield lets a change for `agent` through.
-    pub async fn lockout_check(&self, agent: &str) -> Shield {
+    pub async fn lockout_check(&self, agent: &AccountKey) -> Shield {
         // A full shield could not record this agent's rejection: refuse rather than let a
         // change through whose strike would not be counted.
-        if !self.lockout.admits(agent) {
-            tracing::debug!(agent, "lockout shield full: change refused");
+        if !self.lockout.admits(agent.as_str()) {
+            tracing::debug!(
+                agent = agent.as_str(),
+                "lockout shield full: change refused"
+            );
             return Shield::Unknown;
         }
         // This replica's own count is always kept too (see `record_rejection`), so a
         // rejection that Redis missed still counts here.
-        let local = self.lockout.check(agent, tokio::time::Instant::now()).err();
+        let local = self
+            .lockout
+            .check(agent.as_str(), tokio::time::Instant::now())
+            .err();
         let shared = match &self.shared {
             None => None,
             Some(shared) => match shared.lockout_check(agent).await {
@@ -253,28 +273,31 @@ impl Limits {
     }
 
     /// The vendor accepted a change for `agent`: its count starts over.
-    pub async fn record_success(&self, agent: &str) {
-        self.lockout.record_success(agent);
+    pub async fn record_success(&self, agent: &AccountKey) {
+        self.lockout.record_success(agent.as_str());
         if let Some(shared) = &self.shared
             && shared.lockout_success(agent).await.is_err()
         {
-            tracing::warn!(agent, "lockout count could not be reset in redis");
+            tracing::warn!(
+                agent = agent.as_str(),
+                "lockout count could not be reset in redis"
+            );
         }
     }
 
     /// The vendor rejected a change for `agent`; whether the agent is now blocked.
-    pub async fn record_rejection(&self, agent: &str) -> bool {
+    pub async fn record_rejection(&self, agent: &AccountKey) -> bool {
         let now = tokio::time::Instant::now();
         // Always counted here as well: a rejection that Redis cannot record (a blip) is
         // then not lost, and this replica blocks on its own count.
-        let local = self.lockout.record_rejection(agent, now);
+        let local = self.lockout.record_rejection(agent.as_str(), now);
         match &self.shared {
             None => local,
             Some(shared) => match shared.lockout_reject(agent, self.lockout.policy()).await {
                 Ok(blocked) => blocked || local,
                 Err(Unavailable) => {
                     tracing::warn!(
-                        agent,
+                        agent = agent.as_str(),
                         "vendor rejection could not be counted in redis; counted locally"
                     );
                     local
@@ -285,9 +308,9 @@ impl Limits {
 
     /// Waits up to `change_wait` for `agent`'s turn (in this process, then across replicas);
     /// `None` when another change still holds it.
-    pub async fn lock_agent(&self, agent: &str) -> Option<Turn<'_>> {
+    pub async fn lock_agent(&self, agent: &AccountKey) -> Option<Turn<'_>> {
         let deadline = tokio::time::Instant::now() + self.change_wait;
-        let local = self.agents.lock(agent, self.change_wait).await?;
+        let local = self.agents.lock(agent.as_str(), self.change_wait).await?;
         let shared = match &self.shared {
             None => None,
             Some(shared) => match shared.take_turn(agent, self.turn_lease, deadline).await {
@@ -303,13 +326,14 @@ impl Limits {
         })
     }
 
-    /// Looks up (iss, sub, agent, key) for a request with `body`, waiting up to
-    /// `change_wait` for a first request still in flight.
+    /// Looks up `scope` for a request with `body`, waiting up to `change_wait` for a first
+    /// request still in flight.
     pub async fn idempotency_begin(
         &self,
-        scope: [&str; 4],
+        scope: &IdempotencyScope<'_>,
         body: &[u8],
     ) -> Begin<ChangeTicket<'_>> {
+        let scope = scope.parts();
         if let Some(shared) = &self.shared {
             let key = self.idempotency.digest(&scope.map(str::as_bytes));
             let fingerprint = self.idempotency.digest(&[body]);
@@ -343,6 +367,26 @@ impl Limits {
             self.lockout.purge(tokio::time::Instant::now());
             self.idempotency.purge();
         }
+    }
+}
+
+/// Whose retries an `Idempotency-Key` covers: one caller and one agent (DESIGN.md §1).
+pub struct IdempotencyScope<'a> {
+    /// The caller's issuer.
+    pub iss: &'a str,
+    /// The caller's subject.
+    pub sub: &'a str,
+    /// The agent, by its canonical key: a retry that spells the account in another case
+    /// is the same change.
+    pub agent: &'a AccountKey,
+    /// The `Idempotency-Key` header.
+    pub key: &'a str,
+}
+
+impl IdempotencyScope<'_> {
+    /// The parts digested into the store's key, in a fixed order.
+    fn parts(&self) -> [&str; 4] {
+        [self.iss, self.sub, self.agent.as_str(), self.key]
     }
 }
 

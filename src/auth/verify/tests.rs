@@ -1,3 +1,7 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::compact::FORBIDDEN_HEADER_MEMBERS;
 use super::*;
 
 fn header(value: &str) -> HeaderValue {
@@ -107,4 +111,48 @@ fn numeric_dates_may_carry_a_fraction() {
     );
     assert_eq!(numeric_date(&serde_json::json!(-1)), None);
     assert_eq!(numeric_date(&serde_json::json!("1700000000")), None);
+}
+
+#[test]
+fn repeated_member_names_are_refused_in_header_and_claims() {
+    let header = b64(r#"{"alg":"ES256","kid":"a","kid":"b"}"#);
+    assert_eq!(
+        parse_header(&format!("{header}.e30.c2ln")),
+        Err(AuthError::DuplicateMember)
+    );
+    let header = b64(r#"{"alg":"ES256"}"#);
+    let claims = b64(r#"{"sub":"a","nested":{"x":1,"x":2}}"#);
+    assert_eq!(
+        unique_claim_names(&format!("{header}.{claims}.c2ln")),
+        Err(AuthError::DuplicateMember)
+    );
+    let claims = b64(r#"{"sub":"a","nested":{"x":1}}"#);
+    assert_eq!(
+        unique_claim_names(&format!("{header}.{claims}.c2ln")),
+        Ok(())
+    );
+    let not_json = b64("{");
+    assert_eq!(
+        unique_claim_names(&format!("{header}.{not_json}.c2ln")),
+        Err(AuthError::Malformed)
+    );
+}
+
+#[test]
+fn only_refusals_that_cannot_turn_into_acceptances_are_remembered() {
+    for lasting in [
+        AuthError::BadClaim("sub"),
+        AuthError::LifetimeTooLong,
+        AuthError::MissingClaim("iat"),
+    ] {
+        assert!(is_lasting(&lasting), "{lasting:?}");
+    }
+    // Found before any key is used: cheap to find again.
+    for cheap in [
+        AuthError::DuplicateMember,
+        AuthError::WrongType,
+        AuthError::NotYetValid,
+    ] {
+        assert!(!is_lasting(&cheap), "{cheap:?}");
+    }
 }

@@ -7,6 +7,9 @@
 //!
 //! | key | holds | expires |
 //! |---|---|---|
+//! `{agent}` is the agent's canonical [`AccountKey`] (case-folded by default), so every
+//! replica and every spelling of one account meet at the same keys.
+//!
 //! | `quota:agent:{agent}`, `quota:caller:{len(iss)}:{iss}:{sub}` | the GCRA arrival time | when the bucket is full again |
 //! | `lockout:{agent}` | hash: failures, last, blocked_until | after the cool-down |
 //! | `turn:{agent}` | the holder's random token | after the turn lease |
@@ -29,6 +32,7 @@ use redis::aio::ConnectionManager;
 
 use super::lockout::LockoutPolicy;
 use super::quota::{QuotaSpec, Verdict};
+use crate::request::AccountKey;
 pub use endpoint::RedisEndpoint;
 pub use health::Health;
 
@@ -162,9 +166,9 @@ impl Shared {
     }
 
     /// `Some(wait)` while `agent` is blocked.
-    pub async fn lockout_check(&self, agent: &str) -> Result<Option<Duration>, Unavailable> {
+    pub async fn lockout_check(&self, agent: &AccountKey) -> Result<Option<Duration>, Unavailable> {
         let mut invocation = scripts::LOCKOUT_CHECK.prepare_invoke();
-        invocation.key(self.key(&format!("lockout:{agent}")));
+        invocation.key(self.key(&format!("lockout:{}", agent.as_str())));
         let wait_ms: u64 = self.run(Call::Script(invocation)).await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
@@ -172,12 +176,12 @@ impl Shared {
     /// Counts a vendor rejection; whether the agent is now blocked.
     pub async fn lockout_reject(
         &self,
-        agent: &str,
+        agent: &AccountKey,
         policy: LockoutPolicy,
     ) -> Result<bool, Unavailable> {
         let mut invocation = scripts::LOCKOUT_REJECT.prepare_invoke();
         invocation
-            .key(self.key(&format!("lockout:{agent}")))
+            .key(self.key(&format!("lockout:{}", agent.as_str())))
             .arg(policy.max_consecutive_failures)
             .arg(policy.cooldown.as_millis() as u64)
             .arg(crate::limits::lockout::RECORD_TTL.as_millis() as u64);
@@ -186,9 +190,9 @@ impl Shared {
     }
 
     /// A success: the agent's count starts over.
-    pub async fn lockout_success(&self, agent: &str) -> Result<(), Unavailable> {
+    pub async fn lockout_success(&self, agent: &AccountKey) -> Result<(), Unavailable> {
         let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.key(&format!("lockout:{agent}")));
+        cmd.arg(self.key(&format!("lockout:{}", agent.as_str())));
         let _: u32 = self.run(Call::Cmd(cmd)).await?;
         Ok(())
     }

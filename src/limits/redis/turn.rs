@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Call, Shared, Unavailable, scripts};
+use crate::request::AccountKey;
 
 /// How often a waiting change asks again.
 const POLL_EVERY: Duration = Duration::from_millis(25);
@@ -28,11 +29,11 @@ impl Shared {
     /// holds it then.
     pub async fn take_turn(
         self: &Arc<Self>,
-        agent: &str,
+        agent: &AccountKey,
         lease: Duration,
         deadline: Instant,
     ) -> Result<Option<SharedTurn>, Unavailable> {
-        let key = self.key(&format!("turn:{agent}"));
+        let key = self.key(&format!("turn:{}", agent.as_str()));
         let token = uuid::Uuid::new_v4().simple().to_string();
         loop {
             let mut cmd = redis::cmd("SET");
