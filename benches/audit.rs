@@ -33,6 +33,7 @@ fn event() -> Event {
         }),
         latency_ms: Some(43),
         suppressed: None,
+        flood: None,
     }
 }
 

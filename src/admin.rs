@@ -90,11 +90,13 @@ fn reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> 
 /// What the admin handler answers, as [`crate::server::run`] wants it.
 type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 
-/// Handler for [`crate::server::run`]; `tls` is the API listener's, for its metrics.
+/// Handler for [`crate::server::run`]; `tls` is the API listener's, and `listeners` the
+/// listeners' connection slots, for their metrics.
 pub fn handler(
     gateway: Arc<Gateway>,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    listeners: Vec<metrics::ListenerStats>,
 ) -> impl Fn(Request<Incoming>, std::net::SocketAddr) -> Answer + Clone + Send + Sync + 'static {
-    let registry = Arc::new(metrics::registry(&gateway, tls.as_ref()));
+    let registry = Arc::new(metrics::registry(&gateway, tls.as_ref(), listeners));
     move |request, _peer| std::future::ready(handle(&gateway, &registry, &request))
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
-use crate::server::{self, Transport};
+use crate::server::{self, ConnectionStats, Transport};
 use crate::tls::ServerTls;
 
 /// Runs the gateway on `listener` until `shutdown` resolves and in-flight requests drained.
@@ -96,19 +96,33 @@ async fn serve_all(
         let gateway = Arc::clone(&gateway);
         tokio::spawn(async move { gateway.handle(request, peer).await })
     };
+    // Each listener has its own connection slots; the metrics read both.
+    let api_connections = Arc::new(ConnectionStats::default());
+    let admin_connections = Arc::new(ConnectionStats::default());
+    let listeners = vec![
+        ("api", Arc::clone(&api_connections)),
+        ("admin", Arc::clone(&admin_connections)),
+    ];
     // One shutdown signal for both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let admin_task = admin.map(|admin| {
-        let limits = server::Limits {
-            max_connections: 64,
-            ..config.server.limits.clone()
-        };
-        let handler = crate::admin::handler(admin_gateway, admin_tls);
+        // Its own slots and short head timeout: probes answer whatever the API port is
+        // going through, and a slowloris on this port gives way to them.
+        let limits = config.server.admin_limits.clone();
+        let handler = crate::admin::handler(admin_gateway, admin_tls, listeners);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            server::run(admin, limits, handler, async move {
+            let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;
-            })
+            };
+            server::run_with(
+                admin,
+                limits,
+                Transport::Plain,
+                admin_connections,
+                handler,
+                stop,
+            )
             .await;
         })
     });
@@ -118,6 +132,7 @@ async fn serve_all(
             listener,
             config.server.limits.clone(),
             transport,
+            api_connections,
             handler,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;

@@ -11,7 +11,8 @@
 //! - [`metrics`]: the Prometheus metrics (DESIGN.md §6) and their registry.
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
-//! - [`server`]: the listener: connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//! - [`server`]: the listener: connection slots (idle connections give way to new clients
+//!   at a cap; a per-IP cap), HTTP/1.1 + h2c, graceful shutdown.
 //! - [`tls`]: optional inbound TLS on the API listener (h2 and HTTP/1.1 by ALPN, mTLS),
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
@@ -36,12 +37,15 @@
 //!
 //! ## One request
 //! [`server::run`] accepts a connection and hands each request, in a task of its own, to
-//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: the shape
-//! ([`request`]), the JWT and the authorization ([`auth`]), the caller's quota, the password
-//! rule ([`password_policy`]), the `Idempotency-Key`, the agent's quota and lockout shield,
-//! the agent's turn ([`limits`]), the durable audit `attempt` ([`audit`]), then the vendor
-//! call with an AccessToken from [`vendor::TokenCache`]; the audit `outcome` is written
-//! before the answer leaves. Every refusal is an [`error::ApiError`], rendered in one place.
+//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: what the
+//! head shows (route, method, media type, declared length: [`request`]), the JWT
+//! ([`auth`]), the caller's quota ([`limits`]), the authorization ([`auth`]), and only then
+//! the body and its shape ([`request`]), the password rule ([`password_policy`]), the
+//! `Idempotency-Key`, the agent's quota and lockout shield, the agent's turn ([`limits`]),
+//! the durable audit `attempt` ([`audit`]), then the vendor call with an AccessToken from
+//! [`vendor::TokenCache`]; the audit `outcome` is written before the answer leaves (flood
+//! control decides whether a refusal's is written in full). Every refusal is an
+//! [`error::ApiError`], rendered in one place.
 
 #![forbid(unsafe_code)]
 

@@ -93,19 +93,26 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
-        // The file and the environment may hold any text; echoed values are escaped.
-        Command::CheckConfig { config } => match Config::check(&config) {
-            Ok(effective) => print_all(
-                "sipgw check-config",
-                &terminal::escape_keeping_lines(&effective),
-                ExitCode::SUCCESS,
-            ),
-            Err(error) => {
-                let error = error.to_string();
-                eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));
-                ExitCode::from(EXIT_CONFIG)
+        Command::CheckConfig { config } => {
+            // Warnings about the config (deprecated keys) go to stderr, as `serve` logs
+            // them; dropping the guard flushes them before the effective config is printed.
+            let log = telemetry::init(LogFormat::Pretty, "warn");
+            let checked = Config::check(&config);
+            drop(log);
+            // The file and the environment may hold any text; echoed values are escaped.
+            match checked {
+                Ok(effective) => print_all(
+                    "sipgw check-config",
+                    &terminal::escape_keeping_lines(&effective),
+                    ExitCode::SUCCESS,
+                ),
+                Err(error) => {
+                    let error = error.to_string();
+                    eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
-        },
+        }
         Command::Audit(command) => audit(command),
         Command::DevToken(args) => match sipgw::dev_token::run(&args) {
             Ok(token) => print_all("sipgw dev-token", &format!("{token}\n"), ExitCode::SUCCESS),

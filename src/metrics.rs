@@ -19,6 +19,7 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
     LabelValueEncoder,
 };
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -27,6 +28,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::gateway::Gateway;
+use crate::server::ConnectionStats;
+use crate::server::slots::Shed;
 use crate::tls::ServerTls;
 
 /// `Content-Type` of the Prometheus text exposition format 0.0.4.
@@ -66,6 +69,14 @@ pub struct CodeLabel {
 pub struct ScopeLabel {
     /// The quota's scope.
     pub scope: &'static str,
+}
+
+/// `{reason}`: why an audit record was suppressed (`caller`, `network`: that key's records
+/// per minute were spent; `budget`: the global budget was).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Which limit suppressed it.
+    pub reason: &'static str,
 }
 
 /// `{result}`: `ok` or `error`.
@@ -193,9 +204,16 @@ impl Default for RequestMetrics {
     }
 }
 
-/// The registry for one gateway (and its inbound TLS, when configured): its instruments,
-/// plus the values read at scrape time.
-pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registry {
+/// One listener's connection slots, by the listener's name (`api`, `admin`).
+pub type ListenerStats = (&'static str, Arc<ConnectionStats>);
+
+/// The registry for one gateway (and its inbound TLS, when configured, and its listeners'
+/// connection slots): its instruments, plus the values read at scrape time.
+pub fn registry(
+    gateway: &Arc<Gateway>,
+    tls: Option<&Arc<ServerTls>>,
+    listeners: Vec<ListenerStats>,
+) -> Registry {
     let mut registry = Registry::with_prefix("sipgw");
     registry.register(
         "build",
@@ -247,6 +265,11 @@ pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registr
         Unit::Seconds,
         gateway.auditor().writer().stats().fsync_duration.clone(),
     );
+    registry.register(
+        "audit_suppressed",
+        "Audit records of refusals not written in full (counted in a summary), by reason (caller, network, budget)",
+        gateway.auditor().suppressed().clone(),
+    );
     if let Some(tls) = tls {
         registry.register(
             "tls_reloads",
@@ -257,6 +280,7 @@ pub fn registry(gateway: &Arc<Gateway>, tls: Option<&Arc<ServerTls>>) -> Registr
     registry.register_collector(Box::new(StateCollector {
         gateway: Arc::clone(gateway),
         tls: tls.cloned(),
+        listeners,
     }));
     registry
 }
@@ -276,6 +300,8 @@ struct StateCollector {
     gateway: Arc<Gateway>,
     /// The API listener's TLS, when configured.
     tls: Option<Arc<ServerTls>>,
+    /// The listeners' connection slots.
+    listeners: Vec<ListenerStats>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -336,7 +362,8 @@ impl Collector for StateCollector {
             "Times the Redis backend went from reachable to unreachable or back.",
             gateway.limits().redis_transitions(),
         )?;
-        store_gauges(&mut encoder, gateway)
+        store_gauges(&mut encoder, gateway)?;
+        connections(&mut encoder, &self.listeners)
     }
 }
 
@@ -374,6 +401,35 @@ fn store_gauges(encoder: &mut DescriptorEncoder, gateway: &Gateway) -> std::fmt:
                 ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
                     .encode(metric.encode_family(&labels)?)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// `connections_open{listener}` and `connections_shed_total{listener, cap, action}`: every
+/// series present from start-up, at 0 until something happens.
+fn connections(encoder: &mut DescriptorEncoder, listeners: &[ListenerStats]) -> std::fmt::Result {
+    let mut open = encoder.encode_descriptor(
+        "connections_open",
+        "Connections holding a slot on a listener.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (listener, stats) in listeners {
+        let value = i64::try_from(stats.open()).unwrap_or(i64::MAX);
+        ConstGauge::new(value).encode(open.encode_family(&[("listener", *listener)])?)?;
+    }
+    let mut shed = encoder.encode_descriptor(
+        "connections_shed",
+        "Connections shed at a listener's cap or a client's (cap): an idle one closed for a newcomer (evicted), or a newcomer closed because every slot was busy (refused).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (listener, stats) in listeners {
+        for how in Shed::ALL {
+            let (cap, action) = how.labels();
+            let labels = [("listener", *listener), ("cap", cap), ("action", action)];
+            ConstCounter::new(stats.shed(how)).encode(shed.encode_family(&labels)?)?;
         }
     }
     Ok(())

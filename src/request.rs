@@ -1,7 +1,8 @@
 //! The shape of a password-change request: route, `userAccount`, media type, body.
 //!
-//! These are the first checks of the pipeline (DESIGN.md §1, "request shape"): cheap, pure,
-//! and done before anything that costs more. Error details describe what is wrong in general
+//! The route, `userAccount`, media type and declared length are the first checks of the
+//! pipeline (DESIGN.md §1), from the head: cheap, pure, and done before anything that costs
+//! more. The body is parsed only after the caller was authenticated and authorized. Error details describe what is wrong in general
 //! words; they never repeat a value from the body, because the body holds passwords (serde's
 //! own messages can quote a value, so they are not passed on).
 

@@ -205,7 +205,7 @@ async fn a_caller_past_its_quota_writes_a_bounded_number_of_records() {
     let summary = all.last().unwrap();
     assert_eq!(summary["kind"], "summary", "{summary}");
     assert_eq!(summary["suppressed"], 190);
-    assert_eq!(summary["httpStatus"], 429);
+    assert_eq!(summary["codes"], serde_json::json!({ "rate_limited": 190 }));
     // The summary names the caller, so the flood is on record with its source.
     assert_eq!(summary["caller"]["sub"], "ops-robot", "{summary}");
     assert_eq!(summary["caller"]["clientIp"], "127.0.0.1");
@@ -213,9 +213,9 @@ async fn a_caller_past_its_quota_writes_a_bounded_number_of_records() {
 }
 
 #[tokio::test]
-async fn per_agent_quota_refusals_are_always_recorded() {
-    // One caller, one agent past its quota: bounded by the caller's own quota, so every
-    // refusal is on record (an agent being hammered is what a reviewer looks for).
+async fn per_agent_quota_refusals_are_flood_controlled_per_caller() {
+    // One caller, one agent past its quota: like every refusal that changed nothing, the
+    // first 10 per minute are recorded in full, then one summary names the caller.
     let dir = fresh_dir("agent-quota");
     let path = audit_path(&dir);
     let p = path.display().to_string();
@@ -233,9 +233,12 @@ async fn per_agent_quota_refusals_are_always_recorded() {
     }
     h.shutdown().await;
     let all = records(&path);
-    let refused = all.iter().filter(|r| r["code"] == "rate_limited").count();
-    assert_eq!(refused, 30, "{all:?}");
-    assert!(all.iter().all(|r| r["kind"] != "summary"));
+    let refused: Vec<&Value> = all.iter().filter(|r| r["code"] == "rate_limited").collect();
+    assert_eq!(refused.len(), 10, "{all:?}");
+    assert!(refused.iter().all(|r| r["agent"] == AGENT));
+    let summary = all.last().unwrap();
+    assert_eq!(summary["caller"]["sub"], "ops-robot", "{summary}");
+    assert_eq!(summary["codes"], serde_json::json!({ "rate_limited": 20 }));
 }
 
 #[tokio::test]
@@ -295,7 +298,8 @@ async fn a_flood_of_garbage_without_a_token_is_bounded_too() {
                 "{garbage",
             )
             .await;
-        assert_eq!(answer.status, 400);
+        // The token is checked before the body (DESIGN.md §1).
+        assert_eq!(answer.status, 401);
     }
     let all = records(&path);
     assert!(

@@ -327,6 +327,7 @@ async fn audit_verify_and_show_read_a_trail() {
             vendor: None,
             latency_ms: Some(1),
             suppressed: None,
+            flood: None,
         };
         writer.append(event).await.unwrap();
     }

@@ -48,6 +48,7 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
             vendor: None,
             latency_ms: Some(1),
             suppressed: None,
+            flood: None,
         };
         writer.append(event).await.unwrap();
     }

@@ -712,6 +712,34 @@ async fn a_client_that_never_says_hello_is_closed_and_frees_its_slot() {
 }
 
 #[tokio::test]
+async fn a_connection_still_in_its_handshake_gives_way_to_a_new_client() {
+    let ca = Ca::new("shed CA");
+    let volume = SecretVolume::new("tls-shed", &ca.server(1));
+    // Only shedding can free the slot: the head timeout is far beyond the test's patience.
+    let gw = TlsGateway::start(&volume.cert(), &volume.key(), None, PATIENCE, |c| {
+        c.server.header_read_timeout_ms = 120_000;
+        c.server.max_connections = 1;
+    })
+    .await;
+    // Takes the only slot and never sends its ClientHello.
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let config = client_config(&ca, None, &[b"http/1.1"]);
+    let served = async {
+        Conn::open(gw.addr, config)
+            .await
+            .change(&gw.token, AGENT)
+            .await
+    };
+    let reply = tokio::time::timeout(PATIENCE, served)
+        .await
+        .expect("the new client is served at once");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, silent.read_to_end(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0))), "shed without a word: {read:?}");
+}
+
+#[tokio::test]
 async fn tls_connections_keep_the_idle_and_drain_bounds() {
     let ca = Ca::new("bounds CA");
     let volume = SecretVolume::new("tls-bounds", &ca.server(1));

@@ -3,7 +3,7 @@
 //! - [`record`]: the record and its exact bytes.
 //! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
-//! - [`throttle`]: flood control for unauthenticated requests' records.
+//! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`.
 
 pub mod chain;

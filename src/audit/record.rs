@@ -4,6 +4,8 @@
 //! bytes before `,"mac"` (plus the closing brace) are exactly what the MAC covers, so the
 //! verifier needs no JSON canonicalization: it checks the bytes as they are on disk.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the record format.
@@ -38,6 +40,23 @@ pub struct Event {
     /// For a summary: how many records were suppressed in its window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<u64>,
+    /// For a summary: its window and what was refused in it. Summaries written before
+    /// these fields existed have only `suppressed`; readers accept both.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub flood: Option<FloodSummary>,
+}
+
+/// What a flood summary adds to [`Event::suppressed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FloodSummary {
+    /// The client network the summary is keyed by (CIDR), when no caller was known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// When the window opened (RFC 3339 UTC, ms); it closed at the record's `ts`.
+    pub since: String,
+    /// Suppressed records per problem code (`forbidden`, `unauthenticated`, ...).
+    pub codes: BTreeMap<String, u64>,
 }
 
 /// Record kinds.
@@ -151,6 +170,7 @@ mod tests {
             }),
             latency_ms: Some(15),
             suppressed: None,
+            flood: None,
         }
     }
 
@@ -162,6 +182,41 @@ mod tests {
             !json.contains('\n'),
             "a caller's line break cannot split a record"
         );
+    }
+
+    #[test]
+    fn a_summary_carries_its_network_window_and_codes_after_the_count() {
+        let summary = Event {
+            kind: Kind::Summary,
+            request_id: None,
+            caller: CallerInfo {
+                iss: None,
+                sub: None,
+                client_ip: "2001:db8:1:2::/64".into(),
+            },
+            agent: None,
+            code: "suppressed".into(),
+            http_status: None,
+            vendor: None,
+            latency_ms: None,
+            suppressed: Some(12),
+            flood: Some(FloodSummary {
+                network: Some("2001:db8:1:2::/64".into()),
+                since: "2026-11-27T19:59:00.000Z".into(),
+                codes: BTreeMap::from([
+                    ("unauthenticated".into(), 10),
+                    ("invalid_request".into(), 2),
+                ]),
+            }),
+        };
+        let json = unsealed_json(8, "2026-11-27T20:00:00.000Z", &summary, &"0".repeat(64));
+        assert!(json.contains(r#""code":"suppressed","suppressed":12,"network":"2001:db8:1:2::/64","since":"2026-11-27T19:59:00.000Z","codes":{"invalid_request":2,"unauthenticated":10},"prev":"#), "{json}");
+        // Old summaries (only `suppressed`) still read as events.
+        let old = r#"{"kind":"summary","caller":{"iss":null,"sub":null,"clientIp":"10.0.0.1"},"code":"suppressed","suppressed":3}"#;
+        let event: Event = serde_json::from_str(old).unwrap();
+        assert_eq!((event.suppressed, event.flood), (Some(3), None));
+        let new: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(new.flood, summary.flood);
     }
 
     #[test]

@@ -1,38 +1,87 @@
-//! Flood control for records (DESIGN.md §5): per key (a client IP for unauthenticated
-//! requests; a caller and its IP for refusals by the caller's own quota), at most `limit`
-//! outcome records per window; the rest are counted, and the count is written as one
-//! `summary` record when the window closes. A flood therefore cannot fill the disk, while
-//! the fact of the flood, its source and its size stay on the record.
+//! Flood control for refusal records (DESIGN.md §5).
+//!
+//! A refusal that never reached the vendor changed nothing, so its record may be
+//! summarized. Each is counted against a key: the caller (`iss`, `sub`) once known,
+//! otherwise the client's network ([`Network`]). Per key and window, the first `limit`
+//! records are written in full while a global [`Budget`] lasts; the rest are counted (by
+//! problem code), and one `summary` record per key and window carries the count when the
+//! window closes. A flood therefore cannot fill the disk, while its source, its size and
+//! what it was refused for stay on the record.
+//!
+//! Bounds: at most `max_keys` keys are tracked at once (more share one overflow window),
+//! and a window closes no sooner than `window` after it opened, so per `window` one
+//! [`Throttle`] closes at most `max_keys + 1` windows, hence writes at most `max_keys + 1`
+//! summaries; the budget caps the full records of all throttles sharing it.
+//!
+//! Cost per record: one lookup in a map under a mutex. Expired windows of other keys are
+//! closed by [`Throttle::sweep`], which the auditor runs every few seconds.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-/// Most keys tracked at once; beyond it, new keys share one overflow window.
-const MAX_TRACKED_KEYS: usize = 10_000;
+mod network;
+
+pub use network::Network;
 
 /// One key's current window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Window {
-    /// When it opened.
+    /// When it opened (its expiry runs from here).
     opened: Instant,
-    /// Records written in it.
+    /// The same moment on the wall clock, for the summary's `since`.
+    opened_at: SystemTime,
+    /// Records written in full in it.
     written: u32,
     /// Records suppressed in it.
     suppressed: u64,
+    /// Suppressed records per problem code (a handful of codes at most, so a list).
+    codes: Vec<(&'static str, u64)>,
+    /// The client address of the suppressed records, while they all came from one.
+    addr: Addr,
+}
+
+/// Where a window's suppressed records came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addr {
+    /// Nothing suppressed yet.
+    None,
+    /// All from this address.
+    One(IpAddr),
+    /// From more than one address.
+    Several,
+}
+
+impl Addr {
+    fn add(self, ip: IpAddr) -> Self {
+        match self {
+            Self::None => Self::One(ip),
+            Self::One(seen) if seen == ip => self,
+            Self::One(_) | Self::Several => Self::Several,
+        }
+    }
 }
 
 /// What to do with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Write it.
+    /// Write it in full.
     Write,
-    /// Count it; do not write it.
-    Suppress,
+    /// Count it in its key's window; do not write it.
+    Suppress(Why),
+}
+
+/// Why a record was suppressed (the `reason` label of `sipgw_audit_suppressed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Its key had written `limit` records in this window already.
+    KeyLimit,
+    /// The global budget of full records was spent for this window.
+    Budget,
 }
 
 /// A window that closed with suppressed records: write a summary for it.
@@ -40,136 +89,180 @@ pub enum Decision {
 pub struct Closed<K> {
     /// Whose window it was; `None` for the shared overflow window.
     pub key: Option<K>,
+    /// When the window opened.
+    pub since: SystemTime,
     /// Records suppressed.
     pub suppressed: u64,
+    /// Suppressed records per problem code.
+    pub codes: Vec<(&'static str, u64)>,
+    /// Where they came from.
+    pub addr: Addr,
 }
 
-/// Windows per key (a client IP by default).
-pub struct Throttle<K = IpAddr> {
-    /// Records written per key and window.
+/// The global budget of full records per window, shared by every key of every throttle
+/// that is given it: whatever the number of keys, full records stay bounded.
+pub struct Budget {
+    /// Full records allowed per window.
+    per_window: u32,
+    /// Window length.
+    window: Duration,
+    /// Start of the current window (`None` before the first record) and records taken.
+    state: Mutex<(Option<Instant>, u32)>,
+}
+
+impl Budget {
+    /// `per_window` full records per `window`.
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        Self {
+            per_window,
+            window,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Takes one record from the budget, if any is left at `now`.
+    fn take(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (opened, taken) = &mut *state;
+        if opened.is_none_or(|at| now.saturating_duration_since(at) >= self.window) {
+            *opened = Some(now);
+            *taken = 0;
+        }
+        if *taken < self.per_window {
+            *taken += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Windows per key.
+pub struct Throttle<K> {
+    /// Records written in full per key and window.
     limit: u32,
     /// Window length.
     window: Duration,
+    /// Most keys tracked at once; beyond it, new keys share the overflow window.
+    max_keys: usize,
     /// Open windows; `None` is the shared overflow window.
     windows: Mutex<HashMap<Option<K>, Window>>,
 }
 
 impl<K: Clone + Eq + Hash> Throttle<K> {
-    /// `limit` records per `window` and key.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    /// `limit` full records per `window` and key, for at most `max_keys` keys at once.
+    pub fn new(limit: u32, window: Duration, max_keys: usize) -> Self {
         Self {
             limit,
             window,
+            max_keys,
             windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Decides for one record of `key` at `now`; also returns the closed windows that need
-    /// a summary (including this key's previous one).
-    pub fn decide(&self, key: K, now: Instant) -> (Decision, Vec<Closed<K>>) {
+    /// Decides for one record of `key`, refused with `code`, from `addr`, at `now`. A full
+    /// record also needs one from `budget`. Also returns this key's previous window when it
+    /// had expired and needs a summary.
+    pub fn decide(
+        &self,
+        key: K,
+        addr: IpAddr,
+        code: &'static str,
+        budget: &Budget,
+        now: Instant,
+    ) -> (Decision, Option<Closed<K>>) {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut closed = close_expired(&mut windows, now, self.window);
-        let key = Some(key);
-        let key = if windows.contains_key(&key) || windows.len() < MAX_TRACKED_KEYS {
-            key
-        } else {
-            None
-        };
-        let window = windows.entry(key).or_insert(Window {
+        let mut key = Some(key);
+        let mut closed = None;
+        if let Some(window) = windows.get(&key)
+            && self.expired(window, now)
+            && let Some(window) = windows.remove(&key)
+        {
+            closed = summary_of(key.clone(), window);
+        }
+        let overflow_open = usize::from(windows.contains_key(&None));
+        if !windows.contains_key(&key) && windows.len() - overflow_open >= self.max_keys {
+            // No slot for a new key: it shares the overflow window, whose own expiry is
+            // handled here like a key's.
+            key = None;
+            if let Some(window) = windows.get(&key)
+                && self.expired(window, now)
+                && let Some(window) = windows.remove(&key)
+            {
+                closed = summary_of(None, window);
+            }
+        }
+        let window = windows.entry(key).or_insert_with(|| Window {
             opened: now,
+            opened_at: SystemTime::now(),
             written: 0,
             suppressed: 0,
+            codes: Vec::new(),
+            addr: Addr::None,
         });
-        let decision = if window.written < self.limit {
+        let decision = if window.written >= self.limit {
+            Decision::Suppress(Why::KeyLimit)
+        } else if !budget.take(now) {
+            Decision::Suppress(Why::Budget)
+        } else {
             window.written += 1;
             Decision::Write
-        } else {
-            window.suppressed += 1;
-            Decision::Suppress
         };
-        closed.retain(|c| c.suppressed > 0);
+        if decision != Decision::Write {
+            window.suppressed += 1;
+            window.addr = window.addr.add(addr);
+            match window.codes.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => window.codes.push((code, 1)),
+            }
+        }
         (decision, closed)
     }
 
     /// Closes expired windows (call periodically, so a flood that stopped still gets its
-    /// summary).
+    /// summary, and slots are freed for new keys).
     pub fn sweep(&self, now: Instant) -> Vec<Closed<K>> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut closed = close_expired(&mut windows, now, self.window);
-        closed.retain(|c| c.suppressed > 0);
+        let mut closed = Vec::new();
+        windows.retain(|key, window| {
+            if !self.expired(window, now) {
+                return true;
+            }
+            closed.extend(summary_of(key.clone(), window.clone()));
+            false
+        });
         closed
+    }
+
+    /// Closes every window, expired or not (at shutdown).
+    pub fn close_all(&self) -> Vec<Closed<K>> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows
+            .drain()
+            .filter_map(|(key, window)| summary_of(key, window))
+            .collect()
+    }
+
+    /// Keys tracked now (the overflow window included).
+    pub fn tracked(&self) -> usize {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn expired(&self, window: &Window, now: Instant) -> bool {
+        now.saturating_duration_since(window.opened) >= self.window
     }
 }
 
-fn close_expired<K: Clone + Eq + Hash>(
-    windows: &mut HashMap<Option<K>, Window>,
-    now: Instant,
-    length: Duration,
-) -> Vec<Closed<K>> {
-    let mut closed = Vec::new();
-    windows.retain(|key, w| {
-        let open = now.saturating_duration_since(w.opened) < length;
-        if !open {
-            closed.push(Closed {
-                key: key.clone(),
-                suppressed: w.suppressed,
-            });
-        }
-        open
-    });
-    closed
+/// The summary a closed window needs, if it suppressed anything.
+fn summary_of<K>(key: Option<K>, window: Window) -> Option<Closed<K>> {
+    (window.suppressed > 0).then(|| Closed {
+        key,
+        since: window.opened_at,
+        suppressed: window.suppressed,
+        codes: window.codes,
+        addr: window.addr,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_flood_is_capped_and_summarized_when_the_window_closes() {
-        let throttle = Throttle::new(10, Duration::from_secs(60));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let t0 = Instant::now();
-        let decisions: Vec<_> = (0..1000).map(|_| throttle.decide(ip, t0).0).collect();
-        assert_eq!(
-            decisions.iter().filter(|d| **d == Decision::Write).count(),
-            10
-        );
-        // Another IP has its own window.
-        assert_eq!(
-            throttle.decide("10.0.0.2".parse().unwrap(), t0).0,
-            Decision::Write
-        );
-        assert!(throttle.sweep(t0 + Duration::from_secs(30)).is_empty());
-        let closed = throttle.sweep(t0 + Duration::from_secs(61));
-        assert_eq!(
-            closed,
-            vec![Closed {
-                key: Some(ip),
-                suppressed: 990
-            }]
-        );
-        // The next window starts afresh.
-        assert_eq!(
-            throttle.decide(ip, t0 + Duration::from_secs(62)).0,
-            Decision::Write
-        );
-    }
-
-    #[test]
-    fn a_new_record_closes_its_own_expired_window() {
-        let throttle = Throttle::new(1, Duration::from_secs(60));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let t0 = Instant::now();
-        throttle.decide(ip, t0);
-        throttle.decide(ip, t0);
-        let (decision, closed) = throttle.decide(ip, t0 + Duration::from_secs(60));
-        assert_eq!(decision, Decision::Write);
-        assert_eq!(
-            closed,
-            vec![Closed {
-                key: Some(ip),
-                suppressed: 1
-            }]
-        );
-    }
-}
+mod tests;

@@ -36,8 +36,19 @@ pub struct ServerSection {
     pub listen: String,
     /// Address of the admin listener (`/healthz`, `/readyz`).
     pub admin_listen: String,
-    /// Connections served at once; further ones wait in the kernel backlog.
+    /// Connections the API listener holds at once; at the cap, idle ones give way to new
+    /// clients (README "Connection slots and slow clients").
     pub max_connections: usize,
+    /// Of those, most from one client address (IPv4) or /64 (IPv6).
+    pub max_connections_per_ip: usize,
+    /// Connections the admin listener holds at once: its own budget, so that probes
+    /// answer whatever the API listener is going through.
+    pub admin_max_connections: usize,
+    /// Of those, most from one client address (IPv4) or /64 (IPv6).
+    pub admin_max_connections_per_ip: usize,
+    /// Time allowed to receive a request head on the admin listener (probes and scrapes
+    /// send theirs at once).
+    pub admin_header_read_timeout_ms: u64,
     /// Total size of one request's header section, in bytes.
     pub max_header_bytes: usize,
     /// Time allowed to receive the request head after a connection becomes readable.
@@ -63,6 +74,10 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            admin_max_connections: 64,
+            admin_max_connections_per_ip: 16,
+            admin_header_read_timeout_ms: 2_000,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
@@ -347,10 +362,22 @@ pub struct AuditSection {
     pub max_bytes: u64,
     /// Also print each record on stdout as JSON.
     pub stdout: bool,
-    /// Records per client IP and minute for unauthenticated requests.
-    pub unauthenticated_per_minute: u32,
-    /// Records per client IP and minute for authenticated requests a quota refused.
-    pub rate_limited_per_minute: u32,
+    /// Full refusal records per caller (`iss` + `sub`) and minute; then one summary.
+    pub flood_caller_per_minute: u32,
+    /// Full refusal records per client network and minute when no caller is known.
+    pub flood_network_per_minute: u32,
+    /// Prefix length of an IPv4 client network for flood control.
+    pub flood_ipv4_prefix: u8,
+    /// Prefix length of an IPv6 client network for flood control.
+    pub flood_ipv6_prefix: u8,
+    /// Most callers, and most networks, tracked at once; more share one overflow window.
+    pub flood_max_keys: u32,
+    /// Full refusal records per minute across all keys (the global budget).
+    pub flood_total_per_minute: u32,
+    /// Deprecated: read as `flood_network_per_minute` (with a warning).
+    pub unauthenticated_per_minute: Option<u32>,
+    /// Deprecated: read as `flood_caller_per_minute` (with a warning).
+    pub rate_limited_per_minute: Option<u32>,
 }
 
 impl Default for AuditSection {
@@ -362,8 +389,14 @@ impl Default for AuditSection {
             fsync_interval_ms: 1_000,
             max_bytes: 64 * 1024 * 1024,
             stdout: false,
-            unauthenticated_per_minute: 10,
-            rate_limited_per_minute: 10,
+            flood_caller_per_minute: 10,
+            flood_network_per_minute: 10,
+            flood_ipv4_prefix: 32,
+            flood_ipv6_prefix: 64,
+            flood_max_keys: 1_000,
+            flood_total_per_minute: 1_000,
+            unauthenticated_per_minute: None,
+            rate_limited_per_minute: None,
         }
     }
 }

@@ -7,7 +7,9 @@
 //! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
 
 pub mod file;
+mod flood;
 mod redis;
+mod server;
 mod validate;
 mod validate_auth;
 
@@ -35,6 +37,7 @@ use crate::request::AccountFolding;
 use crate::server::Limits;
 use crate::tls::TlsFiles;
 pub use file::FileConfig;
+pub use flood::FloodConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
 pub const ENV_PREFIX: &str = "SIPGW__";
@@ -178,10 +181,8 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Also print records on stdout.
     pub stdout: bool,
-    /// Records per client IP and minute for unauthenticated requests.
-    pub unauthenticated_per_minute: u32,
-    /// Records per client IP and minute for quota refusals.
-    pub rate_limited_per_minute: u32,
+    /// Flood control of refusal records.
+    pub flood: FloodConfig,
 }
 
 /// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.
@@ -254,8 +255,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Admin listener address (`/healthz`, `/readyz`).
     pub admin_listen: SocketAddr,
-    /// Connection, head, idle and shutdown bounds of the listener.
+    /// Connection, head, idle and shutdown bounds of the API listener.
     pub limits: Limits,
+    /// The same for the admin listener: its own connection slots and head timeout.
+    pub admin_limits: Limits,
     /// Bound on receiving a request body once the head is in.
     pub request_timeout: Duration,
     /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
@@ -350,7 +353,7 @@ impl Config {
         let password_policy = PasswordPolicy::new(p.min_len, p.max_len, p.min_classes, &p.specials)
             .map_err(|e| invalid(&format!("password_policy.{}", e.key), e.message))?;
         Ok(Self {
-            server: validate::server_config(&file.server)?,
+            server: server::server_config(&file.server)?,
             vendor: validate::vendor_config(&file.vendor, env)?,
             password_policy,
             auth: validate_auth::auth_config(&file.auth)?,

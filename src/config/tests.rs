@@ -31,6 +31,18 @@ fn minimal_file_gets_the_documented_defaults() {
     let c = load(MINIMAL).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.limits.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(c.server.limits.max_connections_per_ip, 256);
+    // The admin listener: its own slots and head timeout, the API's other bounds.
+    assert_eq!(c.server.admin_limits.max_connections, 64);
+    assert_eq!(c.server.admin_limits.max_connections_per_ip, 16);
+    assert_eq!(
+        c.server.admin_limits.header_read_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        c.server.admin_limits.idle_timeout,
+        c.server.limits.idle_timeout
+    );
     assert_eq!(c.vendor.base_url, "https://vendor.example.com");
     assert_eq!(c.vendor.token_ttl, Duration::from_secs(600));
     assert_eq!(c.vendor.timeout, Duration::from_millis(5000));
@@ -78,6 +90,22 @@ fn errors_name_the_key() {
         (
             format!("{MINIMAL}[server]\nmax_connections = 0\n"),
             "server.max_connections",
+        ),
+        (
+            format!("{MINIMAL}[server]\nmax_connections_per_ip = 0\n"),
+            "server.max_connections_per_ip must be > 0",
+        ),
+        (
+            format!("{MINIMAL}[server]\nadmin_max_connections = 0\n"),
+            "server.admin_max_connections must be > 0",
+        ),
+        (
+            format!("{MINIMAL}[server]\nadmin_max_connections_per_ip = 20000\n"),
+            "server.admin_max_connections_per_ip must be 1 to 10000",
+        ),
+        (
+            format!("{MINIMAL}[server]\nadmin_header_read_timeout_ms = 0\n"),
+            "server.admin_header_read_timeout_ms",
         ),
         (
             format!("{MINIMAL}[password_policy]\nmin_classes = 7\n"),

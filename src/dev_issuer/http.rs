@@ -21,6 +21,8 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Bounds for the listener: a handful of test clients and one gateway, so small.
 const LIMITS: Limits = Limits {
     max_connections: 256,
+    // Its clients are on loopback: the gateways under test and the demo.
+    max_connections_per_ip: 256,
     max_header_bytes: 16 * 1024,
     header_read_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(60),

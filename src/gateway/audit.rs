@@ -4,25 +4,24 @@
 //! - An `attempt` record is made durable before the vendor is called; if it cannot be, the
 //!   change is refused (503 `audit_unavailable`) and the vendor never sees it.
 //! - Every request on the endpoint ends with one `outcome` record, written before the
-//!   answer leaves. Outcomes of requests refused before authentication, and of quota
-//!   refusals, go through flood control (per client IP; a `summary` record counts what was
-//!   suppressed).
+//!   answer leaves. The outcome of a request that never reached the vendor (no `attempt`
+//!   record: every refusal, and an `Idempotency-Key` replay) goes through flood control
+//!   ([`super::flood`]); the records of a change that reached the vendor never do.
 //! - Records carry no password, token or secret: only the fields of [`Event`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::flood::Flood;
 use crate::audit::record::{CallerInfo, Event, Kind, VendorInfo};
-use crate::audit::throttle::{Closed, Decision, Throttle};
 use crate::audit::writer::{AuditWriter, WriterConfig};
 use crate::config::AuditConfig;
 use crate::error::ApiError;
-
-/// Window of the unauthenticated records' flood control.
-const FLOOD_WINDOW: Duration = Duration::from_secs(60);
-/// The status of a quota refusal, on the summaries of their flood windows.
-const RATE_LIMITED: u16 = 429;
+use crate::metrics::ReasonLabel;
 
 /// What the audit trail learns about a request as the pipeline proceeds.
 #[derive(Debug, Default)]
@@ -38,25 +37,21 @@ pub struct Trace {
     /// Whether the vendor may have checked the current password although no clear answer
     /// came (a timeout, a cut connection, a 5xx): the lockout shield counts such a call.
     pub vendor_may_have_checked: bool,
-    /// Whether the caller's own quota refused the request (flood-controlled per caller).
-    pub caller_quota_refused: bool,
+    /// Whether an `attempt` record was (or may have been) written: the change reached, or
+    /// was about to reach, the vendor, so its outcome is never flood-controlled.
+    pub attempted: bool,
+    /// Whether the request's body was read; an HTTP/1.1 answer given before it closes the
+    /// connection, whose unread body could otherwise be taken for the next request.
+    pub body_read: bool,
 }
 
 /// Writes a request's records.
 pub struct Auditor {
     /// The trail.
     writer: AuditWriter,
-    /// Flood control for unauthenticated requests.
-    throttle: Throttle,
-    /// Flood control for refusals by a caller's own quota, per caller (`iss`, `sub`) and
-    /// client IP: such a caller is named on the record, but its refusals change nothing
-    /// and must not fill the disk. (Per-agent quota refusals are always recorded: they come
-    /// after the caller's quota, which bounds them.)
-    quota_throttle: Throttle<CallerKey>,
+    /// Flood control for the records of refusals.
+    flood: Flood,
 }
-
-/// Whose refusals a quota flood window counts: `iss`, `sub` and the client IP.
-type CallerKey = (String, String, IpAddr);
 
 impl Auditor {
     /// Opens the trail (continuing its chain).
@@ -70,14 +65,18 @@ impl Auditor {
         })?;
         Ok(Self {
             writer,
-            throttle: Throttle::new(config.unauthenticated_per_minute, FLOOD_WINDOW),
-            quota_throttle: Throttle::new(config.rate_limited_per_minute, FLOOD_WINDOW),
+            flood: Flood::new(&config.flood),
         })
     }
 
     /// The writer (its counters).
     pub fn writer(&self) -> &AuditWriter {
         &self.writer
+    }
+
+    /// `sipgw_audit_suppressed_total{reason}`, for the metrics registry.
+    pub fn suppressed(&self) -> &Family<ReasonLabel, Counter> {
+        self.flood.suppressed()
     }
 
     /// The durable `attempt` record, before the vendor call.
@@ -100,31 +99,21 @@ impl Auditor {
         request_id: &str,
         trace: &Trace,
         ip: IpAddr,
-        code: &str,
+        code: &'static str,
         status: u16,
         latency_ms: u64,
     ) {
-        // Anything refused before authentication (bad tokens, but also garbage bodies or
-        // wrong methods) is flood-controlled: nobody accountable sent it.
-        // So are refusals by a caller's own quota: past it, a caller is recorded a few
-        // times a minute, then counted in a summary that names it.
-        let now = tokio::time::Instant::now();
-        let decision = match &trace.caller {
-            None => {
-                let (decision, closed) = self.throttle.decide(ip, now);
-                self.ip_summaries(closed).await;
-                decision
+        // A change that reached the vendor keeps both its records, whatever else floods.
+        // Anything else changed nothing at the vendor: past a few per key and minute it
+        // is counted, not written.
+        if !trace.attempted {
+            let (write, summaries) =
+                self.flood
+                    .admit(trace.caller.as_ref(), ip, code, tokio::time::Instant::now());
+            self.write_summaries(summaries).await;
+            if !write {
+                return;
             }
-            Some((iss, sub)) if trace.caller_quota_refused => {
-                let key = (iss.clone(), sub.clone(), ip);
-                let (decision, closed) = self.quota_throttle.decide(key, now);
-                self.caller_summaries(closed).await;
-                decision
-            }
-            Some(_) => Decision::Write,
-        };
-        if decision == Decision::Suppress {
-            return;
         }
         let event = event(
             Kind::Outcome,
@@ -146,71 +135,24 @@ impl Auditor {
         loop {
             tick.tick().await;
             let now = tokio::time::Instant::now();
-            self.ip_summaries(self.throttle.sweep(now)).await;
-            self.caller_summaries(self.quota_throttle.sweep(now)).await;
+            self.write_summaries(self.flood.sweep(now)).await;
         }
     }
 
     /// On shutdown: writes the summaries of open flood windows and makes every record
     /// durable, whatever the `fsync` policy.
     pub async fn close(&self) {
-        let later = tokio::time::Instant::now() + FLOOD_WINDOW;
-        self.ip_summaries(self.throttle.sweep(later)).await;
-        self.caller_summaries(self.quota_throttle.sweep(later))
-            .await;
+        self.write_summaries(self.flood.close_all()).await;
         if let Err(error) = self.writer.flush().await {
             tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
     }
 
-    /// Summaries of unauthenticated floods: the client IP and the count.
-    async fn ip_summaries(&self, closed: Vec<Closed<IpAddr>>) {
-        for window in closed {
-            let caller = CallerInfo {
-                iss: None,
-                sub: None,
-                client_ip: window
-                    .key
-                    .map_or_else(|| "*".to_owned(), |ip| ip.to_string()),
-            };
-            self.summary(caller, None, window.suppressed).await;
-        }
-    }
-
-    /// Summaries of callers past their quota: the caller, its IP, 429 and the count.
-    async fn caller_summaries(&self, closed: Vec<Closed<CallerKey>>) {
-        for window in closed {
-            let caller = match window.key {
-                Some((iss, sub, ip)) => CallerInfo {
-                    iss: Some(iss),
-                    sub: Some(sub),
-                    client_ip: ip.to_string(),
-                },
-                None => CallerInfo {
-                    iss: None,
-                    sub: None,
-                    client_ip: "*".to_owned(),
-                },
-            };
-            self.summary(caller, Some(RATE_LIMITED), window.suppressed)
-                .await;
-        }
-    }
-
-    async fn summary(&self, caller: CallerInfo, http_status: Option<u16>, suppressed: u64) {
-        let event = Event {
-            kind: Kind::Summary,
-            request_id: None,
-            caller,
-            agent: None,
-            code: "suppressed".into(),
-            http_status,
-            vendor: None,
-            latency_ms: None,
-            suppressed: Some(suppressed),
-        };
-        if let Err(error) = self.writer.append(event).await {
-            tracing::error!(%error, "audit summary record failed");
+    async fn write_summaries(&self, summaries: Vec<Event>) {
+        for summary in summaries {
+            if let Err(error) = self.writer.append(summary).await {
+                tracing::error!(%error, "audit summary record failed");
+            }
         }
     }
 }
@@ -238,5 +180,6 @@ fn event(
         vendor: trace.vendor.clone(),
         latency_ms,
         suppressed: None,
+        flood: None,
     }
 }

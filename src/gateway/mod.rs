@@ -9,18 +9,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 use tracing::Instrument;
 
 mod audit;
+mod flood;
 mod reply;
 mod vendor_call;
 
 pub use audit::{Auditor, Trace};
-use reply::{idempotency_key, read_body, replay, replayed_code, stored_outcome, success_body};
+use reply::{
+    declares_body, idempotency_key, read_body, replay, replayed_code, stored_outcome, success_body,
+};
 use vendor_call::scrub;
 
 use crate::auth::keys::{KeySource, KeyStore};
@@ -166,12 +169,13 @@ impl Gateway {
             agent = tracing::field::Empty,
         );
         let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let unread_body_closes = req.version() < Version::HTTP_2 && declares_body(req.headers());
         let mut trace = Trace::default();
         let result = self
             .change_password(req, &request_id, deadline, peer.ip(), &mut trace)
             .instrument(span.clone())
             .await;
-        let (response, code) = match result {
+        let (mut response, code) = match result {
             Ok(Reply::Accepted { message }) => (
                 json_response(
                     StatusCode::OK,
@@ -183,6 +187,15 @@ impl Gateway {
             Ok(Reply::Replayed(stored)) => (replay(&stored, &request_id), replayed_code(&stored)),
             Err(error) => (error.to_response(&request_id), error.code()),
         };
+        // Refused before its body was read: hyper drains what already arrived or else
+        // closes the connection, so the rest of the body is never parsed as a request.
+        // Saying so lets the client know not to reuse the connection.
+        if unread_body_closes && !trace.body_read {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         let latency = started.elapsed();
         // Requests on the endpoint end with an outcome record, written before the answer
         // leaves; other paths are not password changes.
@@ -213,7 +226,9 @@ impl Gateway {
         response
     }
 
-    /// The pipeline, in the order of DESIGN.md §1. The audit steps (issue 5) take their
+    /// The pipeline, in the order of DESIGN.md §1: everything the head can decide (route,
+    /// method, media type, declared length, the JWT, the caller's quota, authorization)
+    /// before the body is read, then the body and the rest. The audit steps take their
     /// places as marked.
     async fn change_password(
         &self,
@@ -223,8 +238,9 @@ impl Gateway {
         client_ip: IpAddr,
         trace: &mut Trace,
     ) -> Result<Reply, ApiError> {
-        // 1. Request shape: route and method first (cheapest, and they decide whether the
-        //    rest applies at all), then the body, read within a size and time bound.
+        // 1. The request's head: route and method first (cheapest, and they decide whether
+        //    the rest applies at all), then the media type and the declared length. The
+        //    body is not read yet: nobody has shown who they are.
         let segment = request::match_endpoint(req.uri().path()).ok_or(ApiError::NotFound)?;
         trace.endpoint = true;
         if req.method() != Method::POST {
@@ -240,11 +256,10 @@ impl Gateway {
         request::check_declared_length(req.headers())?;
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
-        let body = read_body(body, deadline).await?;
-        let change = request::parse_body(&body)?;
 
-        // 2. JWT: after the shape (a malformed request costs less to refuse than a signature
-        //    check) and before anything that spends a quota, touches the vendor or writes.
+        // 2. JWT: from the head, before the body, so that an unauthenticated client cannot
+        //    hold a connection with a slow body; and before anything that spends a quota,
+        //    touches the vendor or writes.
         let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
         let (header, extra) = (authorization.next(), authorization.next());
         if extra.is_some() {
@@ -258,7 +273,21 @@ impl Gateway {
         tracing::Span::current().record("sub", terminal::escape(&identity.sub).as_ref());
         trace.caller = Some((identity.iss.clone(), identity.sub.clone()));
 
-        // 3. Authorization: may this caller change this agent's password?
+        // 3. Per-caller quota: spent by every authenticated request to the endpoint, before
+        //    authorization, so a caller that keeps asking for what it may not do is soon
+        //    refused cheaply (429) like any other runaway caller; after authentication, so
+        //    unauthenticated floods cannot spend it.
+        let caller_key = (identity.iss.clone(), identity.sub.clone());
+        if let Verdict::Limited { retry_after } = self.limits.check_caller(&caller_key).await {
+            self.count_rate_limited("caller");
+            return Err(ApiError::RateLimited {
+                scope: "caller",
+                spec: self.limits.per_caller.spec(),
+                retry_after,
+            });
+        }
+
+        // 4. Authorization: may this caller change this agent's password?
         let grant = self
             .auth
             .policy()
@@ -271,21 +300,14 @@ impl Gateway {
         };
         tracing::debug!(rule = caller.grant.rule(), "caller authorized");
 
-        // 4. Per-caller quota: after authentication, so unauthenticated floods cannot spend
-        //    it, and before anything else, so one runaway caller is stopped cheaply.
-        let caller_key = (caller.iss.clone(), caller.sub.clone());
-        if let Verdict::Limited { retry_after } = self.limits.check_caller(&caller_key).await {
-            self.count_rate_limited("caller");
-            trace.caller_quota_refused = true;
-            return Err(ApiError::RateLimited {
-                scope: "caller",
-                spec: self.limits.per_caller.spec(),
-                retry_after,
-            });
-        }
+        // 5. The body, read within its size and time bounds, and its shape: only now that
+        //    the caller may make this change at all.
+        let body = read_body(body, deadline).await?;
+        trace.body_read = true;
+        let change = request::parse_body(&body)?;
 
-        // 5. Password rule: a local check that spares the vendor (and the agent's lockout
-        //    count) a change that is bound to fail.
+        //    Then the password rule: a local check that spares the vendor (and the
+        //    agent's lockout count) a change that is bound to fail.
         self.policy
             .check(
                 change.new_phone_pwd.expose_secret(),
@@ -335,6 +357,9 @@ impl Gateway {
 
         // 9. Audit `attempt`: durable before the vendor is called, or no call at all (and no
         //    waiting past the request's deadline for a stalled disk).
+        // From here on the outcome is never flood-controlled: a reader must not find an
+        // attempt (even one made durable only after its deadline) without its outcome.
+        trace.attempted = true;
         match tokio::time::timeout_at(deadline, self.auditor.attempt(request_id, trace, client_ip))
             .await
         {

@@ -29,6 +29,15 @@ pub(super) async fn read_body(body: Incoming, deadline: Deadline) -> Result<Byte
     }
 }
 
+/// Whether a request's head announces a body (a non-zero `Content-Length`, or any
+/// `Transfer-Encoding`).
+pub(super) fn declares_body(headers: &http::HeaderMap) -> bool {
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    length || headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
 /// The success body; a replay renders it with the same function.
 pub(super) use crate::limits::idempotency::success_body;
 

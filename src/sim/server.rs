@@ -12,7 +12,7 @@ use crate::server::Limits;
 
 /// How long in-flight requests may run after shutdown before the loop gives up on them.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
-/// Most connections served at once; further clients wait in the listen backlog.
+/// Most connections served at once (see [`crate::server`] for who gives way at the cap).
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Time a client has to send a request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +27,8 @@ pub(crate) async fn run(
 ) {
     let limits = Limits {
         max_connections: MAX_CONNECTIONS,
+        // Its clients are the gateways under test and the benchmarks, all on loopback.
+        max_connections_per_ip: MAX_CONNECTIONS,
         max_header_bytes: 64 * 1024,
         header_read_timeout: HEADER_READ_TIMEOUT,
         idle_timeout: IDLE_TIMEOUT,

@@ -103,8 +103,11 @@ impl Suite {
             // Records reach the file before the answer leaves either way; durability on
             // disk is tested elsewhere, and fsyncs would only slow a shared machine.
             c.audit.fsync = "never".into();
-            c.audit.unauthenticated_per_minute = 100_000;
-            c.audit.rate_limited_per_minute = 100_000;
+            // Exact record counts per case: no flood control in this suite (tests/audit_floods.rs
+            // covers it).
+            c.audit.flood_caller_per_minute = 100_000;
+            c.audit.flood_network_per_minute = 100_000;
+            c.audit.flood_total_per_minute = 100_000;
             tweak(c);
         })
         .await;

@@ -24,6 +24,7 @@ fn event(n: u64) -> Event {
         vendor: None,
         latency_ms: Some(3),
         suppressed: None,
+        flood: None,
     }
 }
 
