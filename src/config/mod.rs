@@ -329,7 +329,7 @@ impl Config {
     /// the bottom make a single key of a table enough: `SIPGW__RATE_LIMIT__PER_AGENT__BURST=5`
     /// (or `per_agent = { burst = 5 }` in the file) merges with the default `per_secs`
     /// instead of replacing the whole table with one that lacks it.
-    pub fn figment(path: &Path) -> Figment {
+    fn figment(path: &Path) -> Figment {
         Figment::from(Serialized::defaults(FileConfig::default()))
             .merge(Toml::file_exact(path))
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
