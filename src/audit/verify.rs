@@ -2,7 +2,7 @@
 //! names the first bad line. `sipgw audit show`: prints matching records for a reviewer.
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -99,28 +99,44 @@ pub fn verify_from_any(files: &[PathBuf], key: &MacKey) -> Result<Summary, Failu
 }
 
 fn verify_with(files: &[PathBuf], key: &MacKey, later_start: bool) -> Result<Summary, Failure> {
+    // Opened one by one as the check reaches them, so that a bad line in an earlier file
+    // is reported before a missing later one.
+    let trail = files
+        .iter()
+        .map(|file| (file.clone(), std::fs::File::open(file).map(BufReader::new)));
+    verify_readers(trail, key, later_start)
+}
+
+/// The check behind [`verify`] (`later_start = false`) and [`verify_from_any`] (`true`),
+/// over the files of one trail in chain order, each given as its name and a reader (or the
+/// error that opening it gave). Used by those two for files on disk, and by the fuzz target
+/// `audit_verify` (`fuzz/fuzz_targets/audit_verify.rs`) for bytes in memory.
+pub fn verify_readers<R: BufRead>(
+    trail: impl IntoIterator<Item = (PathBuf, std::io::Result<R>)>,
+    key: &MacKey,
+    later_start: bool,
+) -> Result<Summary, Failure> {
     let mut summary = Summary {
         records: 0,
         first_seq: 0,
         first_ts: None,
         last_ts: None,
-        files: files.len(),
+        files: 0,
     };
     let mut last: Option<(u64, String)> = None; // (seq, mac) of the previous record
-    for file in files {
+    for (file, reader) in trail {
+        summary.files += 1;
         let fail = |line: u64, reason: String| Failure {
             file: file.clone(),
             line,
             reason,
         };
-        let reader = std::fs::File::open(file).map_err(|e| fail(0, format!("cannot open: {e}")))?;
-        let mut reader = BufReader::new(reader);
+        let mut reader = reader.map_err(|e| fail(0, format!("cannot open: {e}")))?;
         let mut raw = Vec::new();
         let mut number = 0u64;
         loop {
             raw.clear();
             let n = reader
-                .by_ref()
                 .read_until(b'\n', &mut raw)
                 .map_err(|e| fail(number + 1, format!("cannot read: {e}")))?;
             if n == 0 {

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyStore;
 use super::{AuthError, Identity, Policy};
-use compact::{bearer_token, header_algorithm, parse_header, unique_claim_names};
+pub use compact::{TokenHeader, bearer_token, check_header};
 pub use strict::RequiredTyp;
 
 mod compact;
@@ -213,20 +213,13 @@ impl Authenticator {
 
     /// The full check of a token not found in the cache.
     async fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
-        let header = parse_header(token)?;
-        unique_claim_names(token)?;
-        let alg = header_algorithm(&header, &self.settings.algorithms)?;
-        if let Some(required) = &self.settings.required_typ {
-            match header.get("typ") {
-                Some(Value::String(typ)) if required.matches(typ) => {}
-                _ => return Err(AuthError::WrongType),
-            }
+        let TokenHeader { alg, kid, typ } = check_header(token, &self.settings.algorithms)?;
+        if let Some(required) = &self.settings.required_typ
+            && !typ.as_deref().is_some_and(|typ| required.matches(typ))
+        {
+            return Err(AuthError::WrongType);
         }
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
-            Some(_) => return Err(AuthError::Malformed),
-        };
+        let kid = kid.as_deref();
         // A request that arrives before the start-up fetch finished waits for it.
         if self.keys.current().is_none() {
             self.keys.refetch().await;

@@ -16,8 +16,43 @@ use super::{AuthError, MAX_TOKEN_BYTES};
 /// gateway only trusts keys from its own configured key set (RFC 7515 §4.1).
 pub(super) const FORBIDDEN_HEADER_MEMBERS: [&str; 5] = ["crit", "jku", "x5u", "x5c", "jwk"];
 
-/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive).
-pub(super) fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
+/// What a token's header says, once [`check_header`] accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHeader {
+    /// `alg`: one of the allowed algorithms.
+    pub alg: Algorithm,
+    /// `kid`, when the header names one.
+    pub kid: Option<String>,
+    /// `typ`, when the header holds it as a string (RFC 9068 §2.1 `at+jwt`).
+    pub typ: Option<String>,
+}
+
+/// Every check of a token that comes before a key is used: three base64url segments, a
+/// JSON header without key-naming members, unique member names in header and claims, an
+/// allowed `alg`, a string `kid` if any. Pure: no keys, no network, no clock. The
+/// authenticator runs it on every token it has not cached; the fuzz target `jwt`
+/// (`fuzz/fuzz_targets/jwt.rs`) runs it on arbitrary input.
+pub fn check_header(token: &str, allowed: &[Algorithm]) -> Result<TokenHeader, AuthError> {
+    let header = parse_header(token)?;
+    unique_claim_names(token)?;
+    let alg = header_algorithm(&header, allowed)?;
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    let typ = match header.get("typ") {
+        Some(Value::String(typ)) => Some(typ.clone()),
+        // Anything else is no `typ` at all: refused only where one is required.
+        Some(_) | None => None,
+    };
+    Ok(TokenHeader { alg, kid, typ })
+}
+
+/// The token of a `Bearer` header (RFC 6750 §2.1; the scheme is case-insensitive), at most
+/// [`MAX_TOKEN_BYTES`]; the first step of the authenticator, also run by the fuzz target
+/// `jwt`.
+pub fn bearer_token(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     // Checked before anything is decoded (the scheme adds 7 bytes).
     if header.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
