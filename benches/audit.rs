@@ -53,6 +53,8 @@ fn writer(fsync: Fsync) -> AuditWriter {
         fsync,
         stdout: false,
         key: key(),
+        file_mode: 0o600,
+        allow_new_chain: false,
     })
     .unwrap()
 }

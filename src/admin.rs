@@ -1,9 +1,10 @@
 //! The admin listener (DESIGN.md §6), separate from the API port: `GET /healthz` (alive),
 //! `GET /readyz` (ready to change passwords) and `GET /metrics` (Prometheus text).
 //!
-//! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held (and, with
-//! Redis, Redis has not refused our credentials); 503 otherwise, with a JSON body naming each
-//! unmet condition. A degraded dependency (the
+//! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held, as long
+//! as the audit trail was not tampered with under the writer (and, with Redis, Redis has not
+//! refused our credentials); 503 otherwise, with a JSON body naming each unmet condition. A
+//! degraded dependency (the
 //! Redis backend answering from local fallbacks) is reported but stays 200: the gateway
 //! still serves, more conservatively.
 
@@ -60,9 +61,18 @@ fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     if gateway.limits().redis_credentials_refused() {
         unmet.push("redis_credentials_refused");
     }
+    // The trail was removed or altered under the writer: every change is refused until an
+    // operator restarts sipgw (README "Audit trail").
+    let tampered = gateway.auditor().writer().halted();
+    if tampered.is_some() {
+        unmet.push("audit_trail_tampered");
+    }
     let mut degraded = Vec::new();
     if gateway.limits().degraded() {
         degraded.push("redis_unreachable_using_local_limits");
+    }
+    if gateway.limits().lockout_unknown() {
+        degraded.push("lockout_history_unreadable_refusing_changes");
     }
     if unmet.is_empty() {
         reply(
@@ -70,10 +80,11 @@ fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
             &json!({ "status": "ready", "degraded": degraded }),
         )
     } else {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "not_ready", "unmet": unmet, "degraded": degraded }),
-        )
+        let mut body = json!({ "status": "not_ready", "unmet": unmet, "degraded": degraded });
+        if let Some(kind) = tampered {
+            body["audit_trail"] = json!(kind.as_str());
+        }
+        reply(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
 }
 

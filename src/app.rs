@@ -3,11 +3,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError};
+use crate::audit::history;
+use crate::config::{Config, ConfigError, LimitsBackend};
 use crate::gateway::Gateway;
+use crate::limits::Limits;
+use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
 use crate::server::{self, ConnectionStats, Transport};
 use crate::tls::ServerTls;
 
@@ -68,6 +72,10 @@ async fn serve_all(
             "rate_limit.redis_password_file",
             format!("(with rate_limit.redis_username, when set) was refused by Redis: {why}"),
         ));
+    }
+    // Before the first request: a restart must not forget the lockout shield's counts.
+    if matches!(config.limits.backend, LimitsBackend::Memory) {
+        restore_lockout(config, Arc::clone(gateway.limits())).await;
     }
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
@@ -160,4 +168,53 @@ async fn serve_all(
         watcher.abort();
     }
     Ok(())
+}
+
+/// Rebuilds the lockout shield's counts from the audit trail (the `memory` backend; Redis
+/// keeps its own across restarts). Rejections are read back as far as the shield keeps them
+/// ([`RECORD_TTL`]), not just one cool-down: like the vendor's, a count does not fade, and a
+/// rejection older than the cool-down still makes the next one a block.
+async fn restore_lockout(config: &Config, limits: Arc<Limits>) {
+    let path = config.audit.path.clone();
+    let policy = config.limits.lockout;
+    let folding = config.limits.account_folding;
+    let started = std::time::Instant::now();
+    let reader = Arc::clone(&limits);
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        let since = SystemTime::now()
+            .checked_sub(RECORD_TTL)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut rebuild = LockoutRebuild::new(policy, folding);
+        let scan = history::replay(&path, since, |agent, at, answer| {
+            rebuild.apply(agent, at, answer);
+        });
+        let agents = rebuild.len();
+        let blocked = reader.restore_lockout(rebuild, scan.unreadable == 0);
+        (scan, agents, blocked)
+    })
+    .await;
+    match rebuilt {
+        Ok((scan, agents, blocked)) if scan.unreadable == 0 => tracing::info!(
+            files = scan.files,
+            lines = scan.lines,
+            orphans = scan.orphans,
+            agents,
+            blocked,
+            ms = started.elapsed().as_millis() as u64,
+            "lockout shield rebuilt from the audit trail"
+        ),
+        Ok((scan, agents, blocked)) => tracing::error!(
+            files = scan.files,
+            lines = scan.lines,
+            unreadable = scan.unreadable,
+            agents,
+            blocked,
+            "lockout shield: part of the audit trail could not be read; every change is refused (lockout_state_unavailable) for one cool-down"
+        ),
+        Err(error) => {
+            // Nothing rebuilt: the shield refuses rather than forgets.
+            limits.restore_lockout(LockoutRebuild::new(policy, folding), false);
+            tracing::error!(%error, "lockout shield could not be rebuilt; every change is refused for one cool-down");
+        }
+    }
 }

@@ -20,8 +20,9 @@
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
-//! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer,
-//!   flood control, `audit verify` / `show`).
+//! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer
+//!   that stops when its file is removed or altered, flood control, `audit verify` /
+//!   `show`, the trail read back at start-up to rebuild the lockout shield).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.

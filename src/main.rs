@@ -88,6 +88,9 @@ enum AuditCommand {
 
 /// Exit status for an unusable configuration (as `check-config` will use).
 const EXIT_CONFIG: u8 = 2;
+/// Exit status of `audit verify` for a trail whose chain holds but that has discontinuity
+/// records (records were lost, and a new chain began); 1 is a broken chain.
+const EXIT_DISCONTINUITY: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -242,6 +245,12 @@ fn audit(command: AuditCommand) -> ExitCode {
             };
             // The verdict is the exit status, whether or not anyone still reads the line.
             match checked {
+                // The chain holds, but records were lost before a new chain began: not OK.
+                Ok(summary) if !summary.discontinuities.is_empty() => print_all(
+                    "sipgw audit verify",
+                    &format!("{summary}\n"),
+                    ExitCode::from(EXIT_DISCONTINUITY),
+                ),
                 Ok(summary) => print_all(
                     "sipgw audit verify",
                     &format!("{summary}\n"),

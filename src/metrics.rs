@@ -270,6 +270,11 @@ pub fn registry(
         "Audit records of refusals not written in full (counted in a summary), by reason (caller, network, budget)",
         gateway.auditor().suppressed().clone(),
     );
+    registry.register(
+        "audit_trail_tampered",
+        "The live audit file found removed, replaced or altered (the writer then stops), or missing records found at start-up, by kind",
+        gateway.auditor().writer().stats().tampered.clone(),
+    );
     if let Some(tls) = tls {
         registry.register(
             "tls_reloads",
@@ -355,6 +360,13 @@ impl Collector for StateCollector {
             "1 while the Redis backend is unreachable and quotas fall back to local limits.",
             None,
             i64::from(gateway.limits().degraded()),
+        )?;
+        gauge(
+            &mut encoder,
+            "lockout_rebuild_incomplete",
+            "1 while the lockout shield refuses every change because part of the audit trail could not be read back at start-up.",
+            None,
+            i64::from(gateway.limits().lockout_unknown()),
         )?;
         counter(
             &mut encoder,

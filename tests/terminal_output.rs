@@ -31,6 +31,8 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
         fsync: Fsync::Never,
         stdout: false,
         key: MacKey::Plain,
+        file_mode: 0o600,
+        allow_new_chain: false,
     })
     .unwrap();
     for i in 0..n {

@@ -5,8 +5,10 @@
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`.
+//! - [`history`]: the trail read back at start-up, for the lockout shield.
 
 pub mod chain;
+pub mod history;
 pub mod record;
 pub mod throttle;
 pub mod verify;

@@ -120,6 +120,53 @@ pub fn unsealed_json(seq: u64, ts: &str, event: &Event, prev: &str) -> String {
     .expect("records always serialize")
 }
 
+/// A `discontinuity` record as written: the first record of a new chain file, started by
+/// an operator's decision after the trail was found to lack records it had had.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Discontinuity<'a> {
+    v: u32,
+    seq: u64,
+    ts: &'a str,
+    kind: &'static str,
+    /// What was found: `missing`, `truncated`, `replaced`, or what the running gateway
+    /// found (`unlinked`, `extended`, ...).
+    detected: &'a str,
+    /// The last record the gateway knows it wrote (`seq - 1`).
+    last_seq: u64,
+    /// Its `mac` (also this record's `prev`).
+    last_mac: &'a str,
+    /// The `seq` the trail on disk ended with (null when no record was left).
+    found_seq: Option<u64>,
+    prev: &'a str,
+}
+
+/// The bytes without `mac` of a `discontinuity` record at `seq`, continuing the chain from
+/// `last_mac` (the record before it, which the trail may no longer hold).
+pub fn discontinuity_json(
+    seq: u64,
+    ts: &str,
+    detected: &str,
+    last_mac: &str,
+    found_seq: Option<u64>,
+) -> String {
+    serde_json::to_string(&Discontinuity {
+        v: VERSION,
+        seq,
+        ts,
+        kind: DISCONTINUITY,
+        detected,
+        last_seq: seq - 1,
+        last_mac,
+        found_seq,
+        prev: last_mac,
+    })
+    .expect("records always serialize")
+}
+
+/// `kind` of a discontinuity record.
+pub const DISCONTINUITY: &str = "discontinuity";
+
 /// Appends `mac` to unsealed JSON: `{...}` → `{...,"mac":"<hex>"}`.
 pub fn seal(unsealed: &str, mac_hex: &str) -> String {
     debug_assert!(unsealed.ends_with('}'));

@@ -1,5 +1,10 @@
 //! `sipgw audit verify`: recomputes the chain over the files of one trail, in order, and
 //! names the first bad line. `sipgw audit show`: prints matching records for a reviewer.
+//!
+//! A `discontinuity` record (written when an operator let the gateway start a new chain
+//! after records went missing) is not a silent gap: its own link must hold (`seq` =
+//! `lastSeq` + 1, `prev` = `lastMac`), the chain is checked on from it, and the summary
+//! names it, so `verify` never answers a plain OK for such a trail.
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -8,7 +13,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
-use super::record::unseal;
+use super::record::{DISCONTINUITY, unseal};
 use crate::terminal::escape;
 
 /// What an intact trail holds.
@@ -24,20 +29,58 @@ pub struct Summary {
     pub last_ts: Option<String>,
     /// Files read.
     pub files: usize,
+    /// `seq` of the last record.
+    pub last_seq: u64,
+    /// Discontinuity records met, in order: the chain holds, but records are missing.
+    pub discontinuities: Vec<Gap>,
+}
+
+/// Where a `discontinuity` record declares records lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The file holding the discontinuity record.
+    pub file: PathBuf,
+    /// Its 1-based line number.
+    pub line: u64,
+    /// What the gateway found (`missing`, `truncated`, `replaced`, `unlinked`, ...).
+    pub detected: String,
+    /// The last record the gateway had written before it.
+    pub last_seq: u64,
+    /// The last record these files hold before it (none: the files start with it).
+    pub held_seq: Option<u64>,
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.discontinuities.is_empty() {
+            "OK"
+        } else {
+            "DISCONTINUITY"
+        };
         write!(
             f,
-            "OK: {} records in {} file(s), seq {}..{}, from {} to {}",
+            "{verdict}: {} records in {} file(s), seq {}..{}, from {} to {}",
             self.records,
             self.files,
             self.first_seq,
-            self.first_seq + self.records.saturating_sub(1),
+            self.last_seq,
             escape(self.first_ts.as_deref().unwrap_or("-")),
             escape(self.last_ts.as_deref().unwrap_or("-")),
-        )
+        )?;
+        for gap in &self.discontinuities {
+            let after = gap
+                .held_seq
+                .map_or_else(|| "the start".to_owned(), |seq| format!("seq {seq}"));
+            write!(
+                f,
+                "\n  {}:{}: a new chain after the trail was found {}: records after {after} up to seq {} are not in these files",
+                escape(&gap.file.display().to_string()),
+                gap.line,
+                escape(&gap.detected),
+                gap.last_seq,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +165,8 @@ pub fn verify_readers<R: BufRead>(
         first_ts: None,
         last_ts: None,
         files: 0,
+        last_seq: 0,
+        discontinuities: Vec::new(),
     };
     let mut last: Option<(u64, String)> = None; // (seq, mac) of the previous record
     for (file, reader) in trail {
@@ -159,6 +204,28 @@ pub fn verify_readers<R: BufRead>(
                 .as_str()
                 .ok_or_else(|| fail(number, "no prev".into()))?;
             match &last {
+                _ if value["kind"] == DISCONTINUITY => {
+                    // Its link is to what the gateway had written, not to these files.
+                    let declared = value["lastSeq"].as_u64().zip(value["lastMac"].as_str());
+                    if declared.is_none_or(|(seq_before, mac)| seq != seq_before + 1 || prev != mac)
+                    {
+                        return Err(fail(
+                            number,
+                            "a discontinuity record that does not link to the record it names"
+                                .into(),
+                        ));
+                    }
+                    if last.is_none() {
+                        summary.first_seq = seq;
+                    }
+                    summary.discontinuities.push(Gap {
+                        file: file.clone(),
+                        line: number,
+                        detected: value["detected"].as_str().unwrap_or("-").to_owned(),
+                        last_seq: seq - 1,
+                        held_seq: last.as_ref().map(|(seq, _)| *seq),
+                    });
+                }
                 Some((last_seq, last_mac)) => {
                     if seq != last_seq + 1 {
                         return Err(fail(
@@ -205,6 +272,7 @@ pub fn verify_readers<R: BufRead>(
             }
             summary.last_ts = ts;
             summary.records += 1;
+            summary.last_seq = seq;
             last = Some((seq, mac.to_owned()));
         }
     }

@@ -9,20 +9,38 @@
 //! `audit_unavailable`) before calling the vendor; the next batch tries again, so the writer
 //! recovers by itself when the disk does. The chain continues across restarts (the tail of
 //! the trail is read at start-up) and across rotation (`max_bytes`).
+//!
+//! Removal is not silent: each batch first checks that the file is still the one at the
+//! path, as long as written ([`tamper`]); if not, the writer stops for good (every append
+//! fails, so every change is refused) until an operator restarts it, and the state file
+//! ([`state`]) makes that restart refuse too unless `audit.allow_new_chain` is set ([`trail`]).
+//!
+//! - [`trail`]: the files, the start-up check, rotation, file modes.
+//! - [`state`]: how far the trail was written, beside it.
+//! - [`tamper`]: what "removed under the writer" means, checked per batch.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod state;
+pub mod tamper;
+mod trail;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
-use super::chain::{GENESIS, MacKey};
-use super::record::{Event, seal, unseal, unsealed_json};
+use super::chain::MacKey;
+use super::record::{Event, seal, unsealed_json};
+use tamper::{Tamper, TamperLabel};
+pub use trail::rotated_files;
+use trail::{Trail, rotate, sync_dir};
 
 /// Most records sealed and written together.
 pub const MAX_BATCH: usize = 1024;
@@ -55,6 +73,11 @@ pub struct WriterConfig {
     pub stdout: bool,
     /// Seals records.
     pub key: MacKey,
+    /// Mode of created files (`0o600` or `0o640`); directories get `0o700` / `0o750`.
+    pub file_mode: u32,
+    /// Start a new chain (with a `discontinuity` record) when the trail lacks records it
+    /// is known to have had, instead of refusing to open it.
+    pub allow_new_chain: bool,
 }
 
 /// Why a record is not durable.
@@ -66,6 +89,9 @@ pub enum AuditError {
     /// The writer is far behind or gone.
     #[error("audit writer unavailable")]
     Unavailable,
+    /// The live file was removed or altered under the writer: it writes nothing more.
+    #[error("audit trail {0}; writes stopped until an operator restarts the gateway")]
+    Halted(Tamper),
 }
 
 struct Job {
@@ -87,15 +113,26 @@ pub struct Stats {
     pub failures: AtomicU64,
     /// How long each `sync_data` took (`sipgw_audit_fsync_seconds`).
     pub fsync_duration: Histogram,
+    /// `sipgw_audit_trail_tampered_total{kind}`: every kind present from start-up.
+    pub tampered: Family<TamperLabel, Counter>,
+    /// Why the writer stopped, once it has (for `/readyz`).
+    halted: Mutex<Option<Tamper>>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
+        let tampered = Family::<TamperLabel, Counter>::default();
+        for kind in Tamper::ALL {
+            // Created at 0 now, so that alerts on an increase see the first one.
+            drop(tampered.get_or_create(&TamperLabel { kind }));
+        }
         Self {
             records: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             fsync_duration: crate::metrics::fsync_histogram(),
+            tampered,
+            halted: Mutex::new(None),
         }
     }
 }
@@ -111,6 +148,16 @@ impl Stats {
         }
         result
     }
+
+    /// Why the writer stopped accepting records, if it has.
+    pub fn halted(&self) -> Option<Tamper> {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn halt(&self, kind: Tamper) {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(kind);
+        self.tampered.get_or_create(&TamperLabel { kind }).inc();
+    }
 }
 
 /// Handle to the writer thread; cheap to share.
@@ -123,9 +170,16 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// Opens (or creates) the trail, continues its chain, and starts the writer thread.
+    /// Refused when the trail lacks records it is known to have had, unless
+    /// `allow_new_chain` (see [`trail`]).
     pub fn open(config: WriterConfig) -> std::io::Result<Self> {
-        let trail = Trail::open(&config.path)?;
+        let (trail, discontinuity) = Trail::open(&config)?;
         let stats = Arc::new(Stats::default());
+        if let Some(kind) = discontinuity {
+            // A new chain was started because records were missing: counted like a
+            // tampering found while running, so that alerts see it.
+            stats.tampered.get_or_create(&TamperLabel { kind }).inc();
+        }
         let (jobs, queue) = sync_channel(QUEUE);
         let thread_stats = Arc::clone(&stats);
         std::thread::Builder::new()
@@ -137,6 +191,11 @@ impl AuditWriter {
     /// Records `event`; resolves once it is durable, with its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
         self.send(Some(event)).await
+    }
+
+    /// Whether the writer stopped because its file was tampered with, and how.
+    pub fn halted(&self) -> Option<Tamper> {
+        self.stats.halted()
     }
 
     /// Makes every record written so far durable, whatever the `fsync` policy (on
@@ -160,142 +219,6 @@ impl AuditWriter {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
-}
-
-/// The open trail file and the chain's head.
-struct Trail {
-    /// Opened for appending.
-    file: File,
-    /// Bytes known durable (or written, with `fsync = "never"`).
-    len: u64,
-    /// `seq` of the last record.
-    seq: u64,
-    /// `mac` of the last record (the next `prev`).
-    prev: String,
-    /// The file may hold bytes past `len` (a failed write whose cut-back failed too): they
-    /// are cut before anything else is written.
-    needs_cut: bool,
-    /// The directory must be synced before the next write (a new file's entry, or a
-    /// rename, is not durable yet).
-    dir_dirty: bool,
-}
-
-impl Trail {
-    /// Opens `path`, finding the chain's head in it or, when it is new, in the newest
-    /// rotated file beside it. A last line without its line end was never acknowledged
-    /// (records are acknowledged after the write), so it is cut off.
-    fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)?;
-        let (mut seq, mut prev) = (0, GENESIS.to_owned());
-        let mut len = file.metadata()?.len();
-        let (head, complete_len) = read_tail(&mut file, len)?;
-        if complete_len < len {
-            tracing::warn!(path = %path.display(), cut = len - complete_len, "audit trail ends with a partial record; cutting it off");
-            file.set_len(complete_len)?;
-            len = complete_len;
-        }
-        if let Some((tail_seq, tail_mac)) = head {
-            (seq, prev) = (tail_seq, tail_mac);
-        } else if let Some(rotated) = newest_rotated(path)? {
-            let mut old = File::open(&rotated)?;
-            let old_len = old.metadata()?.len();
-            if let (Some((tail_seq, tail_mac)), _) = read_tail(&mut old, old_len)? {
-                (seq, prev) = (tail_seq, tail_mac);
-            }
-        }
-        Ok(Self {
-            file,
-            len,
-            seq,
-            prev,
-            needs_cut: false,
-            dir_dirty: !existed,
-        })
-    }
-}
-
-/// The last complete record of a file, `(seq, mac)`, and the length up to its line end
-/// (0 when the file holds no complete line: a crash during its very first write).
-fn read_tail(file: &mut File, len: u64) -> std::io::Result<(Option<(u64, String)>, u64)> {
-    let start = len.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.take(TAIL_BYTES).read_to_end(&mut tail)?;
-    let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
-        if start == 0 {
-            return Ok((None, 0));
-        }
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the audit trail ends with a line longer than any record; run `sipgw audit verify` on it",
-        ));
-    };
-    let complete = &tail[..last_newline];
-    let line_start = complete
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let line = std::str::from_utf8(&complete[line_start..]).ok();
-    let parsed = line.and_then(|line| {
-        let (_, mac) = unseal(line)?;
-        let seq = serde_json::from_str::<serde_json::Value>(line).ok()?["seq"].as_u64()?;
-        Some((seq, mac.to_owned()))
-    });
-    match parsed {
-        Some(head) => Ok((Some(head), start + last_newline as u64 + 1)),
-        None => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the audit trail's last line is not a sealed record; run `sipgw audit verify` on it",
-        )),
-    }
-}
-
-/// Rotated files are `<stem>-<last seq, 20 digits>-<time>.jsonl` beside `<stem>.jsonl`:
-/// the sequence number makes names unique and sort in chain order whatever the clock does,
-/// and they sort before the current file.
-fn rotated_name(path: &Path, last_seq: u64, at: SystemTime) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "audit".into(), |s| s.to_string_lossy().into_owned());
-    let stamp = humantime::format_rfc3339_millis(at)
-        .to_string()
-        .replace(':', "-");
-    path.with_file_name(format!("{stem}-{last_seq:020}-{stamp}.jsonl"))
-}
-
-fn newest_rotated(path: &Path) -> std::io::Result<Option<PathBuf>> {
-    let Some(dir) = path.parent().map(|d| {
-        if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        }
-    }) else {
-        return Ok(None);
-    };
-    let stem = path
-        .file_stem()
-        .map(|s| format!("{}-", s.to_string_lossy()))
-        .unwrap_or_default();
-    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with(&stem) && n.ends_with(".jsonl")
-            })
-        })
-        .collect();
-    rotated.sort();
-    Ok(rotated.pop())
 }
 
 /// The writer thread.
@@ -336,17 +259,18 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             answer(batch, result, stats);
         }
         if !flushes.is_empty() {
-            let synced = stats.sync(&trail.file);
+            let synced = match trail.halted {
+                Some(kind) => Err(AuditError::Halted(kind)),
+                None => stats
+                    .sync(&trail.file)
+                    .map_err(|e| AuditError::Io(e.to_string())),
+            };
             if synced.is_ok() {
                 unsynced_since = None;
+                remember(&mut trail, &config, true);
             }
             for job in flushes {
-                let _ = job.ack.send(
-                    synced
-                        .as_ref()
-                        .map(|()| trail.seq)
-                        .map_err(|e| AuditError::Io(e.to_string())),
-                );
+                let _ = job.ack.send(synced.clone().map(|()| trail.seq));
             }
         }
         if let (Fsync::Interval(every), Some(since)) = (config.fsync, unsynced_since)
@@ -355,6 +279,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             match stats.sync(&trail.file) {
                 Ok(()) => {
                     unsynced_since = None;
+                    remember(&mut trail, &config, false);
                 }
                 Err(error) => {
                     // These records were acknowledged at write time (that is what
@@ -365,11 +290,45 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             }
         }
     }
-    // The gateway is shutting down: make everything written durable.
-    if let Err(error) = stats.sync(&trail.file) {
-        stats.failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(%error, "audit fsync at shutdown failed");
+    // The gateway is shutting down: make everything written durable, and remember how far
+    // that is (a halted writer's file is no longer the trail: only its state is kept).
+    if trail.halted.is_none() {
+        if let Err(error) = stats.sync(&trail.file) {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "audit fsync at shutdown failed");
+            return;
+        }
+        remember(&mut trail, &config, true);
     }
+}
+
+/// Writes the chain's head (or the halt) to the state file. A failure does not undo
+/// records already durable; it is logged once until the state file can be written again.
+fn remember(trail: &mut Trail, config: &WriterConfig, durable: bool) {
+    match trail.store_state(config, durable) {
+        Ok(()) => trail.state_failing = false,
+        Err(error) => {
+            if !trail.state_failing {
+                tracing::warn!(%error, "audit state file could not be updated; a restart cannot tell how far the trail was written");
+            }
+            trail.state_failing = true;
+        }
+    }
+}
+
+/// The live file was removed or altered: stop writing for good, say so everywhere
+/// (log, metric, `/readyz`, the state file, so that a restart refuses too).
+fn halt(trail: &mut Trail, config: &WriterConfig, stats: &Stats, kind: Tamper) {
+    trail.halted = Some(kind);
+    stats.halt(kind);
+    tracing::error!(
+        kind = kind.as_str(),
+        path = %config.path.display(),
+        last_seq = trail.seq,
+        last_mac = %trail.prev,
+        "audit trail tampered with: no more records are written and every change is refused until an operator restarts sipgw"
+    );
+    remember(trail, config, true);
 }
 
 fn answer(batch: Vec<Job>, result: Result<u64, AuditError>, stats: &Stats) {
@@ -401,6 +360,18 @@ fn write_batch(
     stats: &Stats,
 ) -> Result<u64, AuditError> {
     let io = |e: std::io::Error| AuditError::Io(e.to_string());
+    if let Some(kind) = trail.halted {
+        return Err(AuditError::Halted(kind));
+    }
+    // Is the file still the trail, as long as we wrote it? (A rotation half done is not a
+    // tampering: its path is empty on purpose.)
+    if !trail.renamed_away
+        && let Some(kind) =
+            tamper::check(&trail.file, &config.path, trail.len, trail.needs_cut).map_err(io)?
+    {
+        halt(trail, config, stats, kind);
+        return Err(AuditError::Halted(kind));
+    }
     let (mut seq, mut prev) = (trail.seq, trail.prev.clone());
     let mut lines = String::with_capacity(batch.len() * 512);
     let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -421,7 +392,9 @@ fn write_batch(
         trail.needs_cut = false;
     }
     if trail.len > 0 && trail.len + lines.len() as u64 > config.max_bytes {
-        rotate(trail, &config.path).map_err(io)?;
+        rotate(trail, config).map_err(io)?;
+        // Everything written so far is durable: a good moment to remember it durably too.
+        remember(trail, config, true);
     }
     if trail.dir_dirty {
         sync_dir(&config.path).map_err(io)?;
@@ -444,6 +417,9 @@ fn write_batch(
     trail.len += lines.len() as u64;
     trail.seq = seq;
     trail.prev = prev;
+    if config.fsync == Fsync::Always {
+        remember(trail, config, false);
+    }
     if config.stdout {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(lines.as_bytes());
@@ -452,35 +428,7 @@ fn write_batch(
     Ok(first)
 }
 
-/// Renames the full file with its rotation time and starts a new one; the chain simply
-/// continues in it. The directory is synced before the next write (`dir_dirty`), which makes
-/// both the rename and the new file's entry durable. A rename done by an earlier, failed
-/// attempt is not repeated.
-fn rotate(trail: &mut Trail, path: &Path) -> std::io::Result<()> {
-    trail.file.sync_data()?;
-    if path.exists() {
-        let rotated = rotated_name(path, trail.seq, SystemTime::now());
-        std::fs::rename(path, &rotated)?;
-        tracing::info!(rotated = %rotated.display(), "audit trail rotated");
-    }
-    trail.dir_dirty = true;
-    trail.file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)?;
-    trail.len = 0;
-    Ok(())
-}
-
-/// Makes the directory's entries (a new file, a rename) durable.
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tamper;

@@ -378,6 +378,12 @@ pub struct AuditSection {
     pub unauthenticated_per_minute: Option<u32>,
     /// Deprecated: read as `flood_caller_per_minute` (with a warning).
     pub rate_limited_per_minute: Option<u32>,
+    /// Mode of the files sipgw creates (`"0600"`, or `"0640"` for a reviewers' group);
+    /// directories it creates get `0700` / `0750`.
+    pub file_mode: String,
+    /// Start a new chain, beginning with a `discontinuity` record, although the trail
+    /// directory was written before and now lacks its records (an operator's decision).
+    pub allow_new_chain: bool,
 }
 
 impl Default for AuditSection {
@@ -397,6 +403,8 @@ impl Default for AuditSection {
             flood_total_per_minute: 1_000,
             unauthenticated_per_minute: None,
             rate_limited_per_minute: None,
+            file_mode: "0600".into(),
+            allow_new_chain: false,
         }
     }
 }

@@ -183,6 +183,10 @@ pub struct AuditConfig {
     pub stdout: bool,
     /// Flood control of refusal records.
     pub flood: FloodConfig,
+    /// Mode of created files (`0o600` or `0o640`).
+    pub file_mode: u32,
+    /// Whether a trail that lacks its records may continue in a new chain.
+    pub allow_new_chain: bool,
 }
 
 /// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.

@@ -497,4 +497,21 @@ impl TlsPems {
     }
 }
 
+#[test]
+fn audit_file_modes_are_owner_only_or_a_reviewers_group() {
+    assert_eq!(load(MINIMAL).unwrap().audit.file_mode, 0o600);
+    let group = load(&format!("{MINIMAL}[audit]\nfile_mode = \"0640\"\n")).unwrap();
+    assert_eq!(group.audit.file_mode, 0o640);
+    assert!(!group.audit.allow_new_chain);
+    for refused in ["0644", "0666", "600", "0700", ""] {
+        let err = error_of(&format!("{MINIMAL}[audit]\nfile_mode = \"{refused}\"\n"));
+        assert!(
+            err.contains("audit.file_mode must be \"0600\" or \"0640\""),
+            "{refused}: {err}"
+        );
+    }
+    let allowed = load(&format!("{MINIMAL}[audit]\nallow_new_chain = true\n")).unwrap();
+    assert!(allowed.audit.allow_new_chain);
+}
+
 mod redis;

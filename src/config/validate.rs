@@ -164,7 +164,22 @@ pub(super) fn audit_config(a: &file::AuditSection) -> Result<AuditConfig, Config
         max_bytes: in_range("audit.max_bytes", a.max_bytes, 4096, 1 << 40)?,
         stdout: a.stdout,
         flood: super::flood::flood_config(a)?,
+        file_mode: file_mode(&a.file_mode)?,
+        allow_new_chain: a.allow_new_chain,
     })
+}
+
+/// `audit.file_mode`: only owner-only, or owner plus a reviewers' group reading; never
+/// anything writable by others or readable by everyone.
+fn file_mode(mode: &str) -> Result<u32, ConfigError> {
+    match mode {
+        "0600" => Ok(0o600),
+        "0640" => Ok(0o640),
+        other => Err(invalid(
+            "audit.file_mode",
+            format!("must be \"0600\" or \"0640\", got {other:?}"),
+        )),
+    }
 }
 
 /// Checks the scheme (https unless explicitly allowed) and strips a trailing slash, so that

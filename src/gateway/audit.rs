@@ -62,6 +62,8 @@ impl Auditor {
             fsync: config.fsync,
             stdout: config.stdout,
             key: config.key.clone(),
+            file_mode: config.file_mode,
+            allow_new_chain: config.allow_new_chain,
         })?;
         Ok(Self {
             writer,

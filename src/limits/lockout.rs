@@ -6,13 +6,19 @@
 //! for that agent until `cooldown` has passed, so neither a careless client nor an attacker
 //! with a valid token can lock the agent out. A success resets the count.
 //!
-//! Pure logic over explicit instants; the gateway passes `Instant::now()`.
+//! Pure logic over explicit instants; the gateway passes `Instant::now()`. At start-up the
+//! counts are rebuilt from the audit trail ([`restore`]).
 //!
 //! The records held are bounded (`lockout.max_entries`). A record is never dropped to make
 //! room: a forgotten count or block would let the vendor's third strike through. Instead,
 //! while the shield is full, an agent without a record is not admitted ([`LockoutShield::
 //! admits`]; the gateway refuses its change with 503 `lockout_state_unavailable`), and a
-//! rejection is always recorded, so the cap may be passed by the changes in flight.
+//! rejection is always recorded (as is every record rebuilt at start-up), so the cap may be
+//! passed by the changes in flight.
+
+mod restore;
+
+pub use restore::{LockoutRebuild, VendorAnswer};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

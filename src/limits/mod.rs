@@ -22,8 +22,8 @@ pub mod quota;
 pub mod redis;
 pub mod serial;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
@@ -34,7 +34,7 @@ use self::redis::{Shared, Unavailable};
 use crate::config::{LimitsBackend, LimitsConfig};
 use crate::request::{AccountFolding, AccountKey};
 use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
-use lockout::LockoutShield;
+use lockout::{LockoutRebuild, LockoutShield};
 use quota::{KeyedQuota, Verdict};
 use serial::{AgentGuard, AgentLocks};
 
@@ -67,6 +67,9 @@ pub struct Limits {
     shared: Option<Arc<Shared>>,
     /// How a `userAccount` becomes its [`AccountKey`].
     account_folding: AccountFolding,
+    /// Until when the shield refuses every change because the counts could not be rebuilt
+    /// in full at start-up (part of the audit trail unreadable).
+    lockout_unknown_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// One per-key store's size, for metrics: entries held and the most it holds.
@@ -153,6 +156,7 @@ impl Limits {
             idempotency_ttl: config.idempotency_ttl,
             shared,
             account_folding: config.account_folding,
+            lockout_unknown_until: Mutex::new(None),
         })
     }
 
@@ -245,6 +249,30 @@ impl Limits {
         self.per_agent.check(agent)
     }
 
+    /// Takes over the lockout counts rebuilt from the audit trail at start-up; returns how
+    /// many agents are blocked. When part of the trail could not be read (`complete` is
+    /// false), a count may be missing, so the shield refuses every change (503
+    /// `lockout_state_unavailable`, as when Redis cannot be read) for one cool-down: by
+    /// then every block it could have missed has ended.
+    pub fn restore_lockout(&self, rebuilt: LockoutRebuild, complete: bool) -> usize {
+        let now = tokio::time::Instant::now();
+        if !complete {
+            *self
+                .lockout_unknown_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(now + self.lockout.policy().cooldown);
+        }
+        self.lockout.restore(rebuilt, SystemTime::now(), now)
+    }
+
+    /// Whether the shield refuses every change because its counts could not be rebuilt.
+    pub fn lockout_unknown(&self) -> bool {
+        self.lockout_unknown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| until > tokio::time::Instant::now())
+    }
+
     /// Whether the lockout shield lets a change for `agent` through.
     pub async fn lockout_check(&self, agent: &AccountKey) -> Shield {
         // A full shield could not record this agent's rejection: refuse rather than let a
@@ -254,6 +282,9 @@ impl Limits {
                 agent = agent.as_str(),
                 "lockout shield full: change refused"
             );
+            return Shield::Unknown;
+        }
+        if self.lockout_unknown() {
             return Shield::Unknown;
         }
         // This replica's own count is always kept too (see `record_rejection`), so a

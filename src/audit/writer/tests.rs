@@ -1,5 +1,9 @@
+use std::path::Path;
+
+use super::trail::rotated_name;
 use super::*;
-use crate::audit::record::{CallerInfo, Kind};
+use crate::audit::chain::GENESIS;
+use crate::audit::record::{CallerInfo, Kind, unseal};
 use crate::audit::verify::{expand, verify};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -39,6 +43,8 @@ fn open(path: &Path, fsync: Fsync, max_bytes: u64) -> AuditWriter {
         fsync,
         stdout: false,
         key: key(),
+        file_mode: 0o600,
+        allow_new_chain: false,
     })
     .unwrap()
 }
@@ -135,7 +141,10 @@ async fn concurrent_writers_share_fsyncs() {
 
 #[tokio::test]
 async fn a_full_disk_refuses_and_the_chain_stays_whole() {
-    let writer = open(Path::new("/dev/full"), Fsync::Always, u64::MAX);
+    // The trail's path names /dev/full (its state file goes beside the link).
+    let path = temp_dir("full").join("audit.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let writer = open(&path, Fsync::Always, u64::MAX);
     assert!(matches!(
         writer.append(event(1)).await,
         Err(AuditError::Io(_))
