@@ -63,6 +63,7 @@ fn authenticator(idp: &DevIssuer, cache_entries: usize) -> Authenticator {
         leeway: Duration::from_secs(30),
         policy: policy(),
         cache_entries,
+        refused_cache_entries: 4096,
         required_typ: None,
         max_lifetime: None,
     };

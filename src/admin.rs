@@ -2,8 +2,9 @@
 //! `GET /readyz` (ready to change passwords) and `GET /metrics` (Prometheus text).
 //!
 //! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held, as long
-//! as the audit trail was not tampered with under the writer; 503 otherwise, with a JSON
-//! body naming each unmet condition. A degraded dependency (the
+//! as the audit trail was not tampered with under the writer (and, with Redis, Redis has not
+//! refused our credentials); 503 otherwise, with a JSON body naming each unmet condition. A
+//! degraded dependency (the
 //! Redis backend answering from local fallbacks) is reported but stays 200: the gateway
 //! still serves, more conservatively.
 
@@ -54,6 +55,11 @@ fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     }
     if !gateway.tokens().has_usable_token() {
         unmet.push("no_vendor_token");
+    }
+    // Not a blip that the fallbacks ride out: every change is refused (the lockout state
+    // cannot be read) until an operator fixes the credentials.
+    if gateway.limits().redis_credentials_refused() {
+        unmet.push("redis_credentials_refused");
     }
     // The trail was removed or altered under the writer: every change is refused until an
     // operator restarts sipgw (README "Audit trail").

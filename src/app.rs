@@ -64,8 +64,17 @@ async fn serve_all(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConfigError> {
     let gateway = Arc::new(Gateway::new(config)?);
+    // A Redis that refuses our credentials is a configuration error: stop now, naming the
+    // key, rather than run a replica that refuses every change. (An unreachable Redis is
+    // not: the replica starts on its fallbacks, as it rides out an outage.)
+    if let Err(why) = gateway.limits().check_redis_credentials().await {
+        return Err(crate::config::invalid(
+            "rate_limit.redis_password_file",
+            format!("(with rate_limit.redis_username, when set) was refused by Redis: {why}"),
+        ));
+    }
     // Before the first request: a restart must not forget the lockout shield's counts.
-    if config.limits.backend == LimitsBackend::Memory {
+    if matches!(config.limits.backend, LimitsBackend::Memory) {
         restore_lockout(config, Arc::clone(gateway.limits())).await;
     }
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.

@@ -374,8 +374,48 @@ impl Collector for StateCollector {
             "Times the Redis backend went from reachable to unreachable or back.",
             gateway.limits().redis_transitions(),
         )?;
+        store_gauges(&mut encoder, gateway)?;
         connections(&mut encoder, &self.listeners)
     }
+}
+
+/// `sipgw_limit_store_entries{store}` and `sipgw_limit_store_capacity{store}`: every
+/// per-key store's entries and cap (README "Memory budget").
+fn store_gauges(encoder: &mut DescriptorEncoder, gateway: &Gateway) -> std::fmt::Result {
+    let [verified, refused] = gateway.authenticator().cache_sizes();
+    let mut sizes: Vec<(&str, usize, Option<usize>)> = gateway
+        .limits()
+        .store_sizes()
+        .iter()
+        .map(|s| (s.store, s.entries, s.capacity))
+        .collect();
+    sizes.push(("verified_tokens", verified.0, Some(verified.1)));
+    sizes.push(("refused_tokens", refused.0, Some(refused.1)));
+    let families = [
+        (
+            "limit_store_entries",
+            "Entries held by each per-key store (quotas, lockout, turns, idempotency, token caches).",
+            false,
+        ),
+        (
+            "limit_store_capacity",
+            "Most entries each per-key store holds (absent where bounded by the requests in flight).",
+            true,
+        ),
+    ];
+    for (name, help, capacity) in families {
+        let gauge = ConstGauge::new(0i64);
+        let mut metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+        for &(store, entries, cap) in &sizes {
+            let value = if capacity { cap } else { Some(entries) };
+            if let Some(value) = value {
+                let labels = [("store", store)];
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+                    .encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `connections_open{listener}` and `connections_shed_total{listener, cap, action}`: every

@@ -375,10 +375,7 @@ fn check_config_prints_the_effective_config_without_secrets() {
         .args(["check-config", "--config", example])
         .env("SIPGW_APP_SECRET", "app-secret-value-42")
         .env("SIPGW__VENDOR__TIMEOUT_MS", "3000")
-        .env(
-            "SIPGW__RATE_LIMIT__REDIS_URL",
-            "redis://:redis-pass-77@redis:6379/0",
-        )
+        .env("SIPGW__RATE_LIMIT__REDIS_URL", "rediss://redis:6380/0")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -399,11 +396,29 @@ fn check_config_prints_the_effective_config_without_secrets() {
         stdout.contains("# vendor app secret: <redacted>, read from $SIPGW_APP_SECRET"),
         "{stdout}"
     );
+    assert!(stdout.contains("rediss://redis:6380/0"), "{stdout}");
+    assert!(!stdout.contains("app-secret-value-42"));
+    // A password in the Redis URL is refused, pointing at the file key, never quoted.
+    let output = Command::new(SIPGW)
+        .args(["check-config", "--config", example])
+        .env("SIPGW_APP_SECRET", "x")
+        .env(
+            "SIPGW__RATE_LIMIT__REDIS_URL",
+            "redis://:redis-pass-77@redis:6379/0",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stdout.contains("redis://:<redacted>@redis:6379/0"),
-        "{stdout}"
+        stderr.contains("rate_limit.redis_url")
+            && stderr.contains("rate_limit.redis_password_file"),
+        "{stderr}"
     );
-    assert!(!stdout.contains("app-secret-value-42") && !stdout.contains("redis-pass-77"));
+    assert!(
+        !stderr.contains("redis-pass-77") && output.stdout.is_empty(),
+        "{stderr}"
+    );
     // The same checks as `serve`: a bad value exits 2 naming the key.
     let output = Command::new(SIPGW)
         .args(["check-config", "--config", example])
@@ -413,6 +428,37 @@ fn check_config_prints_the_effective_config_without_secrets() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("audit.fsync"));
+}
+
+#[test]
+fn check_config_takes_one_key_of_a_table_from_the_environment() {
+    // The README's example, alone, over a file without a [rate_limit] section: the rest
+    // of the table keeps its default.
+    let path = temp_file(
+        "one-key",
+        "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n\n[auth]\n\
+         issuer = \"https://sso.example\"\naudiences = [\"sipgw\"]\n\
+         jwks_url = \"https://sso.example/jwks\"\n",
+    );
+    let output = Command::new(SIPGW)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("SIPGW_APP_SECRET", "x")
+        .env("SIPGW__RATE_LIMIT__PER_AGENT__BURST", "5")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let per_agent = stdout
+        .split("[rate_limit.per_agent]")
+        .nth(1)
+        .expect("the per-agent quota is printed");
+    let table: Vec<&str> = per_agent.lines().skip(1).take(2).collect();
+    assert_eq!(table, ["burst = 5", "per_secs = 1800"], "{stdout}");
 }
 
 #[test]

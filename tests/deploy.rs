@@ -311,6 +311,50 @@ fn a_shared_service_that_refuses_connections_during_rollouts_is_caught() {
 }
 
 #[test]
+fn a_shared_redis_without_tls_or_password_is_caught() {
+    let shared = "shared-service.yaml";
+    let url = "redis_url = \"rediss://redis.sipgw.svc.cluster.local:6380/0\"";
+    let ca = "    redis_ca_file = \"/run/secrets/sipgw/redis_ca.crt\"\n";
+    // Cleartext to Redis.
+    assert_caught(
+        &problems_after_edits(
+            shared,
+            &[
+                (
+                    url,
+                    "redis_url = \"redis://redis.sipgw.svc.cluster.local:6379/0\"",
+                ),
+                (ca, ""),
+            ],
+        ),
+        "rate_limit.redis_url is not rediss://",
+    );
+    // No password (and so no user).
+    assert_caught(
+        &problems_after_edits(
+            shared,
+            &[
+                ("    redis_username = \"sipgw\"\n", ""),
+                (
+                    "    redis_password_file = \"/run/secrets/sipgw/redis_password\"\n",
+                    "",
+                ),
+            ],
+        ),
+        "rate_limit.redis_password_file is not set",
+    );
+    // The Secret volume without the password.
+    assert_caught(
+        &problems_after_edit(
+            shared,
+            "                    - key: password\n                      path: redis_password\n",
+            "",
+        ),
+        "rate_limit.redis_password_file = /run/secrets/sipgw/redis_password: volume \"secrets\" provides no Secret item",
+    );
+}
+
+#[test]
 fn an_api_on_the_pod_network_without_tls_is_caught() {
     let shared = "shared-service.yaml";
     let cert = "    tls_cert_file = \"/run/secrets/sipgw-tls/tls.crt\"\n";

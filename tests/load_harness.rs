@@ -1,5 +1,6 @@
 //! A smoke run of the load benchmark (`benches/load/run.py --smoke`), so that the harness
-//! cannot rot: every row is produced, every request answered as expected. No timing is
+//! cannot rot: every row is produced, every request answered as expected, and the memory
+//! row fills the per-key stores. No timing is
 //! asserted; the figures of a debug build on a busy CI machine mean nothing.
 //!
 //! Needs python3, wrk and (for the stand-in and proxy rows) nginx; `.ci/run` installs
@@ -96,6 +97,22 @@ fn the_load_harness_produces_every_row_without_errors() {
     ] {
         assert!(footprint[key].as_f64().unwrap() > 0.0, "{key}: {footprint}");
     }
+    // The memory row: every change answered as expected, one entry per agent in each
+    // per-key store it fills (its figures are for the release run, not asserted here).
+    let memory = &result["memory"];
+    let agents = memory["agents"].as_u64().unwrap();
+    assert!(agents > 0, "{memory}");
+    assert_eq!(memory["answered"].as_u64(), Some(agents), "{memory}");
+    assert_eq!(memory["errors"], 0, "{memory}");
+    assert!(memory["rss_after_mib"].as_f64().unwrap() > 0.0, "{memory}");
+    for store in ["agent_quotas", "lockout", "idempotency"] {
+        assert_eq!(
+            memory["entries"][store].as_u64(),
+            Some(agents),
+            "{store}: {memory}"
+        );
+    }
+    assert!(stdout.contains("| bytes per agent |"), "{stdout}");
     assert!(stdout.contains("| Target | measured | met |"), "{stdout}");
     assert!(
         stdout.contains("sipgw / nginx proxy throughput"),

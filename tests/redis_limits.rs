@@ -343,7 +343,7 @@ mod scripts {
 
     use secrecy::SecretString;
     use sipgw::config::{LimitsBackend, LimitsConfig};
-    use sipgw::limits::idempotency::{Begin, Stored};
+    use sipgw::limits::idempotency::{Begin, Outcome, Stored};
     use sipgw::limits::lockout::LockoutPolicy;
     use sipgw::limits::quota::{QuotaSpec, Verdict};
     use sipgw::limits::redis::Shared;
@@ -433,8 +433,12 @@ mod scripts {
             change_wait: Duration::from_millis(200),
             idempotency_ttl: Duration::from_secs(86_400),
             idempotency_entries: 100,
+            idempotency_bytes: 1 << 20,
+            max_agents: 1000,
+            max_callers: 1000,
+            lockout_entries: 1000,
             backend: LimitsBackend::Redis {
-                url: url.into(),
+                endpoint: sipgw::limits::redis::RedisEndpoint::plain(url),
                 key_prefix: "t:".into(),
             },
             turn_lease: Duration::from_secs(15),
@@ -478,11 +482,7 @@ mod scripts {
         let Begin::Proceed(ticket) = limits.idempotency_begin(&scope, b"body").await else {
             panic!("the first proceeds");
         };
-        let stored = Stored {
-            status: 200,
-            content_type: "application/json",
-            body: "{}".into(),
-        };
+        let stored = Stored::new(Outcome::Accepted, "req-1", "success");
         ticket.complete(Some(stored.clone())).await;
         match limits.idempotency_begin(&scope, b"body").await {
             Begin::Replay(outcome) => assert_eq!(*outcome, stored),

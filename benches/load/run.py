@@ -20,7 +20,10 @@ valid JWTs of many callers, each for its own agent). Rows:
   sipgw 401 (a new forgery each time)        every request needs a signature check
   direct / sipgw at 50 % of sipgw's peak     added latency at a fixed, sustainable rate
 plus sipgw's footprint: binary size, idle RSS, peak RSS, CPU per 10k requests, start-up
-time to a ready /readyz. Needs nginx and wrk (installed with apt-get when missing and
+time to a ready /readyz; and its memory per key: RSS after --memory-agents (100,000)
+changes, each for a new agent with its own Idempotency-Key and a current password the
+vendor rejects, so that every per-key store (quotas, lockout records, idempotency
+outcomes) holds one entry per agent, with the default limits. Needs nginx and wrk (installed with apt-get when missing and
 possible), python3 and cargo.
 """
 
@@ -48,6 +51,8 @@ APP_KEY = "load-app-key"
 APP_SECRET = "load-app-secret-not-real"
 TOKEN_ANSWER = '{"AccessToken":"load-test-access-token","Expires":"3600","CreateTime":"0"}'
 UPDATE_ANSWER = '{"resultCode":"0","resultMessage":"success"}'
+# The memory row's changes: a current password the vendor rejects (the agents are unknown).
+MEMORY_BODY = '{"accountPwd":"Wrong~Pass11","newPhonePwd":"Sip~Phone2025"}'
 # Pause per connection between requests in the fixed-rate rows.
 PAUSE_MS = 20
 
@@ -272,7 +277,8 @@ http {{
 """)
         return path
 
-    def sipgw_config(self, name, vendor_port, jwks, per_caller="{ burst = 1000000, per_secs = 1 }"):
+    def sipgw_config(self, name, vendor_port, jwks, per_caller="{ burst = 1000000, per_secs = 1 }",
+                     per_agent="{ burst = 1000000, per_secs = 1 }", fsync=None):
         port, admin = free_port(), free_port()
         path = self.path(f"{name}.toml")
         with open(path, "w") as f:
@@ -286,6 +292,8 @@ shutdown_grace_secs = 2
 issuer = "{ISSUER}"
 audiences = ["sipgw"]
 jwks_file = "{jwks}"
+# The memory row's caller (`sipgw dev-token --admin`) may change any agent's password.
+admin_scopes = ["sipgw.admin"]
 
 [vendor]
 base_url = "http://127.0.0.1:{vendor_port}"
@@ -293,12 +301,12 @@ app_key = "{APP_KEY}"
 allow_insecure_http = true
 
 [rate_limit]
-per_agent = {{ burst = 1000000, per_secs = 1 }}
+per_agent = {per_agent}
 per_caller = {per_caller}
 
 [audit]
 path = "{self.path(name + '-audit/sipgw-audit.jsonl')}"
-fsync = "{self.args.fsync}"
+fsync = "{fsync or self.args.fsync}"
 """)
         return path, port, admin
 
@@ -314,6 +322,53 @@ fsync = "{self.args.fsync}"
                 sys.exit(f"sipgw ({name}) did not become ready; see {child.log.name}")
             time.sleep(0.001)
         return child, time.monotonic() - started
+
+    def memory_row(self, jwks, agents, connections=8):
+        """RSS of a fresh sipgw (default limits, but a caller quota that never binds) before
+        and after `agents` changes, each for a new agent with its own Idempotency-Key, each
+        rejected by the vendor: every per-key store then holds one entry per agent (until
+        its cap). The stand-in is sipgw-vendor-sim without agents (every account unknown:
+        resultCode "1"); the audit trail does not fsync (durability does not change memory)."""
+        import threading
+        port = free_port()
+        self.spawn([os.path.join(self.bin, "sipgw-vendor-sim"), "--listen", f"127.0.0.1:{port}",
+                    "--fast", "--app-key", APP_KEY], "memory-vendor",
+                   env=dict(os.environ, SIM_APP_SECRET=APP_SECRET))
+        wait_port(port, "the rejecting vendor stand-in")
+        sipgw = os.path.join(self.bin, "sipgw")
+        token = subprocess.run([sipgw, "dev-token", "--key-file", self.path("dev-key.pem"),
+                                "--issuer", ISSUER, "--sub", "memory-admin", "--admin",
+                                "--lifetime-secs", "86400"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        config, gw_port, admin = self.sipgw_config(
+            "sipgw-memory", port, jwks, per_agent="{ burst = 3, per_secs = 1800 }",
+            fsync="never")
+        gateway, _ = self.start_sipgw(config, admin, "sipgw-memory")
+        time.sleep(0.5)
+        before = proc_status(gateway.pid, "VmRSS")
+        results, threads = [], []
+        started = time.monotonic()
+        for c in range(connections):
+            t = threading.Thread(target=change_many, args=(gw_port, token, c, agents, connections,
+                                                            results))
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+        seconds = time.monotonic() - started
+        after = proc_status(gateway.pid, "VmRSS")
+        answered = sum(r[0] for r in results)
+        row = {"agents": agents, "answered": answered,
+               "errors": sum(r[1] for r in results) + agents - answered,
+               "seconds": seconds, "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
+               "bytes_per_agent": (after - before) * 1024 / max(agents, 1),
+               "peak_rss_mib": proc_status(gateway.pid, "VmHWM") / 1024,
+               "entries": store_entries(admin)}
+        gateway.stop()
+        log(f"memory: {agents} agents, RSS {row['rss_before_mib']:.1f} -> "
+            f"{row['rss_after_mib']:.1f} MiB ({row['bytes_per_agent']:.0f} bytes per agent), "
+            f"entries {row['entries']}, errors {row['errors']}")
+        return row
 
     # --- load --------------------------------------------------------------------------
 
@@ -375,6 +430,8 @@ fsync = "{self.args.fsync}"
                            check=True)
             self.bin = os.path.join(ROOT, "target", "release")
         jwks = self.mint_tokens(a.callers)
+        if a.memory_only:
+            return {"machine": machine(), "memory": self.memory_row(jwks, a.memory_agents)}
         tokens, bad, one = (self.path(n) for n in ("tokens.txt", "bad-tokens.txt", "one-caller.txt"))
 
         _, stand_in, stand_in_kind = self.start_stand_in(nginx)
@@ -423,6 +480,10 @@ fsync = "{self.args.fsync}"
                  self.row(f"sipgw at ~{half:.0f} req/s", port, tokens, "gateway", "ok",
                           pid=gateway.pid, pause_ms=pause, connections=conns)]
 
+        sipgw_peak_rss = proc_status(gateway.pid, "VmHWM") / 1024
+        gateway.stop()
+        memory = self.memory_row(jwks, a.memory_agents)
+
         binary = os.path.getsize(os.path.join(self.bin, "sipgw")) / (1024 * 1024)
         return {
             "machine": machine(),
@@ -434,11 +495,56 @@ fsync = "{self.args.fsync}"
             "rows": rows,
             "fixed_rate": {"rows": fixed, "connections": conns, "pause_ms": pause,
                            "added_p99_ms": fixed[1]["p99_ms"] - fixed[0]["p99_ms"]},
+            "memory": memory,
             "footprint": {"binary_mib": binary, "idle_rss_mib": idle_rss,
-                          "peak_rss_mib": proc_status(gateway.pid, "VmHWM") / 1024,
+                          "peak_rss_mib": sipgw_peak_rss,
                           "startup_ms_median": statistics.median(startups),
                           "startup_ms_runs": [round(s, 1) for s in startups]},
         }
+
+
+MEMORY_METRIC = "sipgw_limit_store_entries"
+
+
+def store_entries(admin_port):
+    """The per-key stores' entry counts, from /metrics (`sipgw_limit_store_entries`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    entries = {}
+    for line in text.splitlines():
+        if line.startswith(MEMORY_METRIC + "{"):
+            series, value = line.rsplit(" ", 1)
+            store = series.split('store="', 1)[1].split('"', 1)[0]
+            entries[store] = int(float(value))
+    return entries
+
+
+def change_many(port, token, first, count, step, results):
+    """Changes for agents mem{first}, mem{first+step}, ... on one keep-alive connection;
+    appends (answered, unexpected) to `results`. Each agent is new, with its own key."""
+    import http.client
+    conn, answered, unexpected = None, 0, 0
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    for i in range(first, count, step):
+        for attempt in (1, 2):
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("POST", f"/v1/agents/mem{i}/sip-phone-password", body=MEMORY_BODY,
+                             headers=dict(headers, **{"Idempotency-Key": f"key-{i}"}))
+                response = conn.getresponse()
+                response.read()
+                answered += 1
+                if response.status != 422:
+                    unexpected += 1
+                    if unexpected == 1:
+                        log(f"memory row: unexpected {response.status} for mem{i}")
+                break
+            except (OSError, http.client.HTTPException):
+                conn = None
+                if attempt == 2:
+                    unexpected += 1
+    results.append((answered, unexpected))
 
 
 def machine():
@@ -463,7 +569,20 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
+def memory_table(m):
+    entries = ", ".join(f"{k} {v}" for k, v in sorted(m["entries"].items()))
+    return "\n".join([
+        "| Memory per key (default limits) | value |", "|---|---:|",
+        f"| distinct agents, each with an Idempotency-Key and a vendor rejection | {m['agents']} |",
+        f"| RSS before | {m['rss_before_mib']:.1f} MiB |",
+        f"| RSS after | {m['rss_after_mib']:.1f} MiB |",
+        f"| bytes per agent | {m['bytes_per_agent']:.0f} |",
+        f"| entries held after | {entries or 'not reported'} |"])
+
+
 def table(result):
+    if "rows" not in result:
+        return memory_table(result["memory"])
     rows = result["rows"]
     nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
     sipgw = next(r for r in rows if r["name"] == "sipgw")
@@ -490,10 +609,19 @@ def table(result):
               f"| peak RSS (all load rows) | {f['peak_rss_mib']:.1f} MiB |",
               f"| start-up to /readyz 200 (median of {len(f['startup_ms_runs'])}) | "
               f"{f['startup_ms_median']:.1f} ms |"]
+    lines += ["", memory_table(result["memory"])]
     return "\n".join(lines)
 
 
 def targets(result):
+    m = result["memory"]
+    memory_check = (f"RSS after {m['agents']} agents < 64 MiB (sidecar limit 128Mi)",
+                    f"{m['rss_after_mib']:.1f} MiB", m["rss_after_mib"] < 64)
+    if "rows" not in result:
+        checks = [memory_check]
+        out = ["| Target | measured | met |", "|---|---:|---|"]
+        out += [f"| {n} | {v} | {'yes' if ok else '**no**'} |" for n, v, ok in checks]
+        return "\n".join(out)
     rows = result["rows"]
     nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
     sipgw = next(r for r in rows if r["name"] == "sipgw")
@@ -507,6 +635,7 @@ def targets(result):
     checks.append(("idle RSS < 10 MiB", f"{f['idle_rss_mib']:.1f} MiB", f["idle_rss_mib"] < 10))
     checks.append(("peak RSS < 25 MiB", f"{f['peak_rss_mib']:.1f} MiB", f["peak_rss_mib"] < 25))
     checks.append(("ready < 100 ms", f"{f['startup_ms_median']:.1f} ms", f["startup_ms_median"] < 100))
+    checks.append(memory_check)
     for r in rows:
         if r["name"].startswith("sipgw 4"):
             ratio = r["rps"] / sipgw["rps"]
@@ -548,10 +677,13 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--callers", type=int, default=200)
     p.add_argument("--startups", type=int, default=5, help="fresh starts timed to readiness")
+    p.add_argument("--memory-agents", type=int, default=100_000,
+                   help="distinct agents (and Idempotency-Keys) of the memory row")
     p.add_argument("--fsync", default="always", choices=["always", "interval", "never"],
                    help="sipgw's audit.fsync (the targets are for always)")
     p.add_argument("--no-nginx", action="store_true", help="stand-in: sipgw-vendor-sim; no proxy row")
     p.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
+    p.add_argument("--memory-only", action="store_true", help="only the memory row")
     p.add_argument("--smoke", action="store_true", help="a few hundred requests per row (CI)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--write-results", action="store_true", help=f"rewrite {os.path.relpath(RESULTS, ROOT)}")
@@ -560,6 +692,7 @@ def main():
     if args.smoke:
         args.duration, args.warmup, args.runs = 1, 0, 1
         args.connections, args.threads, args.callers, args.startups = 4, 1, 10, 1
+        args.memory_agents = min(args.memory_agents, 500)
     bench = Bench(args)
     try:
         result = bench.run()

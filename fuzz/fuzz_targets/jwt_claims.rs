@@ -75,6 +75,7 @@ fn setup() -> &'static Setup {
             },
             // No cache hits: every input is checked afresh.
             cache_entries: 1,
+            refused_cache_entries: 1,
             required_typ: None,
             max_lifetime: None,
         };

@@ -52,6 +52,8 @@ pub struct AuthSettings {
     pub policy: Policy,
     /// Most entries in the verified-token cache.
     pub cache_entries: usize,
+    /// Most entries in the refused-token cache.
+    pub refused_cache_entries: usize,
     /// The JOSE `typ` every token must carry (`auth.required_typ`), if any.
     pub required_typ: Option<RequiredTyp>,
     /// The longest `exp - iat` accepted (`auth.max_token_lifetime_secs`), if bounded.
@@ -80,10 +82,13 @@ struct Refused {
 /// How long a refusal is remembered.
 const REFUSED_TTL: Duration = Duration::from_secs(60);
 
-/// Most refused tokens remembered. A refusal is cheap to recompute for anything but a
-/// signature check, so a modest bound is enough; a flood of distinct tokens only evicts
-/// other refusals, never an accepted token (the caches are separate).
-const REFUSED_CACHE_ENTRIES: usize = 4096;
+/// Longest `iss` + `sub` + agent claim of a verified token that is cached. Bounds an
+/// entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds the
+/// cache's memory; a token with longer claims is verified every time instead. (Refused
+/// tokens are fixed-size entries; `auth.refused_cache_entries` bounds them. A flood of
+/// distinct refused tokens only evicts other refusals, never an accepted token: the caches
+/// are separate.)
+pub const MAX_CACHED_CLAIM_BYTES: usize = 512;
 
 /// Checks tokens against the key store; shared by all requests.
 pub struct Authenticator {
@@ -120,13 +125,22 @@ impl Authenticator {
             })
             .collect();
         let cache = quick_cache::sync::Cache::new(settings.cache_entries.max(1));
+        let refused = quick_cache::sync::Cache::new(settings.refused_cache_entries.max(1));
         Self {
             settings,
             validations,
             keys,
             cache,
-            refused: quick_cache::sync::Cache::new(REFUSED_CACHE_ENTRIES),
+            refused,
         }
+    }
+
+    /// The caches' sizes, for metrics: (verified, refused), each (entries, capacity).
+    pub fn cache_sizes(&self) -> [(usize, usize); 2] {
+        [
+            (self.cache.len(), self.settings.cache_entries),
+            (self.refused.len(), self.settings.refused_cache_entries),
+        ]
     }
 
     /// Who may change which agent.
@@ -182,13 +196,18 @@ impl Authenticator {
                 return Err(error);
             }
         };
-        self.cache.insert(
-            digest,
-            Arc::new(Verified {
-                identity: Arc::clone(&identity),
-                generation,
-            }),
-        );
+        let claim_bytes = identity.iss.len()
+            + identity.sub.len()
+            + identity.grants.agent.as_ref().map_or(0, String::len);
+        if claim_bytes <= MAX_CACHED_CLAIM_BYTES {
+            self.cache.insert(
+                digest,
+                Arc::new(Verified {
+                    identity: Arc::clone(&identity),
+                    generation,
+                }),
+            );
+        }
         Ok(identity)
     }
 

@@ -198,6 +198,8 @@ pub struct AuthSection {
     pub roles_claim: String,
     /// Most verified tokens kept in the cache.
     pub verified_cache_entries: usize,
+    /// Most refused tokens kept in the refusal cache.
+    pub refused_cache_entries: usize,
     /// When set, the JOSE header's `typ` must name this media type (RFC 9068 §2.1:
     /// `at+jwt`); compared case-insensitively, with or without `application/`.
     pub required_typ: Option<String>,
@@ -227,6 +229,7 @@ impl Default for AuthSection {
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
             verified_cache_entries: 10_000,
+            refused_cache_entries: 4_096,
             required_typ: None,
             max_token_lifetime_secs: None,
         }
@@ -249,14 +252,25 @@ pub struct QuotaSection {
 pub struct RateLimitSection {
     /// `"memory"` (this process) or `"redis"` (shared by replicas).
     pub backend: String,
-    /// Redis URL for `backend = "redis"`.
+    /// Redis URL for `backend = "redis"`: `redis://` or `rediss://` (TLS), no password.
     pub redis_url: Option<String>,
+    /// The Redis ACL user to log in as (with `redis_password_file`).
+    pub redis_username: Option<String>,
+    /// File holding the Redis password (`requirepass`, or the ACL user's).
+    pub redis_password_file: Option<String>,
+    /// PEM CA bundle that signed a `rediss://` server's certificate (replaces the public
+    /// roots for Redis).
+    pub redis_ca_file: Option<String>,
     /// Prefix of every Redis key.
     pub key_prefix: String,
     /// Per agent (`userAccount`).
     pub per_agent: QuotaSection,
     /// Per caller (`iss` + `sub`).
     pub per_caller: QuotaSection,
+    /// Most agents whose quota is tracked in this process; new agents are refused beyond.
+    pub max_agents: usize,
+    /// Most callers whose quota is tracked in this process; new callers are refused beyond.
+    pub max_callers: usize,
     /// How `userAccount` keys every per-agent limit: `"case_folded"` or `"exact"`.
     pub account_key: String,
 }
@@ -266,6 +280,9 @@ impl Default for RateLimitSection {
         Self {
             backend: "memory".into(),
             redis_url: None,
+            redis_username: None,
+            redis_password_file: None,
+            redis_ca_file: None,
             key_prefix: "sipgw:".into(),
             per_agent: QuotaSection {
                 burst: 3,
@@ -275,6 +292,8 @@ impl Default for RateLimitSection {
                 burst: 30,
                 per_secs: 60,
             },
+            max_agents: 100_000,
+            max_callers: 10_000,
             account_key: "case_folded".into(),
         }
     }
@@ -290,6 +309,8 @@ pub struct LockoutSection {
     pub cooldown_secs: u64,
     /// How long a change waits for another change of the same agent to finish.
     pub change_wait_ms: u64,
+    /// Most agents with a rejection count held; changes for new agents are refused beyond.
+    pub max_entries: usize,
 }
 
 impl Default for LockoutSection {
@@ -298,6 +319,7 @@ impl Default for LockoutSection {
             max_consecutive_failures: 2,
             cooldown_secs: 1800,
             change_wait_ms: 5_000,
+            max_entries: 100_000,
         }
     }
 }
@@ -310,6 +332,8 @@ pub struct IdempotencySection {
     pub ttl_secs: u64,
     /// Most outcomes remembered (oldest forgotten first).
     pub max_entries: usize,
+    /// Most bytes the remembered outcomes may take (oldest forgotten first).
+    pub max_bytes: usize,
 }
 
 impl Default for IdempotencySection {
@@ -317,6 +341,7 @@ impl Default for IdempotencySection {
         Self {
             ttl_secs: 86_400,
             max_entries: 100_000,
+            max_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod file;
 mod flood;
+mod redis;
 mod server;
 mod validate;
 mod validate_auth;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use jsonwebtoken::Algorithm;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -83,7 +84,8 @@ impl From<Box<figment::Error>> for ConfigError {
                     message.push_str(
                         ". Secrets are never written in the config file: the app secret comes \
                          from vendor.app_secret_file or the variable named by \
-                         vendor.app_secret_env, the audit key from audit.hmac_key_file",
+                         vendor.app_secret_env, the audit key from audit.hmac_key_file, the \
+                         Redis password from rate_limit.redis_password_file",
                     );
                 }
                 message
@@ -202,6 +204,14 @@ pub struct LimitsConfig {
     pub idempotency_ttl: Duration,
     /// Most outcomes remembered.
     pub idempotency_entries: usize,
+    /// Most bytes the remembered outcomes may take.
+    pub idempotency_bytes: usize,
+    /// Most agents with a quota bucket in this process.
+    pub max_agents: usize,
+    /// Most callers with a quota bucket in this process.
+    pub max_callers: usize,
+    /// Most agents with a lockout record in this process.
+    pub lockout_entries: usize,
     /// Where the limits live.
     pub backend: LimitsBackend,
     /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a
@@ -212,14 +222,15 @@ pub struct LimitsConfig {
 }
 
 /// `rate_limit.backend`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LimitsBackend {
     /// This process only (`"memory"`).
     Memory,
     /// Shared by every replica through Redis (`"redis"`).
     Redis {
-        /// `rate_limit.redis_url`, checked to be a `redis://` URL.
-        url: String,
+        /// `rate_limit.redis_url` (checked to be `redis://` or `rediss://`, without a
+        /// password) and the credentials and CA read from their files.
+        endpoint: crate::limits::redis::RedisEndpoint,
         /// `rate_limit.key_prefix`, put before every key.
         key_prefix: String,
     },
@@ -318,8 +329,12 @@ impl Config {
         Ok(effective)
     }
 
+    /// The file over the complete defaults, and the environment over both. The defaults at
+    /// the bottom make a single key of a table enough: `SIPGW__RATE_LIMIT__PER_AGENT__BURST=5`
+    /// (or `per_agent = { burst = 5 }` in the file) merges with the default `per_secs`
+    /// instead of replacing the whole table with one that lacks it.
     fn figment(path: &Path) -> Figment {
-        Figment::new()
+        Figment::from(Serialized::defaults(FileConfig::default()))
             .merge(Toml::file_exact(path))
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
     }

@@ -206,6 +206,49 @@ fn environment_overrides_any_key() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn one_key_of_a_table_can_be_overridden_alone() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("sipgw.toml", MINIMAL)?;
+        jail.set_env("SIPGW_APP_SECRET", "env-secret");
+        // The README's example: the rest of the table keeps its default.
+        jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__BURST", "5");
+        let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(c.limits.per_agent.burst.get(), 5);
+        assert_eq!(c.limits.per_agent.per, Duration::from_secs(1800));
+        assert_eq!(
+            c.limits.per_caller.burst.get(),
+            30,
+            "the other table untouched"
+        );
+
+        // File then environment: the file's table, with the one key from the environment.
+        let in_file = format!(
+            "{MINIMAL}\n[rate_limit]\nper_agent = {{ burst = 4, per_secs = 600 }}\nper_caller = {{ burst = 7 }}\n"
+        );
+        jail.create_file("partial.toml", &in_file)?;
+        let c = Config::load(Path::new("partial.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(c.limits.per_agent.burst.get(), 5, "the environment wins");
+        assert_eq!(
+            c.limits.per_agent.per,
+            Duration::from_secs(600),
+            "the file's"
+        );
+        // A partial inline table in the file also keeps the default of what it leaves out.
+        assert_eq!(c.limits.per_caller.burst.get(), 7);
+        assert_eq!(c.limits.per_caller.per, Duration::from_secs(60));
+
+        // An override is still validated, naming the dotted key.
+        jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__PER_SECS", "0");
+        let err = Config::load(Path::new("sipgw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate_limit.per_agent.per_secs"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
 fn a_missing_file_is_an_error_not_an_empty_config() {
     let err = Config::load(Path::new("/nonexistent/sipgw.toml"))
         .unwrap_err()
@@ -338,103 +381,6 @@ fn a_jwks_file_is_loaded_with_the_config() {
 }
 
 #[test]
-fn the_redis_backend_needs_a_redis_url() {
-    let memory = load(MINIMAL).unwrap();
-    assert_eq!(memory.limits.backend, crate::config::LimitsBackend::Memory);
-    let redis = |extra: &str| format!("{MINIMAL}\n[rate_limit]\nbackend = \"redis\"\n{extra}");
-    let err = error_of(&redis(""));
-    assert!(
-        err.contains("rate_limit.redis_url") && err.contains("required"),
-        "{err}"
-    );
-    let err = error_of(&redis("redis_url = \"http://cache:6379\""));
-    assert!(err.contains("rate_limit.redis_url"), "{err}");
-    let err = error_of(&redis(
-        "redis_url = \"redis://:hunter2@cache:6379\"\nkey_prefix = \"\"",
-    ));
-    assert!(err.contains("rate_limit.key_prefix"), "{err}");
-    let err = error_of(&redis("redis_url = \"rediss://:hunter2@cache:6379\""));
-    assert!(
-        err.contains("rate_limit.redis_url") && !err.contains("hunter2"),
-        "{err}"
-    );
-    let config = load(&redis("redis_url = \"redis://cache:6379/2\"")).unwrap();
-    assert_eq!(
-        config.limits.backend,
-        crate::config::LimitsBackend::Redis {
-            url: "redis://cache:6379/2".into(),
-            key_prefix: "sipgw:".into(),
-        }
-    );
-    assert!(config.limits.turn_lease > config.server.request_timeout);
-}
-
-#[test]
-fn passwords_in_urls_are_redacted() {
-    assert_eq!(
-        redact_url_password("redis://:s3cret@redis:6379/0"),
-        "redis://:<redacted>@redis:6379/0"
-    );
-    assert_eq!(
-        redact_url_password("redis://app:s3cret@redis"),
-        "redis://app:<redacted>@redis"
-    );
-    assert_eq!(
-        redact_url_password("redis://redis:6379"),
-        "redis://redis:6379"
-    );
-    assert_eq!(
-        redact_url_password("redis://user@redis"),
-        "redis://user@redis"
-    );
-}
-
-/// PEM files for `[server]` TLS in a fresh directory: a certificate, its key, a key that
-/// does not match it, a CA bundle and a file that is not PEM.
-struct TlsPems {
-    dir: PathBuf,
-}
-
-impl TlsPems {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sipgw-cfg-tls-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let other = rcgen::KeyPair::generate().unwrap();
-        for (file, contents) in [
-            ("tls.crt", cert.pem()),
-            ("tls.key", key.serialize_pem()),
-            ("other.key", other.serialize_pem()),
-            ("ca.crt", cert.pem()),
-            (
-                "junk.pem",
-                "-----BEGIN CERTIFICATE-----\nnot base64!\n".to_owned(),
-            ),
-        ] {
-            std::fs::write(dir.join(file), contents).unwrap();
-        }
-        Self { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
-    /// MINIMAL with a `[server]` section holding `keys` (`name = file` pairs).
-    fn config(&self, keys: &[(&str, &str)]) -> String {
-        let mut toml = format!("{MINIMAL}\n[server]\n");
-        for (key, file) in keys {
-            toml.push_str(&format!("{key} = {:?}\n", self.path(file)));
-        }
-        toml
-    }
-}
-
-#[test]
 fn tls_files_are_loaded_with_the_config() {
     let pems = TlsPems::new("ok");
     assert!(load(MINIMAL).unwrap().server.tls.is_none());
@@ -506,6 +452,51 @@ fn tls_errors_name_the_key() {
     assert!(err.contains("does not match the certificate"), "{err}");
 }
 
+/// PEM files for `[server]` TLS in a fresh directory: a certificate, its key, a key that
+/// does not match it, a CA bundle and a file that is not PEM.
+struct TlsPems {
+    dir: PathBuf,
+}
+
+impl TlsPems {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sipgw-cfg-tls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        for (file, contents) in [
+            ("tls.crt", cert.pem()),
+            ("tls.key", key.serialize_pem()),
+            ("other.key", other.serialize_pem()),
+            ("ca.crt", cert.pem()),
+            (
+                "junk.pem",
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n".to_owned(),
+            ),
+        ] {
+            std::fs::write(dir.join(file), contents).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    /// MINIMAL with a `[server]` section holding `keys` (`name = file` pairs).
+    fn config(&self, keys: &[(&str, &str)]) -> String {
+        let mut toml = format!("{MINIMAL}\n[server]\n");
+        for (key, file) in keys {
+            toml.push_str(&format!("{key} = {:?}\n", self.path(file)));
+        }
+        toml
+    }
+}
+
 #[test]
 fn audit_file_modes_are_owner_only_or_a_reviewers_group() {
     assert_eq!(load(MINIMAL).unwrap().audit.file_mode, 0o600);
@@ -522,3 +513,5 @@ fn audit_file_modes_are_owner_only_or_a_reviewers_group() {
     let allowed = load(&format!("{MINIMAL}[audit]\nallow_new_chain = true\n")).unwrap();
     assert!(allowed.audit.allow_new_chain);
 }
+
+mod redis;

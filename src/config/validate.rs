@@ -49,9 +49,12 @@ pub(super) fn vendor_config(
 
 pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigError> {
     let r = &file.rate_limit;
+    if let Some(url) = &r.redis_url {
+        super::redis::check_url(url)?;
+    }
     let backend = match r.backend.as_str() {
         "memory" => LimitsBackend::Memory,
-        "redis" => redis_backend(r)?,
+        "redis" => super::redis::redis_backend(r)?,
         other => {
             return Err(invalid(
                 "rate_limit.backend",
@@ -99,6 +102,21 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             1,
             10_000_000,
         )? as usize,
+        idempotency_bytes: in_range(
+            "idempotency.max_bytes",
+            i.max_bytes as u64,
+            64 * 1024,
+            1 << 32,
+        )? as usize,
+        max_agents: in_range("rate_limit.max_agents", r.max_agents as u64, 1, 10_000_000)? as usize,
+        max_callers: in_range(
+            "rate_limit.max_callers",
+            r.max_callers as u64,
+            1,
+            10_000_000,
+        )? as usize,
+        lockout_entries: in_range("lockout.max_entries", l.max_entries as u64, 1, 10_000_000)?
+            as usize,
         backend,
         turn_lease: millis(
             "server.request_timeout_ms",
@@ -107,38 +125,6 @@ pub(super) fn limits_config(file: &FileConfig) -> Result<LimitsConfig, ConfigErr
             600_000,
         )? + TURN_LEASE_MARGIN,
         account_folding,
-    })
-}
-
-/// `backend = "redis"`: a `redis://` URL the client accepts, and a key prefix.
-pub(super) fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend, ConfigError> {
-    let key = "rate_limit.redis_url";
-    let url = r
-        .redis_url
-        .as_deref()
-        .ok_or_else(|| invalid(key, "is required when rate_limit.backend = \"redis\""))?;
-    // The URL may carry a password: never quote it back.
-    if url.starts_with("rediss://") {
-        return Err(invalid(
-            key,
-            "TLS to Redis (rediss://) is not built in; use redis:// on a private network or a TLS sidecar",
-        ));
-    }
-    if !url.starts_with("redis://") {
-        return Err(invalid(key, "must be a redis:// URL"));
-    }
-    redis::Client::open(url)
-        .map_err(|e| invalid(key, format!("is not a usable Redis URL ({:?})", e.kind())))?;
-    let key_prefix = r.key_prefix.clone();
-    if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            "rate_limit.key_prefix",
-            "must be non-empty visible ASCII",
-        ));
-    }
-    Ok(LimitsBackend::Redis {
-        url: url.to_owned(),
-        key_prefix,
     })
 }
 

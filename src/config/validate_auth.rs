@@ -117,6 +117,12 @@ pub(super) fn auth_config(a: &file::AuthSection) -> Result<AuthConfig, ConfigErr
             1,
             1_000_000,
         )? as usize,
+        refused_cache_entries: in_range(
+            "auth.refused_cache_entries",
+            a.refused_cache_entries as u64,
+            1,
+            1_000_000,
+        )? as usize,
         required_typ,
         max_lifetime,
     };

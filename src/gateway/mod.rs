@@ -141,6 +141,11 @@ impl Gateway {
         &self.auditor
     }
 
+    /// The token check (its caches' sizes are metrics).
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
     /// The key store, so the caller can run its refresher and readiness can look at it.
     pub fn keys(&self) -> &Arc<KeyStore> {
         self.auth.keys()

@@ -5,11 +5,10 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde_json::json;
 
 use super::Deadline;
 use crate::error::ApiError;
-use crate::limits::idempotency::{self, Stored};
+use crate::limits::idempotency::{self, Outcome, Stored};
 use crate::request::MAX_BODY_BYTES;
 
 /// Reads the body within `MAX_BODY_BYTES`, before the request's deadline.
@@ -39,9 +38,8 @@ pub(super) fn declares_body(headers: &http::HeaderMap) -> bool {
     length || headers.contains_key(http::header::TRANSFER_ENCODING)
 }
 
-pub(super) fn success_body(message: &str, request_id: &str) -> serde_json::Value {
-    json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
-}
+/// The success body; a replay renders it with the same function.
+pub(super) use crate::limits::idempotency::success_body;
 
 /// The outcome to remember for an `Idempotency-Key`: only one that reached the vendor (a
 /// vendor answer, or an unknown outcome after a timeout or a cut connection); refusals
@@ -50,38 +48,26 @@ pub(super) fn stored_outcome(
     result: &Result<String, ApiError>,
     request_id: &str,
 ) -> Option<Stored> {
-    let (status, content_type, body) = match result {
-        Ok(message) => (
-            StatusCode::OK,
-            "application/json",
-            success_body(message, request_id),
-        ),
-        Err(
-            error @ (ApiError::VendorRejected { .. }
-            | ApiError::VendorError
-            | ApiError::VendorTimeout),
-        ) => (
-            error.status(),
-            crate::error::PROBLEM_JSON,
-            error.problem(request_id),
-        ),
+    let (outcome, message) = match result {
+        Ok(message) => (Outcome::Accepted, message.as_str()),
+        Err(ApiError::VendorRejected { vendor_message }) => {
+            (Outcome::VendorRejected, vendor_message.as_str())
+        }
+        Err(ApiError::VendorError) => (Outcome::VendorError, ""),
+        Err(ApiError::VendorTimeout) => (Outcome::VendorTimeout, ""),
         Err(_) => return None,
     };
-    Some(Stored {
-        status: status.as_u16(),
-        content_type,
-        body: Bytes::from(body.to_string()),
-    })
+    Some(Stored::new(outcome, request_id, message))
 }
 
 /// Answers a retry with the first outcome, marked as a replay.
 pub(super) fn replay(stored: &Stored, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(stored.body.clone()));
-    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = Response::new(Full::new(stored.body()));
+    *response.status_mut() = StatusCode::from_u16(stored.status()).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(stored.content_type),
+        http::HeaderValue::from_static(stored.content_type()),
     );
     headers.insert(
         http::header::CACHE_CONTROL,
@@ -122,15 +108,5 @@ pub(super) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>,
 /// The code of a replayed outcome, for logs and the audit trail: the stored problem's
 /// `code`, or `ok`.
 pub(super) fn replayed_code(stored: &Stored) -> &'static str {
-    if stored.status == 200 {
-        return "ok";
-    }
-    let code = serde_json::from_slice::<serde_json::Value>(&stored.body)
-        .ok()
-        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
-    match code.as_deref() {
-        Some("vendor_rejected") => "vendor_rejected",
-        Some("vendor_timeout") => "vendor_timeout",
-        _ => "vendor_error",
-    }
+    stored.outcome().code()
 }

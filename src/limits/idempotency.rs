@@ -8,33 +8,49 @@
 //! - Only outcomes of requests that reached the vendor are remembered; a request refused
 //!   before (quota, lockout, no token) releases its key, so the retry is processed anew.
 //!
+//! Memory is bounded twice: by entries (`idempotency.max_entries`) and by bytes
+//! (`idempotency.max_bytes`, counting [`ENTRY_BYTES`] per entry plus its request id and
+//! vendor message); when either is reached the oldest finished outcomes are forgotten
+//! first, never one in flight. An entry keeps what a replay needs ([`Stored`]), not the
+//! rendered response.
+//!
 //! Keys and bodies are stored as HMAC-SHA256 digests under a key drawn at start-up (with the
 //! Redis backend, derived from the vendor app secret so that every replica agrees): the
 //! store never holds a body (which carries passwords), and a digest of a low-entropy password
 //! cannot be brute-forced without the key.
+
+mod stored;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+pub use stored::{Outcome, Stored, success_body};
 
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 128;
 
-/// A remembered outcome: what the first request answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    /// Its HTTP status.
-    pub status: u16,
-    /// Its `Content-Type`.
-    pub content_type: &'static str,
-    /// Its body, byte for byte.
-    pub body: Bytes,
+/// A digest as the table keeps it: the first 128 bits of the HMAC (RFC 2104 §5 allows
+/// truncation to half the output; a collision among even 10^9 entries has odds below
+/// 10^-20), half the memory of the whole tag in the map and in the arrival order.
+type Short = [u8; 16];
+
+/// The first 16 bytes of `digest`.
+fn short(digest: [u8; 32]) -> Short {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
+
+/// What one entry costs besides its text, estimated from the layout (an 80-byte map slot
+/// and a 32-byte place in the arrival order, both with the containers' spare capacity, and
+/// the allocator's overhead on the text) and checked against `benches/load/run.py`'s
+/// memory row.
+pub const ENTRY_BYTES: usize = 180;
 
 /// What [`IdempotencyStore::begin`] decided; `T` is the claim on the key.
 pub enum Begin<T> {
@@ -51,30 +67,98 @@ pub enum Begin<T> {
 enum State {
     /// The first request is being processed; `None` until it completes.
     InFlight(watch::Receiver<Option<Arc<Stored>>>),
-    /// Its outcome.
-    Done(Arc<Stored>),
+    /// Its outcome (inline: one allocation less per entry than an `Arc`).
+    Done(Stored),
 }
 
 struct Entry {
     /// HMAC of the first request's body.
-    fingerprint: [u8; 32],
+    fingerprint: Short,
     /// In flight or done.
     state: State,
     /// When the first request arrived.
     created: Instant,
 }
 
+impl Entry {
+    /// What the entry counts against `max_bytes`.
+    fn cost(&self) -> usize {
+        ENTRY_BYTES
+            + match &self.state {
+                State::Done(stored) => stored.heap_bytes(),
+                State::InFlight(_) => 0,
+            }
+    }
+}
+
 /// Entries by key digest, and their arrival order for expiry and eviction.
 #[derive(Default)]
 struct Table {
     /// Entries by key digest.
-    entries: HashMap<[u8; 32], Entry>,
+    entries: HashMap<Short, Entry>,
     /// (key digest, arrival) in arrival order; may hold places of released entries.
-    order: VecDeque<([u8; 32], Instant)>,
+    order: VecDeque<(Short, Instant)>,
+    /// The entries' costs, summed.
+    bytes: usize,
 }
 
-/// The store of remembered outcomes, bounded in time (`ttl`) and in entries (`capacity`,
-/// oldest first out).
+impl Table {
+    /// Removes `key`'s entry, if it is the one that arrived at `created` (when given).
+    fn remove(&mut self, key: &Short, created: Option<Instant>) -> bool {
+        match self.entries.get(key) {
+            Some(e) if created.is_none_or(|c| e.created == c) => {
+                let entry = self.entries.remove(key).expect("just seen");
+                self.bytes -= entry.cost();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the entries older than `ttl`.
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        while let Some(&(key, created)) = self.order.front() {
+            if now.saturating_duration_since(created) < ttl {
+                break;
+            }
+            self.order.pop_front();
+            self.remove(&key, Some(created));
+        }
+    }
+
+    /// Forgets the oldest finished outcomes until one more entry of `cost` fits both
+    /// bounds. An entry in flight is never dropped (its retry must wait for it, not run
+    /// beside it); there are at most as many as requests in flight.
+    fn make_room(&mut self, capacity: usize, max_bytes: usize, cost: usize) {
+        let mut kept = Vec::new();
+        while self.entries.len() >= capacity || self.bytes + cost > max_bytes {
+            let Some((oldest, created)) = self.order.pop_front() else {
+                break;
+            };
+            match self.entries.get(&oldest) {
+                Some(e) if e.created == created && matches!(e.state, State::InFlight(_)) => {
+                    kept.push((oldest, created));
+                }
+                _ => {
+                    self.remove(&oldest, Some(created));
+                }
+            }
+        }
+        for place in kept.into_iter().rev() {
+            self.order.push_front(place);
+        }
+        // Released keys leave their place in `order`; drop those places before they
+        // outnumber the entries.
+        if self.order.len() > capacity.saturating_mul(2) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, c)| entries.get(k).is_some_and(|e| e.created == *c));
+        }
+    }
+}
+
+/// The store of remembered outcomes, bounded in time (`ttl`), in entries (`capacity`) and
+/// in bytes (`max_bytes`), oldest first out.
 pub struct IdempotencyStore {
     /// Digests are keyed with this (random per process).
     hmac_key: hmac::Key,
@@ -82,6 +166,8 @@ pub struct IdempotencyStore {
     ttl: Duration,
     /// Most entries held.
     capacity: usize,
+    /// Most bytes held (entries' costs, see [`ENTRY_BYTES`]).
+    max_bytes: usize,
     /// The entries.
     inner: Mutex<Table>,
 }
@@ -92,7 +178,7 @@ pub struct Ticket<'a> {
     /// The store.
     store: &'a IdempotencyStore,
     /// The key digest.
-    key: [u8; 32],
+    key: Short,
     /// Wakes the waiters; `None` once completed.
     sender: Option<watch::Sender<Option<Arc<Stored>>>>,
 }
@@ -111,8 +197,25 @@ impl IdempotencyStore {
             hmac_key,
             ttl,
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
             inner: Mutex::new(Table::default()),
         }
+    }
+
+    /// The same store, holding at most `max_bytes` (at least one entry's worth).
+    pub fn with_budget(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(ENTRY_BYTES);
+        self
+    }
+
+    /// Most entries held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes held, as counted against the budget.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
     /// HMAC of `parts`, each length-prefixed.
@@ -131,57 +234,28 @@ impl IdempotencyStore {
     /// Looks up (iss, sub, agent, key) for a request with `body`; waits up to `wait` for a
     /// first request still in flight.
     pub async fn begin(&self, scope: [&str; 4], body: &[u8], wait: Duration) -> Begin<Ticket<'_>> {
-        let key = self.digest(&scope.map(str::as_bytes));
-        let fingerprint = self.digest(&[body]);
+        let key = short(self.digest(&scope.map(str::as_bytes)));
+        let fingerprint = short(self.digest(&[body]));
         let deadline = Instant::now() + wait;
         loop {
             let mut receiver = {
-                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let Table { entries, order } = &mut *inner;
+                let mut table = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                expire(entries, order, now, self.ttl);
-                match entries.get(&key) {
+                table.expire(now, self.ttl);
+                match table.entries.get(&key) {
                     Some(entry) if entry.fingerprint != fingerprint => return Begin::Reused,
                     Some(Entry {
                         state: State::Done(stored),
                         ..
-                    }) => return Begin::Replay(Arc::clone(stored)),
+                    }) => return Begin::Replay(Arc::new(stored.clone())),
                     Some(Entry {
                         state: State::InFlight(receiver),
                         ..
                     }) => receiver.clone(),
                     None => {
-                        // Full: forget the oldest finished outcomes. An entry in flight is
-                        // never dropped (its retry must wait for it, not run beside it);
-                        // there are at most as many as requests in flight.
-                        let mut kept = Vec::new();
-                        while entries.len() >= self.capacity {
-                            let Some((oldest, created)) = order.pop_front() else {
-                                break;
-                            };
-                            match entries.get(&oldest) {
-                                Some(e)
-                                    if e.created == created
-                                        && matches!(e.state, State::InFlight(_)) =>
-                                {
-                                    kept.push((oldest, created));
-                                }
-                                Some(e) if e.created == created => {
-                                    entries.remove(&oldest);
-                                }
-                                _ => {}
-                            }
-                        }
-                        for place in kept.into_iter().rev() {
-                            order.push_front(place);
-                        }
-                        // Released keys leave their place in `order`; drop those places
-                        // before they outnumber the entries.
-                        if order.len() > 2 * self.capacity {
-                            order.retain(|(k, c)| entries.get(k).is_some_and(|e| e.created == *c));
-                        }
+                        table.make_room(self.capacity, self.max_bytes, ENTRY_BYTES);
                         let (sender, receiver) = watch::channel(None);
-                        entries.insert(
+                        table.entries.insert(
                             key,
                             Entry {
                                 fingerprint,
@@ -189,7 +263,8 @@ impl IdempotencyStore {
                                 created: now,
                             },
                         );
-                        order.push_back((key, now));
+                        table.bytes += ENTRY_BYTES;
+                        table.order.push_back((key, now));
                         return Begin::Proceed(Ticket {
                             store: self,
                             key,
@@ -225,26 +300,8 @@ impl IdempotencyStore {
 
     /// Drops expired entries (also done on every lookup; call periodically when idle).
     pub fn purge(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Table { entries, order } = &mut *inner;
-        expire(entries, order, Instant::now(), self.ttl);
-    }
-}
-
-fn expire(
-    entries: &mut HashMap<[u8; 32], Entry>,
-    order: &mut VecDeque<([u8; 32], Instant)>,
-    now: Instant,
-    ttl: Duration,
-) {
-    while let Some(&(key, created)) = order.front() {
-        if now.saturating_duration_since(created) < ttl {
-            break;
-        }
-        order.pop_front();
-        if entries.get(&key).is_some_and(|e| e.created == created) {
-            entries.remove(&key);
-        }
+        let mut table = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        table.expire(Instant::now(), self.ttl);
     }
 }
 
@@ -253,17 +310,22 @@ impl Ticket<'_> {
     /// `None` releases the key instead.
     pub fn complete(mut self, outcome: Option<Stored>) {
         let sender = self.sender.take().expect("completed once");
-        let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let store = self.store;
+        let mut table = store.inner.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Some(stored) => {
-                let stored = Arc::new(stored);
-                if let Some(entry) = inner.entries.get_mut(&self.key) {
-                    entry.state = State::Done(Arc::clone(&stored));
+                if let Some(entry) = table.entries.get_mut(&self.key) {
+                    let grown = stored.heap_bytes();
+                    entry.state = State::Done(stored.clone());
+                    table.bytes += grown;
+                    // A long vendor message may push the store past its budget: the oldest
+                    // finished outcomes make room (never one in flight).
+                    table.make_room(usize::MAX, store.max_bytes, 0);
                 }
-                sender.send_replace(Some(stored));
+                sender.send_replace(Some(Arc::new(stored)));
             }
             None => {
-                inner.entries.remove(&self.key);
+                table.remove(&self.key, None);
             }
         }
     }
@@ -272,8 +334,8 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.sender.take().is_some() {
-            let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.entries.remove(&self.key);
+            let mut table = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+            table.remove(&self.key, None);
         }
     }
 }

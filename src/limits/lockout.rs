@@ -8,6 +8,13 @@
 //!
 //! Pure logic over explicit instants; the gateway passes `Instant::now()`. At start-up the
 //! counts are rebuilt from the audit trail ([`restore`]).
+//!
+//! The records held are bounded (`lockout.max_entries`). A record is never dropped to make
+//! room: a forgotten count or block would let the vendor's third strike through. Instead,
+//! while the shield is full, an agent without a record is not admitted ([`LockoutShield::
+//! admits`]; the gateway refuses its change with 503 `lockout_state_unavailable`), and a
+//! rejection is always recorded (as is every record rebuilt at start-up), so the cap may be
+//! passed by the changes in flight.
 
 mod restore;
 
@@ -43,13 +50,15 @@ struct Record {
     blocked_until: Option<Instant>,
 }
 
-/// Per-agent rejection counts. Only agents with a recent rejection are held, so memory is
-/// bounded by the agents that failed within the cool-down.
+/// Per-agent rejection counts. Only agents with a rejection in the last [`RECORD_TTL`]
+/// (or a block) are held, at most `max_agents` of them (see the module docs).
 pub struct LockoutShield {
     /// The settings.
     policy: LockoutPolicy,
     /// Agents with a recent rejection.
     records: Mutex<HashMap<String, Record>>,
+    /// Most records held before new agents are refused.
+    max_agents: usize,
 }
 
 impl LockoutShield {
@@ -58,7 +67,26 @@ impl LockoutShield {
         Self {
             policy,
             records: Mutex::new(HashMap::new()),
+            max_agents: usize::MAX,
         }
+    }
+
+    /// The same shield, admitting new agents only while it holds fewer than `max_agents`.
+    pub fn with_max_agents(mut self, max_agents: usize) -> Self {
+        self.max_agents = max_agents.max(1);
+        self
+    }
+
+    /// Most records held before new agents are refused.
+    pub fn max_agents(&self) -> usize {
+        self.max_agents
+    }
+
+    /// Whether a change for `agent` may go ahead as far as the shield's memory goes: the
+    /// agent has a record, or there is room for one should the vendor reject the change.
+    pub fn admits(&self, agent: &str) -> bool {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.len() < self.max_agents || records.contains_key(agent)
     }
 
     /// The settings.
@@ -161,6 +189,30 @@ mod tests {
         // After the block one attempt goes through; if the vendor rejects it too, the
         // agent is blocked again at once (the vendor's count did not reset either).
         assert!(s.record_rejection("a", t0 + Duration::from_secs(1811)));
+    }
+
+    #[test]
+    fn a_full_shield_admits_only_agents_it_holds_and_forgets_none() {
+        let s = shield().with_max_agents(2);
+        let t0 = Instant::now();
+        assert!(s.admits("a"));
+        s.record_rejection("a", t0);
+        s.record_rejection("a", t0);
+        s.record_rejection("b", t0);
+        assert!(!s.admits("c"), "full: a new agent is refused");
+        assert!(s.admits("a") && s.admits("b"), "held agents go on");
+        // A rejection in flight when the shield filled is still counted, over the cap.
+        s.record_rejection("c", t0);
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s.check("a", t0),
+            Err(Duration::from_secs(1800)),
+            "a stays blocked"
+        );
+        // A success frees a place.
+        s.record_success("b");
+        s.record_success("c");
+        assert!(s.admits("d"));
     }
 
     #[test]

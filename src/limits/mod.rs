@@ -45,8 +45,9 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Every limit of one gateway process: the in-process state (the `memory` backend, and the
 /// fallback of the `redis` one) and, with `redis`, the shared state.
 pub struct Limits {
-    /// Quota per caller, keyed by (`iss`, `sub`).
-    pub per_caller: KeyedQuota<(String, String)>,
+    /// Quota per caller, keyed by a digest of (`iss`, `sub`) ([`caller_key`]): 16 bytes
+    /// whatever the token holds.
+    pub per_caller: KeyedQuota<[u8; 16]>,
     /// Quota per agent.
     pub per_agent: KeyedQuota<AccountKey>,
     /// Vendor rejections per agent.
@@ -69,6 +70,17 @@ pub struct Limits {
     /// Until when the shield refuses every change because the counts could not be rebuilt
     /// in full at start-up (part of the audit trail unreadable).
     lockout_unknown_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// One per-key store's size, for metrics: entries held and the most it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSize {
+    /// The store (`store` label of `sipgw_limit_store_entries`).
+    pub store: &'static str,
+    /// Entries held now.
+    pub entries: usize,
+    /// The cap; `None` where the store is bounded by the requests in flight instead.
+    pub capacity: Option<usize>,
 }
 
 /// What the lockout shield says about an agent.
@@ -117,21 +129,26 @@ impl Limits {
         let (shared, idempotency) = match &config.backend {
             LimitsBackend::Memory => (
                 None,
-                IdempotencyStore::new(config.idempotency_ttl, config.idempotency_entries),
+                IdempotencyStore::new(config.idempotency_ttl, config.idempotency_entries)
+                    .with_budget(config.idempotency_bytes),
             ),
-            LimitsBackend::Redis { url, key_prefix } => (
-                Some(Arc::new(Shared::new(url, key_prefix.clone())?)),
+            LimitsBackend::Redis {
+                endpoint,
+                key_prefix,
+            } => (
+                Some(Arc::new(Shared::connect(endpoint, key_prefix.clone())?)),
                 IdempotencyStore::with_key(
                     config.idempotency_ttl,
                     config.idempotency_entries,
                     shared_digest_key(app_secret),
-                ),
+                )
+                .with_budget(config.idempotency_bytes),
             ),
         };
         Ok(Self {
-            per_caller: KeyedQuota::new(config.per_caller),
-            per_agent: KeyedQuota::new(config.per_agent),
-            lockout: LockoutShield::new(config.lockout),
+            per_caller: KeyedQuota::new(config.per_caller).with_max_keys(config.max_callers),
+            per_agent: KeyedQuota::new(config.per_agent).with_max_keys(config.max_agents),
+            lockout: LockoutShield::new(config.lockout).with_max_agents(config.lockout_entries),
             agents: AgentLocks::default(),
             idempotency,
             change_wait: config.change_wait,
@@ -155,6 +172,55 @@ impl Limits {
         self.shared.as_ref().is_some_and(|s| s.health().degraded())
     }
 
+    /// Whether the shared Redis refused our credentials at the last attempt (for `/readyz`:
+    /// not ready, an operator must act).
+    pub fn redis_credentials_refused(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.health().credentials_refused())
+    }
+
+    /// At start-up, with Redis: `Err` with Redis's reason when it refuses our credentials.
+    /// An unreachable Redis is no error (the replica starts on its fallbacks).
+    pub async fn check_redis_credentials(&self) -> Result<(), String> {
+        match &self.shared {
+            Some(shared) => shared.check_credentials().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The in-process stores' sizes (README "Memory budget").
+    pub fn store_sizes(&self) -> [StoreSize; 5] {
+        let size = |store, entries, capacity| StoreSize {
+            store,
+            entries,
+            capacity,
+        };
+        [
+            size(
+                "agent_quotas",
+                self.per_agent.len(),
+                Some(self.per_agent.max_keys()),
+            ),
+            size(
+                "caller_quotas",
+                self.per_caller.len(),
+                Some(self.per_caller.max_keys()),
+            ),
+            size(
+                "lockout",
+                self.lockout.len(),
+                Some(self.lockout.max_agents()),
+            ),
+            size("agent_turns", self.agents.len(), None),
+            size(
+                "idempotency",
+                self.idempotency.len(),
+                Some(self.idempotency.capacity()),
+            ),
+        ]
+    }
+
     /// Transitions between reachable and degraded since start-up (for a metric).
     pub fn redis_transitions(&self) -> u64 {
         self.shared.as_ref().map_or(0, |s| s.health().transitions())
@@ -168,7 +234,7 @@ impl Limits {
                 return verdict;
             }
         }
-        self.per_caller.check(caller)
+        self.per_caller.check(&caller_key(&caller.0, &caller.1))
     }
 
     /// Takes one change from the agent's quota.
@@ -209,6 +275,15 @@ impl Limits {
 
     /// Whether the lockout shield lets a change for `agent` through.
     pub async fn lockout_check(&self, agent: &AccountKey) -> Shield {
+        // A full shield could not record this agent's rejection: refuse rather than let a
+        // change through whose strike would not be counted.
+        if !self.lockout.admits(agent.as_str()) {
+            tracing::debug!(
+                agent = agent.as_str(),
+                "lockout shield full: change refused"
+            );
+            return Shield::Unknown;
+        }
         if self.lockout_unknown() {
             return Shield::Unknown;
         }
@@ -353,6 +428,19 @@ fn map_ticket<T, U>(begin: Begin<T>, f: impl FnOnce(T) -> U) -> Begin<U> {
         Begin::Reused => Begin::Reused,
         Begin::Busy => Begin::Busy,
     }
+}
+
+/// The per-caller quota's key: SHA-256 of (`iss`, `sub`), length-prefixed, cut to 16 bytes
+/// (a collision among 2^64 callers would be needed to share a quota by chance, and callers
+/// cannot pick their `sub`: the IdP signs it).
+pub fn caller_key(iss: &str, sub: &str) -> [u8; 16] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(&(iss.len() as u64).to_be_bytes());
+    context.update(iss.as_bytes());
+    context.update(sub.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&context.finish().as_ref()[..16]);
+    key
 }
 
 /// HMAC-SHA256(app secret, "sipgw idempotency v1"): the idempotency digest key every

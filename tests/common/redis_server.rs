@@ -1,5 +1,6 @@
 //! A real `redis-server` for the Redis backend's tests: its own process on a free loopback
-//! port, no persistence, killed on drop.
+//! port, no persistence, killed on drop. [`RedisServer::start_with`] adds arguments
+//! (`--requirepass`, `--user ...`) and a TLS port.
 //!
 //! Without the binary the tests are skipped (with a message), unless `SIPGW_REQUIRE_REDIS=1`
 //! (set by `.ci/run`), which makes a missing server a failure.
@@ -15,7 +16,29 @@ use tokio::net::TcpStream;
 pub struct RedisServer {
     binary: PathBuf,
     port: u16,
+    /// The TLS port, with [`Options::tls`].
+    tls_port: Option<u16>,
+    /// What the test asked for.
+    options: Options,
     child: Option<Child>,
+}
+
+/// More than the defaults, for [`RedisServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra arguments, e.g. `["--requirepass", "pw"]`.
+    pub args: Vec<String>,
+    /// Also serve TLS (on another port) with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A free loopback port: bind, note, release. Another process may take it in between, so a
+/// server that does not come up is retried on another port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 /// The `redis-server` binary: `/usr/bin/redis-server`, or one on `PATH`.
@@ -35,6 +58,11 @@ impl RedisServer {
     /// Starts a server, or returns `None` (the test is skipped) when none is installed and
     /// `SIPGW_REQUIRE_REDIS` is not `1`.
     pub async fn start() -> Option<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// [`RedisServer::start`] with `options`.
+    pub async fn start_with(options: Options) -> Option<Self> {
         let Some(binary) = binary() else {
             if std::env::var("SIPGW_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("SIPGW_REQUIRE_REDIS=1 but redis-server is not installed");
@@ -43,15 +71,11 @@ impl RedisServer {
             return None;
         };
         for _ in 0..5 {
-            // A free port: bind, note, release. Another process may take it in between, so
-            // a server that does not come up is retried on another port.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
             let mut server = Self {
                 binary: binary.clone(),
-                port,
+                port: free_port(),
+                tls_port: options.tls.as_ref().map(|_| free_port()),
+                options: options.clone(),
                 child: None,
             };
             if server.spawn_and_wait().await {
@@ -59,6 +83,12 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not start on any of 5 ports");
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` (with [`Options::tls`]).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with Options::tls");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -88,10 +118,22 @@ impl RedisServer {
 
     /// Spawns on `self.port`; true once it answers PING (within 10 s), false if it exited.
     async fn spawn_and_wait(&mut self) -> bool {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.options.args);
+        if let (Some((cert, key)), Some(port)) = (&self.options.tls, self.tls_port) {
+            command
+                .args(["--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -116,14 +158,15 @@ impl RedisServer {
         false
     }
 
-    /// Whether the server answers `PING` with `+PONG`.
+    /// Whether the server answers `PING` on the plain port, with `+PONG` or, when it wants
+    /// a password first, `-NOAUTH`.
     async fn pings(&self) -> bool {
         let attempt = async {
             let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.ok()?;
             stream.write_all(b"PING\r\n").await.ok()?;
             let mut reply = [0u8; 7];
             stream.read_exact(&mut reply).await.ok()?;
-            Some(&reply == b"+PONG\r\n")
+            Some(&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
         };
         tokio::time::timeout(Duration::from_secs(1), attempt)
             .await

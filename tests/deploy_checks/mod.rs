@@ -167,6 +167,15 @@ pub fn load_embedded(toml: &str, scratch: &Path) -> Result<(FileConfig, Config),
         std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
         test_file.audit.hmac_key_file = Some(path.display().to_string());
     }
+    if test_file.rate_limit.redis_password_file.is_some() {
+        let path = scratch.join("redis_password");
+        std::fs::write(&path, "test-redis-password\n").unwrap();
+        test_file.rate_limit.redis_password_file = Some(path.display().to_string());
+    }
+    if test_file.rate_limit.redis_ca_file.is_some() {
+        let tls = TestTls::write(scratch);
+        test_file.rate_limit.redis_ca_file = Some(tls.ca.display().to_string());
+    }
     let server = &mut test_file.server;
     if server.tls_cert_file.is_some()
         || server.tls_key_file.is_some()
@@ -377,9 +386,30 @@ fn check_tls(file: &FileConfig, config: &Config, problems: &mut Problems) {
              passwords and tokens would cross the pod network in cleartext"
         ));
     }
+    // The shared lockout state and quotas: whoever can write them can let a third wrong
+    // password through, so Redis is reached over TLS and with a password.
+    let r = &file.rate_limit;
+    if r.backend == "redis" {
+        if r.redis_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("rediss://"))
+        {
+            problems.add(
+                "rate_limit.redis_url is not rediss://: the lockout state would cross the \
+                 pod network in cleartext",
+            );
+        }
+        if r.redis_password_file.is_none() {
+            problems.add(
+                "rate_limit.redis_password_file is not set: any pod that reaches Redis \
+                 could rewrite the lockout state",
+            );
+        }
+    }
 }
 
-/// The app secret, the HMAC key and the TLS files: files on a read-only Secret volume that
+/// The app secret, the HMAC key, the TLS files and Redis's password and CA: files on a
+/// read-only Secret volume that
 /// provides them, readable by nobody but sipgw's user and group. The TLS files are
 /// reloaded when they change, which a subPath mount never shows.
 fn check_secret_mounts(pod: &Value, container: &Value, file: &FileConfig, problems: &mut Problems) {
@@ -415,6 +445,18 @@ fn check_secret_mounts(pod: &Value, container: &Value, file: &FileConfig, proble
             server.tls_client_ca_file.as_deref(),
             false,
             true,
+        ),
+        (
+            "rate_limit.redis_password_file",
+            file.rate_limit.redis_password_file.as_deref(),
+            false,
+            false,
+        ),
+        (
+            "rate_limit.redis_ca_file",
+            file.rate_limit.redis_ca_file.as_deref(),
+            false,
+            false,
         ),
     ];
     for (key, path, required, reloaded) in secrets {

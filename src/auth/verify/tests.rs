@@ -1,7 +1,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::compact::{FORBIDDEN_HEADER_MEMBERS, header_algorithm, parse_header, unique_claim_names};
+use super::compact::{
+    FORBIDDEN_HEADER_MEMBERS, header_algorithm, parse_header, unique_claim_names,
+};
 use super::*;
 
 fn header(value: &str) -> HeaderValue {

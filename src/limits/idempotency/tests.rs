@@ -3,11 +3,13 @@ use super::*;
 const SCOPE: [&str; 4] = ["iss", "alice", "a1001", "key-1"];
 
 fn stored(status: u16) -> Stored {
-    Stored {
-        status,
-        content_type: "application/json",
-        body: Bytes::from_static(b"{\"resultCode\":\"0\"}"),
-    }
+    let outcome = match status {
+        200 => Outcome::Accepted,
+        422 => Outcome::VendorRejected,
+        502 => Outcome::VendorError,
+        _ => Outcome::VendorTimeout,
+    };
+    Stored::new(outcome, "req-1", "the vendor's message")
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,7 +74,7 @@ async fn a_repeat_in_flight_waits_for_the_first() {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             match store.begin(SCOPE, b"body", Duration::from_secs(10)).await {
-                Begin::Replay(outcome) => Some(outcome.status),
+                Begin::Replay(outcome) => Some(outcome.status()),
                 _ => None,
             }
         })
@@ -155,4 +157,53 @@ async fn capacity_never_evicts_a_request_in_flight() {
         Begin::Busy
     ));
     first.complete(Some(stored(200)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_byte_budget_forgets_the_oldest_finished_outcomes_first() {
+    let entry = ENTRY_BYTES + stored(200).heap_bytes();
+    let store = IdempotencyStore::new(Duration::from_secs(600), 100).with_budget(3 * entry);
+    let scope = |key: &'static str| ["i", "s", "a", key];
+    // k0 stays in flight; k1 and k2 finish: the budget is spent.
+    let Begin::Proceed(in_flight) = store.begin(scope("k0"), b"b", Duration::ZERO).await else {
+        panic!()
+    };
+    for key in ["k1", "k2"] {
+        let Begin::Proceed(t) = store.begin(scope(key), b"b", Duration::ZERO).await else {
+            panic!()
+        };
+        t.complete(Some(stored(200)));
+    }
+    assert_eq!(store.len(), 3);
+    assert!(store.bytes() <= 3 * entry);
+    // k3 needs room: k1, the oldest finished outcome, goes; k0 (older, in flight) stays.
+    let Begin::Proceed(t) = store.begin(scope("k3"), b"b", Duration::ZERO).await else {
+        panic!()
+    };
+    t.complete(Some(stored(200)));
+    assert_eq!(store.len(), 3);
+    assert!(store.bytes() <= 3 * entry, "{}", store.bytes());
+    assert!(matches!(
+        store.begin(scope("k2"), b"b", Duration::ZERO).await,
+        Begin::Replay(_)
+    ));
+    assert!(matches!(
+        store
+            .begin(scope("k0"), b"b", Duration::from_millis(10))
+            .await,
+        Begin::Busy
+    ));
+    in_flight.complete(Some(stored(200)));
+    assert!(
+        matches!(
+            store.begin(scope("k1"), b"b", Duration::ZERO).await,
+            Begin::Proceed(_)
+        ),
+        "k1 was forgotten"
+    );
+    // Released and expired entries give their bytes back.
+    drop(store.begin(scope("k9"), b"b", Duration::ZERO).await);
+    tokio::time::advance(Duration::from_secs(601)).await;
+    store.purge();
+    assert_eq!((store.len(), store.bytes()), (0, 0));
 }

@@ -178,12 +178,19 @@ mod tests {
         assert_eq!(rebuild.len(), 1);
         let shield = LockoutShield::new(policy());
         shield.restore(rebuild, now, Instant::now());
-        assert!(shield.check("a1002", Instant::now()).is_err(), "two rejections block");
+        assert!(
+            shield.check("a1002", Instant::now()).is_err(),
+            "two rejections block"
+        );
 
         let mut exact = LockoutRebuild::new(policy(), AccountFolding::Exact);
         exact.apply("A1002", now, VendorAnswer::Rejected);
         exact.apply("a1002", now, VendorAnswer::Rejected);
-        assert_eq!(exact.len(), 2, "account_key = \"exact\" keeps spellings apart");
+        assert_eq!(
+            exact.len(),
+            2,
+            "account_key = \"exact\" keeps spellings apart"
+        );
     }
 
     #[test]

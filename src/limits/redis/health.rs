@@ -18,6 +18,9 @@ pub struct Health {
     transitions: AtomicU64,
     /// While degraded: milliseconds since `epoch()` before which Redis is not tried again.
     retry_at_ms: AtomicU64,
+    /// Set while the last failure was Redis refusing our credentials (an operator must
+    /// act; `/readyz` says so).
+    credentials_refused: AtomicBool,
 }
 
 /// Origin of `retry_at_ms`.
@@ -41,6 +44,11 @@ impl Health {
         self.transitions.load(Ordering::Relaxed)
     }
 
+    /// Whether Redis refused our credentials at the last attempt.
+    pub fn credentials_refused(&self) -> bool {
+        self.credentials_refused.load(Ordering::Relaxed)
+    }
+
     /// Whether an operation should try Redis now.
     pub(super) fn worth_trying(&self) -> bool {
         !self.degraded() || now_ms() >= self.retry_at_ms.load(Ordering::Relaxed)
@@ -48,16 +56,25 @@ impl Health {
 
     /// An operation succeeded.
     pub(super) fn reachable(&self) {
+        self.credentials_refused.store(false, Ordering::Relaxed);
         if self.degraded.swap(false, Ordering::Relaxed) {
             self.transitions.fetch_add(1, Ordering::Relaxed);
             tracing::info!("redis reachable again: limits are shared across replicas again");
         }
     }
 
-    /// An operation failed with `why`.
-    pub(super) fn unreachable(&self, why: &str) {
+    /// An operation failed with `why`; `refused` when Redis refused our credentials.
+    pub(super) fn unreachable(&self, why: &str, refused: bool) {
         self.retry_at_ms
             .store(now_ms() + RETRY_EVERY.as_millis() as u64, Ordering::Relaxed);
+        let was_refused = self.credentials_refused.swap(refused, Ordering::Relaxed);
+        if refused && !was_refused {
+            tracing::error!(
+                error = why,
+                "redis refused sipgw's credentials (rate_limit.redis_username, \
+                 rate_limit.redis_password_file): password changes are refused until they match"
+            );
+        }
         if !self.degraded.swap(true, Ordering::Relaxed) {
             self.transitions.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -77,14 +94,19 @@ mod tests {
     fn transitions_are_counted_once_each_way() {
         let health = Health::default();
         assert!(!health.degraded() && health.worth_trying());
-        health.unreachable("refused");
-        health.unreachable("refused");
+        health.unreachable("refused", false);
+        health.unreachable("refused", false);
         assert!(health.degraded());
+        assert!(!health.credentials_refused());
         assert!(!health.worth_trying(), "not retried at once");
         assert_eq!(health.transitions(), 1);
         health.reachable();
         health.reachable();
         assert!(!health.degraded());
         assert_eq!(health.transitions(), 2);
+        health.unreachable("WRONGPASS", true);
+        assert!(health.credentials_refused());
+        health.reachable();
+        assert!(!health.credentials_refused());
     }
 }

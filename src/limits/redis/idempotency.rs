@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Call, Shared, Unavailable, hex, scripts};
@@ -76,22 +75,17 @@ impl Shared {
     }
 }
 
-/// The outcome of a `done` reply: {"done", status, content type, base64 body}.
+/// The outcome of a `done` reply: {"done", status, content type, base64 body}. The record
+/// keeps the rendered answer (the format of earlier versions, so replicas of either version
+/// replay each other's outcomes during a rolling upgrade); it is read back into the small
+/// form.
 fn decode(reply: &[String]) -> Result<Stored, Unavailable> {
-    let [_, status, content_type, body] = reply else {
+    let [_, status, _content_type, body] = reply else {
         return Err(Unavailable);
     };
     let status = status.parse().map_err(|_| Unavailable)?;
     let body = STANDARD.decode(body).map_err(|_| Unavailable)?;
-    Ok(Stored {
-        status,
-        content_type: if content_type == crate::error::PROBLEM_JSON {
-            crate::error::PROBLEM_JSON
-        } else {
-            "application/json"
-        },
-        body: Bytes::from(body),
-    })
+    Stored::parse(status, &body).ok_or(Unavailable)
 }
 
 impl SharedTicket {
@@ -104,9 +98,9 @@ impl SharedTicket {
                 invocation
                     .key(&self.key)
                     .arg(&token)
-                    .arg(stored.status)
-                    .arg(stored.content_type)
-                    .arg(STANDARD.encode(&stored.body))
+                    .arg(stored.status())
+                    .arg(stored.content_type())
+                    .arg(STANDARD.encode(stored.body()))
                     .arg(self.ttl.as_millis() as u64);
                 let stored: Result<u8, _> = self.shared.run(Call::Script(invocation)).await;
                 if stored != Ok(1) {

@@ -19,6 +19,7 @@
 //! falls back to its in-process state ([`super::Limits`] decides how). [`Health`] tracks the
 //! transitions.
 
+pub mod endpoint;
 mod health;
 pub mod idempotency;
 pub mod scripts;
@@ -32,6 +33,7 @@ use redis::aio::ConnectionManager;
 use super::lockout::LockoutPolicy;
 use super::quota::{QuotaSpec, Verdict};
 use crate::request::AccountKey;
+pub use endpoint::RedisEndpoint;
 pub use health::Health;
 
 /// Longest a Redis reply may take before the operation counts as failed.
@@ -56,9 +58,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// A lazily connecting client for `url` (checked by the config).
+    /// A lazily connecting client for `url`, without credentials (tests, benchmarks).
     pub fn new(url: &str, prefix: String) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+        Self::connect(&RedisEndpoint::plain(url), prefix)
+    }
+
+    /// A lazily connecting client for `endpoint` (checked by the config).
+    pub fn connect(endpoint: &RedisEndpoint, prefix: String) -> redis::RedisResult<Self> {
+        let client = endpoint.client()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
@@ -70,6 +77,33 @@ impl Shared {
             prefix,
             health: Health::default(),
         })
+    }
+
+    /// One `PING` at start-up: `Err` with Redis's reason when it refuses our credentials
+    /// (a configuration error, worth stopping for); an unreachable Redis is not an error
+    /// here (the replica starts on its fallbacks, as it would ride out an outage).
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        let ping = tokio::time::timeout(
+            CONNECTION_TIMEOUT + OPERATION_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        match ping {
+            Ok(Err(error)) if endpoint::credentials_refused(&error) => Err(error.to_string()),
+            Ok(Ok(_)) => {
+                self.health.reachable();
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                self.health.unreachable(&error.to_string(), false);
+                Ok(())
+            }
+            Err(_) => {
+                self.health.unreachable("timed out", false);
+                Ok(())
+            }
+        }
     }
 
     /// Reachability and transitions.
@@ -101,11 +135,12 @@ impl Shared {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                self.health.unreachable(&error.to_string());
+                let refused = endpoint::credentials_refused(&error);
+                self.health.unreachable(&error.to_string(), refused);
                 Err(Unavailable)
             }
             Err(_) => {
-                self.health.unreachable("timed out");
+                self.health.unreachable("timed out", false);
                 Err(Unavailable)
             }
         }
