@@ -213,9 +213,15 @@ mod tests {
         hostile.caller.sub = Some("a\u{2028}b\u{85}c\u{9b}31m\u{202e}d\u{7f}".into());
         let line = unsealed_json(7, "2026-12-01T00:00:00.000Z", &hostile, &"0".repeat(64));
         assert!(line.is_ascii(), "{line}");
-        assert!(line.contains(r"a\u2028b\u0085c\u009b31m\u202ed\u007f"), "{line}");
+        assert!(
+            line.contains(r"a\u2028b\u0085c\u009b31m\u202ed\u007f"),
+            "{line}"
+        );
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(parsed["caller"]["sub"], hostile.caller.sub.unwrap().as_str());
+        assert_eq!(
+            parsed["caller"]["sub"],
+            hostile.caller.sub.unwrap().as_str()
+        );
     }
 
     fn event() -> Event {
