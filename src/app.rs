@@ -75,7 +75,8 @@ async fn serve_all(
     }
     // Before the first request: a restart must not forget the lockout shield's counts.
     if matches!(config.limits.backend, LimitsBackend::Memory) {
-        restore_lockout(config, Arc::clone(gateway.limits())).await;
+        let new_chain = gateway.auditor().writer().started_new_chain().is_some();
+        restore_lockout(config, Arc::clone(gateway.limits()), new_chain).await;
     }
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
@@ -174,7 +175,11 @@ async fn serve_all(
 /// keeps its own across restarts). Rejections are read back as far as the shield keeps them
 /// ([`RECORD_TTL`]), not just one cool-down: like the vendor's, a count does not fade, and a
 /// rejection older than the cool-down still makes the next one a block.
-async fn restore_lockout(config: &Config, limits: Arc<Limits>) {
+///
+/// After a new chain (`audit.allow_new_chain`), the records that were lost may have held
+/// rejections: the rebuild is incomplete by definition, and the shield refuses every change
+/// for one cool-down rather than let a forgotten count become the vendor's third strike.
+async fn restore_lockout(config: &Config, limits: Arc<Limits>, new_chain: bool) {
     let path = config.audit.path.clone();
     let policy = config.limits.lockout;
     let folding = config.limits.account_folding;
@@ -189,11 +194,18 @@ async fn restore_lockout(config: &Config, limits: Arc<Limits>) {
             rebuild.apply(agent, at, answer);
         });
         let agents = rebuild.len();
-        let blocked = reader.restore_lockout(rebuild, scan.unreadable == 0);
+        let blocked = reader.restore_lockout(rebuild, scan.unreadable == 0 && !new_chain);
         (scan, agents, blocked)
     })
     .await;
     match rebuilt {
+        Ok((scan, agents, blocked)) if new_chain => tracing::error!(
+            files = scan.files,
+            lines = scan.lines,
+            agents,
+            blocked,
+            "lockout shield: the audit trail lost records (a new chain was allowed), so counts may be missing; every change is refused (lockout_state_unavailable) for one cool-down"
+        ),
         Ok((scan, agents, blocked)) if scan.unreadable == 0 => tracing::info!(
             files = scan.files,
             lines = scan.lines,

@@ -279,8 +279,24 @@ async fn a_trail_removed_while_stopped_is_refused_unless_a_new_chain_is_allowed(
     assert!(stderr.contains("(missing)"), "{stderr}");
 
     let gateway = setup.start(&[("SIPGW__AUDIT__ALLOW_NEW_CHAIN", "true")]);
+    // The lost records may have held rejections: the shield refuses rather than forgets,
+    // for one cool-down, and the vendor is not called.
     let (status, body) = setup.change(&gateway, CURRENT).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("lockout_state_unavailable")),
+        "{body}"
+    );
+    assert_eq!(setup.sim.update_count(), 1);
+    assert!(
+        gateway
+            .logged(
+                "lockout shield: the audit trail lost records (a new chain was allowed), so \
+                 counts may be missing; every change is refused (lockout_state_unavailable) \
+                 for one cool-down"
+            )
+            .is_some()
+    );
     gateway.terminate();
     let after = lines(&setup.trail());
     let first = &after[0];

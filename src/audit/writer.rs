@@ -166,6 +166,8 @@ pub struct AuditWriter {
     jobs: SyncSender<Job>,
     /// Counters.
     stats: Arc<Stats>,
+    /// What was found missing when this start began a new chain (`allow_new_chain`).
+    new_chain: Option<Tamper>,
 }
 
 impl AuditWriter {
@@ -185,7 +187,18 @@ impl AuditWriter {
         std::thread::Builder::new()
             .name("sipgw-audit".into())
             .spawn(move || run(queue, trail, config, &thread_stats))?;
-        Ok(Self { jobs, stats })
+        Ok(Self {
+            jobs,
+            stats,
+            new_chain: discontinuity,
+        })
+    }
+
+    /// Whether this start began a new chain after records were found missing, and what was
+    /// found: the records lost may have held lockout counts, so the shield cannot be
+    /// rebuilt in full.
+    pub fn started_new_chain(&self) -> Option<Tamper> {
+        self.new_chain
     }
 
     /// Records `event`; resolves once it is durable, with its `seq`.

@@ -275,3 +275,22 @@ async fn files_and_directories_are_created_with_the_configured_modes() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_existing_trail_is_narrowed_to_the_configured_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("narrowed");
+    let path = dir.join("audit.jsonl");
+    let writer = AuditWriter::open(config(&path, 0o600, false)).unwrap();
+    writer.append(event(1)).await.unwrap();
+    drop(writer);
+    // As an older release (or a hand-made file) might have left it: readable by everyone.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let writer = AuditWriter::open(config(&path, 0o640, false)).unwrap();
+    assert_eq!(mode(&path), 0o640, "world-readable bits taken away");
+    drop(writer);
+    // Never widened: an operator's tighter mode stays.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let _writer = AuditWriter::open(config(&path, 0o640, false)).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}

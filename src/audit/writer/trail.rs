@@ -71,6 +71,9 @@ impl Trail {
             Some(file) => file.metadata()?.is_file(),
             None => true,
         };
+        if let Some(file) = current.as_ref().filter(|_| keeps_state) {
+            narrow_mode(file, path, config.file_mode)?;
+        }
         let remembered = if keeps_state {
             state::load(&state_path)?
         } else {
@@ -264,6 +267,24 @@ pub(super) fn open_created(path: &Path, options: &OpenOptions, mode: u32) -> std
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => options.open(path),
         Err(error) => Err(error),
     }
+}
+
+/// Takes away what an existing trail file allows beyond `mode` (a file written by an older
+/// release, or by hand, may be world-readable); never adds a permission an operator took
+/// away.
+fn narrow_mode(file: &File, path: &Path, mode: u32) -> std::io::Result<()> {
+    let current = file.metadata()?.permissions().mode() & 0o777;
+    let narrowed = current & mode;
+    if narrowed != current {
+        file.set_permissions(Permissions::from_mode(narrowed))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{current:04o}"),
+            now = format!("{narrowed:04o}"),
+            "audit: the trail file allowed more than audit.file_mode; narrowed"
+        );
+    }
+    Ok(())
 }
 
 /// Creates the trail's directory when missing: `0700`, or `0750` when files are `0640`
