@@ -131,7 +131,10 @@ async fn replicas_log_in_as_an_acl_user_limited_to_their_keys() {
             "on",
             &format!(">{REDIS_PASSWORD}"),
             "~sipgw:*",
+            // What sipgw needs, and nothing an intruder holding its password could use to
+            // wipe or reconfigure Redis (FLUSHALL, CONFIG, DEBUG...).
             "+@all",
+            "-@dangerous",
         ]
         .map(str::to_owned)
         .to_vec(),
