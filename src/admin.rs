@@ -67,6 +67,11 @@ fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     if tampered.is_some() {
         unmet.push("audit_trail_tampered");
     }
+    // Start-up: the lockout counts are still being read back from the audit trail, and the
+    // API listener does not serve yet.
+    if gateway.limits().rebuilding() {
+        unmet.push("lockout_rebuilding");
+    }
     let mut degraded = Vec::new();
     if gateway.limits().degraded() {
         degraded.push("redis_unreachable_using_local_limits");

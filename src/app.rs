@@ -73,11 +73,6 @@ async fn serve_all(
             format!("(with rate_limit.redis_username, when set) was refused by Redis: {why}"),
         ));
     }
-    // Before the first request: a restart must not forget the lockout shield's counts.
-    if matches!(config.limits.backend, LimitsBackend::Memory) {
-        let new_chain = gateway.auditor().writer().started_new_chain().is_some();
-        restore_lockout(config, Arc::clone(gateway.limits()), new_chain).await;
-    }
     // Fetch the first AccessToken now rather than on the first request, and keep it fresh.
     let refresher = tokio::spawn(Arc::clone(gateway.tokens()).run_refresher());
     // Fetch a remote key set now, and keep it current.
@@ -89,16 +84,14 @@ async fn serve_all(
     let tls_watcher = tls
         .as_ref()
         .map(|tls| tokio::spawn(Arc::clone(tls).watch()));
-    if let Ok(addr) = listener.local_addr() {
-        let tls = tls.is_some();
-        tracing::info!(%addr, tls, vendor = %config.vendor.base_url, "sipgw listening");
-    }
+    let tls_on = tls.is_some();
     let admin_tls = tls.clone();
     let transport = match tls {
         Some(tls) => Transport::Tls(tls),
         None => Transport::Plain,
     };
     let admin_gateway = Arc::clone(&gateway);
+    let gateway_for_restore = Arc::clone(&gateway);
     // Each request runs in a task of its own, so that a client hanging up cannot cancel a
     // vendor call half-way: its outcome is still logged (and audited) like any other.
     let handler = move |request, peer| {
@@ -118,6 +111,9 @@ async fn serve_all(
         // Its own slots and short head timeout: probes answer whatever the API port is
         // going through, and a slowloris on this port gives way to them.
         let limits = config.server.admin_limits.clone();
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!(%addr, "admin listening");
+        }
         let handler = crate::admin::handler(admin_gateway, admin_tls, listeners);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -135,6 +131,26 @@ async fn serve_all(
             .await;
         })
     });
+    // Before the first request: a restart must not forget the lockout shield's counts. The
+    // admin listener already answers meanwhile (`/healthz` 200, `/readyz` 503
+    // `lockout_rebuilding`), so that a long trail cannot get the process killed by its
+    // liveness probe before it serves; the API listener is bound, and its clients wait in
+    // the backlog until the rebuild is done.
+    if matches!(config.limits.backend, LimitsBackend::Memory) {
+        let new_chain = gateway_for_restore
+            .auditor()
+            .writer()
+            .started_new_chain()
+            .is_some();
+        let limits = Arc::clone(gateway_for_restore.limits());
+        limits.set_rebuilding(true);
+        restore_lockout(config, Arc::clone(&limits), new_chain).await;
+        limits.set_rebuilding(false);
+    }
+    drop(gateway_for_restore);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, tls = tls_on, vendor = %config.vendor.base_url, "sipgw listening");
+    }
     let api = {
         let mut stopped = stopped.clone();
         server::run_with(

@@ -317,3 +317,54 @@ async fn metrics_count_what_happened() {
         assert!(!text.contains(leaked), "{leaked} in /metrics:\n{text}");
     }
 }
+
+/// While the lockout counts are rebuilt from the audit trail at start-up, `/healthz`
+/// answers and `/readyz` says why the gateway is not ready yet.
+#[tokio::test]
+async fn readyz_names_a_lockout_rebuild_in_progress() {
+    use std::sync::Arc;
+    let h = Harness::start().await;
+    readyz_until(&h, 200).await;
+    // A second gateway on the same config, its admin handler on a socket of its own, so
+    // that the test can hold it in the rebuilding state.
+    let mut file = file_config(h.sim_addr, h.idp_addr);
+    file.audit.path = fresh_dir("admin-rebuilding")
+        .join("sipgw-audit.jsonl")
+        .display()
+        .to_string();
+    let config = sipgw::config::Config::from_file(file, |name| {
+        (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned())
+    })
+    .unwrap();
+    let gateway = Arc::new(sipgw::gateway::Gateway::new(&config).unwrap());
+    gateway.limits().set_rebuilding(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = sipgw::admin::handler(Arc::clone(&gateway), None, Vec::new());
+    let server = tokio::spawn(sipgw::server::run(
+        listener,
+        config.server.admin_limits.clone(),
+        handler,
+        std::future::pending::<()>(),
+    ));
+    let (status, _) = get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    let (status, body) = get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["unmet"]
+            .as_array()
+            .unwrap()
+            .contains(&"lockout_rebuilding".into()),
+        "{body}"
+    );
+    gateway.limits().set_rebuilding(false);
+    let (_, body) = get(addr, "/readyz").await;
+    assert!(
+        !body["unmet"]
+            .as_array()
+            .is_some_and(|unmet| unmet.contains(&"lockout_rebuilding".into())),
+        "{body}"
+    );
+    server.abort();
+}

@@ -315,3 +315,38 @@ async fn a_trail_removed_while_stopped_is_refused_unless_a_new_chain_is_allowed(
     assert!(stdout.starts_with("DISCONTINUITY: "), "{stdout}");
     assert!(stdout.contains("found missing"), "{stdout}");
 }
+
+/// The admin listener is up before the lockout counts are read back (and the API listener
+/// only after), so that a long trail cannot get the process killed by its liveness probe
+/// before it serves; `tests/admin.rs` checks what `/readyz` says meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_starts_before_the_lockout_counts_are_rebuilt() {
+    let setup = Setup::new("restart-rebuilding").await;
+    let gateway = setup.start(&[]);
+    let (status, _) = setup.change(&gateway, WRONG).await;
+    assert_eq!(status, 422);
+    gateway.terminate();
+
+    let gateway = setup.start(&[]);
+    let position = |message: &str| {
+        gateway
+            .log
+            .iter()
+            .position(|l| {
+                serde_json::from_str::<serde_json::Value>(l).is_ok_and(|j| j["message"] == message)
+            })
+            .unwrap_or_else(|| panic!("no {message:?} in {:?}", gateway.log))
+    };
+    let admin = position("admin listening");
+    let rebuilt = position("lockout shield rebuilt from the audit trail");
+    let api = position("sipgw listening");
+    assert!(admin < rebuilt && rebuilt < api, "{:?}", gateway.log);
+    let (status, _) = setup.change(&gateway, WRONG).await;
+    assert_eq!(status, 422, "the second rejection reaches the vendor");
+    let (status, body) = setup.change(&gateway, WRONG).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("lockout_protection")),
+        "{body}"
+    );
+}

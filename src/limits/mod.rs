@@ -70,6 +70,9 @@ pub struct Limits {
     /// Until when the shield refuses every change because the counts could not be rebuilt
     /// in full at start-up (part of the audit trail unreadable).
     lockout_unknown_until: Mutex<Option<tokio::time::Instant>>,
+    /// Whether the lockout counts are being rebuilt from the audit trail (start-up, before
+    /// the API listener serves): `/readyz` says so.
+    rebuilding: std::sync::atomic::AtomicBool,
 }
 
 /// One per-key store's size, for metrics: entries held and the most it holds.
@@ -157,6 +160,7 @@ impl Limits {
             shared,
             account_folding: config.account_folding,
             lockout_unknown_until: Mutex::new(None),
+            rebuilding: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -263,6 +267,17 @@ impl Limits {
                 .unwrap_or_else(|p| p.into_inner()) = Some(now + self.lockout.policy().cooldown);
         }
         self.lockout.restore(rebuilt, SystemTime::now(), now)
+    }
+
+    /// Marks the start-up rebuild of the lockout counts as running or done.
+    pub fn set_rebuilding(&self, running: bool) {
+        self.rebuilding
+            .store(running, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the lockout counts are being rebuilt from the audit trail.
+    pub fn rebuilding(&self) -> bool {
+        self.rebuilding.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the shield refuses every change because its counts could not be rebuilt.
