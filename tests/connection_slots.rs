@@ -19,13 +19,14 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Bound on anything a test waits for: far above what it takes, far below the 60 s head
 /// timeout the tests set so that only shedding can free a slot.
 const PATIENCE: Duration = Duration::from_secs(15);
-/// How long the simulated vendor takes to answer when a test needs requests in flight: long
-/// enough for the test's next steps on a slow machine, well inside the request timeout.
-const VENDOR_DELAY: Duration = Duration::from_secs(4);
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-/// Slots that only shedding can free: no head or idle timeout within the test's patience.
+/// Slots that only shedding can free: no head, idle or request timeout within the test's
+/// patience. Requests are kept in flight by holding them at the simulated vendor
+/// ([`sipgw::sim::Faults::hold_updates`]) until the test releases them, never by a delay
+/// that a slow machine could outlast; the longest vendor and request timeouts keep the
+/// gateway from giving up on a held request first.
 fn slots(max: usize, per_ip: usize) -> impl FnOnce(&mut sipgw::config::FileConfig) {
     move |c| {
         c.server.max_connections = max;
@@ -33,6 +34,8 @@ fn slots(max: usize, per_ip: usize) -> impl FnOnce(&mut sipgw::config::FileConfi
         c.server.header_read_timeout_ms = 60_000;
         c.server.admin_header_read_timeout_ms = 60_000;
         c.server.idle_timeout_secs = 600;
+        c.server.request_timeout_ms = 120_000;
+        c.vendor.timeout_ms = 120_000;
     }
 }
 
@@ -176,10 +179,10 @@ async fn idle_and_half_sent_connections_give_way_to_a_new_client() {
 #[tokio::test]
 async fn a_connection_with_a_request_in_flight_is_never_shed() {
     let h = Harness::start_with(sim_config(), slots(2, 2)).await;
-    // Warm the token, then make the vendor slow: changes stay in flight for a while.
+    // Warm the token, then hold the vendor: changes stay in flight until released.
     assert!(change_from(&h, HOME, "agent9").await.is_some());
     wait_open(&h, 0).await;
-    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
+    h.sim.faults().hold_updates();
     let h = std::sync::Arc::new(h);
     let first = tokio::spawn({
         let h = std::sync::Arc::clone(&h);
@@ -198,6 +201,7 @@ async fn a_connection_with_a_request_in_flight_is_never_shed() {
     vendor_has_seen(&h, 3).await;
     // Both slots now busy: a third newcomer is refused, closed without an answer.
     assert_eq!(change_from(&h, HOME, "agent3").await, None);
+    h.sim.faults().release_updates();
     for task in [first, second] {
         let answer = task.await.unwrap().expect("answered");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -214,7 +218,7 @@ async fn the_per_ip_cap_keeps_room_for_other_addresses() {
     let h = Harness::start_with(sim_config(), slots(10, 2)).await;
     assert!(change_from(&h, HOME, "agent9").await.is_some());
     wait_open(&h, 0).await;
-    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
+    h.sim.faults().hold_updates();
     let h = std::sync::Arc::new(h);
     // One address holds its two slots with requests in flight.
     let busy: Vec<_> = ["agent1", "agent2"]
@@ -227,8 +231,15 @@ async fn the_per_ip_cap_keeps_room_for_other_addresses() {
     vendor_has_seen(&h, 3).await;
     // A third connection from it is refused, with eight slots still free...
     assert_eq!(change_from(&h, HOME, "agent3").await, None);
-    // ...which another address gets.
-    let answer = change_from(&h, OTHER, "agent4").await.expect("answered");
+    // ...which another address gets: its change reaches the vendor while the first
+    // address's two are still in flight.
+    let other = tokio::spawn({
+        let h = std::sync::Arc::clone(&h);
+        async move { change_from(&h, OTHER, "agent4").await }
+    });
+    vendor_has_seen(&h, 4).await;
+    h.sim.faults().release_updates();
+    let answer = other.await.unwrap().expect("answered");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     for task in busy {
         let answer = task.await.unwrap().expect("answered");
@@ -285,7 +296,7 @@ async fn an_h2_connection_is_busy_while_a_stream_is_in_flight_and_idle_after() {
     let h = Harness::start_with(sim_config(), slots(1, 1)).await;
     assert!(change_from(&h, HOME, "agent9").await.is_some());
     wait_open(&h, 0).await;
-    h.sim.faults().set_update_delay(Some(VENDOR_DELAY));
+    h.sim.faults().hold_updates();
     // One HTTP/2 connection takes the only slot, with a change in flight on one stream.
     let stream = connect_from(HOME, h.addr).await;
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
@@ -305,6 +316,7 @@ async fn an_h2_connection_is_busy_while_a_stream_is_in_flight_and_idle_after() {
     vendor_has_seen(&h, 2).await;
     // Busy: a newcomer is refused.
     assert_eq!(change_from(&h, HOME, "agent2").await, None);
+    h.sim.faults().release_updates();
     let response = tokio::time::timeout(PATIENCE, response)
         .await
         .expect("answered")

@@ -658,6 +658,34 @@ async fn update_delay_fault_delays_the_answer() {
 }
 
 #[tokio::test]
+async fn update_hold_keeps_a_request_in_flight_until_released() {
+    let h = std::sync::Arc::new(Harness::start(config()).await);
+    let token = h.token().await;
+    h.sim.faults().hold_updates();
+    let held = tokio::spawn({
+        let h = std::sync::Arc::clone(&h);
+        async move {
+            h.verdict(&token, &wrapped(AGENT, OLD_PASSWORD, NEW_PASSWORD))
+                .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while h.sim.update_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("update request arrived");
+    // Counted and recorded, but neither answered nor applied while held.
+    assert!(!held.is_finished());
+    assert_eq!(h.sim.update_requests()[0].status, NO_RESPONSE);
+    assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(OLD_PASSWORD));
+    h.sim.faults().release_updates();
+    assert_eq!(held.await.expect("join").0, "0");
+    assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(NEW_PASSWORD));
+}
+
+#[tokio::test]
 async fn reject_all_tokens_fault_answers_401_to_a_valid_token() {
     let h = Harness::start(config()).await;
     let token = h.token().await;

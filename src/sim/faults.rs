@@ -7,12 +7,16 @@ use std::time::Duration;
 use http::StatusCode;
 
 /// The fault switches, shared by every connection. Set them from a test at any time; each
-/// request reads one consistent snapshot when it arrives.
+/// request reads one consistent snapshot when it arrives (the hold excepted, see
+/// [`Faults::hold_updates`]).
 #[derive(Debug, Default)]
 pub struct Faults {
     /// The current settings. A mutex rather than atomics because a request must see all the
     /// switches as of one moment, and the lock is held only to copy a few words.
     settings: Mutex<FaultSettings>,
+    /// Whether update requests are held. A watch channel, not a snapshot switch: a held
+    /// request must see the release that comes after it arrived, and cannot miss it.
+    update_hold: tokio::sync::watch::Sender<bool>,
 }
 
 /// One snapshot of every switch. `None` / `false` means "behave like the vendor".
@@ -61,6 +65,25 @@ impl Faults {
     /// the delay has passed.
     pub fn set_update_delay(&self, delay: Option<Duration>) {
         self.update(|s| s.update_delay = delay);
+    }
+
+    /// From now on, update requests wait after the delay fault and before any check
+    /// (counted and recorded, the account untouched) until [`Faults::release_updates`].
+    /// Lets a test keep requests in flight for exactly as long as it needs, whatever the
+    /// machine's speed.
+    pub fn hold_updates(&self) {
+        self.update_hold.send_replace(true);
+    }
+
+    /// Lets every held update request go on, and stops holding new ones.
+    pub fn release_updates(&self) {
+        self.update_hold.send_replace(false);
+    }
+
+    /// Returns once update requests are not held (at once when they are not).
+    pub(crate) async fn wait_while_updates_held(&self) {
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = self.update_hold.subscribe().wait_for(|held| !*held).await;
     }
 
     /// The update endpoint answers `status` (400/404/500, 401 too) with a small JSON error

@@ -9,7 +9,7 @@ use std::fmt;
 pub const MAX_RECORDED_UPDATES: usize = 1000;
 
 /// `status` of a request that got no response: the connection was dropped on purpose, or
-/// the request is still being handled (e.g. sleeping in a delay fault).
+/// the request is still being handled (e.g. sleeping in a delay fault, or held).
 pub const NO_RESPONSE: u16 = 0;
 
 /// One request that reached the update path.

@@ -117,7 +117,7 @@ pub(crate) async fn handle(
     let received = Received::from_body(read_body(body).await?);
     shared.update_count.fetch_add(1, Ordering::Relaxed);
     // Recorded on arrival, not on completion, so the log keeps arrival order and shows
-    // requests still sleeping in a delay fault (status NO_RESPONSE until answered).
+    // requests still sleeping in a delay fault or held (status NO_RESPONSE until answered).
     let seq = shared
         .record_requests
         .then(|| lock(&shared.updates).push(parts.headers.clone(), received.to_record()));
@@ -133,7 +133,7 @@ pub(crate) async fn handle(
     outcome
 }
 
-/// The ordered checks: method, faults (delay, drop, status, garbage, reject), token (401),
+/// The ordered checks: method, faults (delay, hold, drop, status, garbage, reject), token (401),
 /// app key (401), body (400), then the business verdict (always 200).
 async fn respond(
     shared: &Shared,
@@ -147,6 +147,7 @@ async fn respond(
     if let Some(delay) = faults.update_delay {
         tokio::time::sleep(delay).await;
     }
+    shared.faults.wait_while_updates_held().await;
     if faults.update_drop {
         tracing::debug!("update endpoint: simulated fault, dropping the connection");
         return Err(NoResponse::FaultDrop);
