@@ -176,6 +176,7 @@ async fn serve_all(
 /// rejection older than the cool-down still makes the next one a block.
 async fn restore_lockout(config: &Config, limits: Arc<Limits>) {
     let path = config.audit.path.clone();
+    let key = config.audit.key.clone();
     let policy = config.limits.lockout;
     let folding = config.limits.account_folding;
     let started = std::time::Instant::now();
@@ -185,7 +186,7 @@ async fn restore_lockout(config: &Config, limits: Arc<Limits>) {
             .checked_sub(RECORD_TTL)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut rebuild = LockoutRebuild::new(policy, folding);
-        let scan = history::replay(&path, since, |agent, at, answer| {
+        let scan = history::replay(&path, since, &key, folding, |agent, at, answer| {
             rebuild.apply(agent, at, answer);
         });
         let agents = rebuild.len();
