@@ -16,9 +16,13 @@
 //!   accounts); and only by an outcome that can follow an attempt (one with a `vendor`
 //!   object, or a code the pipeline answers after the attempt record): a refusal decided
 //!   before it (`change_in_progress`, `rate_limited`, ...) reusing the id resolves nothing.
-//!   Changes of one agent are serialized, so a new attempt of an agent whose earlier
-//!   attempt has no outcome yet means that outcome never came (the turn is released before
-//!   the outcome is written, so it may still come, late: then it is not counted again).
+//!   Changes of one agent are serialized, but the turn is released before the outcome
+//!   record is written: an outcome may come after the agent's next attempt (it then counts
+//!   as itself). Once an outcome of a later attempt of the agent came, an earlier attempt
+//!   with none never had one: it counts as an unknown outcome, before that outcome (and its
+//!   own, should it still come, is not counted again). An attempt repeating a pending one's
+//!   request id and agent makes that one an orphan at once (their outcomes could not be
+//!   told apart).
 //! - outcomes without a `vendor` object (refusals, idempotent replays) change nothing.
 //!
 //! Only authenticated lines count: each line's `mac` is checked with the trail's key, and
@@ -157,9 +161,8 @@ pub fn replay(
         }
     }
     // What is still pending never got an outcome: the process stopped during the call.
-    let orphans: Vec<AccountKey> = state.by_order.into_values().collect();
-    for agent in orphans {
-        if let Some(pending) = state.pending.remove(&agent) {
+    for (order, agent) in std::mem::take(&mut state.by_order) {
+        if let Some(pending) = state.take(&agent, order) {
             scan.orphans += 1;
             apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
         }
@@ -175,9 +178,8 @@ struct Replay<'k> {
     folding: AccountFolding,
     /// `mac` of the last line that passed its checks; `None` before the first.
     last_mac: Option<String>,
-    /// By agent key: changes of one agent are serialized, so it has at most one attempt
-    /// awaiting its outcome, matched by its request id.
-    pending: HashMap<AccountKey, Pending>,
+    /// By agent key, then by place in the trail; matched by request id within the agent.
+    pending: HashMap<AccountKey, BTreeMap<u64, Pending>>,
     /// Agent keys of the pending attempts, by place in the trail.
     by_order: BTreeMap<u64, AccountKey>,
     /// Attempts (request id, agent key) already counted as orphans (a later attempt of
@@ -224,7 +226,7 @@ fn read_file(
                 (Some(id), Some(agent)) => state.attempt(id, agent, ts, scan, apply),
                 _ => scan.unreadable += 1,
             },
-            "outcome" => state.outcome(&line, ts, apply),
+            "outcome" => state.outcome(&line, ts, scan, apply),
             // Summaries, discontinuities and kinds to come say nothing about the vendor.
             _ => {}
         }
@@ -272,6 +274,26 @@ impl Replay<'_> {
         Some((ts, line))
     }
 
+    /// Removes the pending attempt of `agent` at `order`.
+    fn take(&mut self, agent: &AccountKey, order: u64) -> Option<Pending> {
+        let attempts = self.pending.get_mut(agent)?;
+        let pending = attempts.remove(&order);
+        if attempts.is_empty() {
+            self.pending.remove(agent);
+        }
+        self.by_order.remove(&order);
+        pending
+    }
+
+    /// The place of `agent`'s pending attempt with request id `id`.
+    fn find(&self, agent: &AccountKey, id: &str) -> Option<u64> {
+        self.pending
+            .get(agent)?
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(order, _)| *order)
+    }
+
     fn attempt(
         &mut self,
         id: String,
@@ -281,30 +303,31 @@ impl Replay<'_> {
         apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
     ) {
         let key = AccountKey::new(&agent, self.folding);
-        // The agent's earlier attempt had its turn before this one: with no outcome so far,
-        // its outcome never came (or comes late, and is then not counted again).
-        if let Some(earlier) = self.pending.remove(&key) {
-            self.by_order.remove(&earlier.order);
-            scan.orphans += 1;
-            apply(&earlier.agent, earlier.ts, VendorAnswer::Unknown);
-            // With the same request id, its late outcome and this attempt's cannot be told
-            // apart: the next one resolves this attempt.
-            if earlier.id != id {
-                self.remember_orphan(earlier.id, key.clone());
-            }
-        }
-        if self.pending.len() >= MAX_PENDING
-            && let Some((_, oldest)) = self.by_order.pop_first()
-            && let Some(pending) = self.pending.remove(&oldest)
+        // The same request id and agent again (a retry reusing its id) while the earlier
+        // one awaits its outcome: the next outcome could be either's, so the earlier one
+        // is taken as an orphan now, and the next outcome resolves this one.
+        if let Some(order) = self.find(&key, &id)
+            && let Some(earlier) = self.take(&key, order)
         {
             scan.orphans += 1;
-            apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
-            self.remember_orphan(pending.id, oldest);
+            apply(&earlier.agent, earlier.ts, VendorAnswer::Unknown);
         }
+        if self.by_order.len() >= MAX_PENDING
+            && let Some((&order, oldest)) = self.by_order.first_key_value()
+        {
+            let oldest = oldest.clone();
+            if let Some(pending) = self.take(&oldest, order) {
+                scan.orphans += 1;
+                apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
+                self.remember_orphan(pending.id, oldest);
+            }
+        }
+        // An orphan's late outcome and this attempt's could not be told apart either.
+        self.orphaned.remove(&(id.clone(), key.clone()));
         let order = self.order;
         self.by_order.insert(order, key.clone());
-        self.pending.insert(
-            key,
+        self.pending.entry(key).or_default().insert(
+            order,
             Pending {
                 id,
                 agent,
@@ -329,6 +352,7 @@ impl Replay<'_> {
         &mut self,
         line: &Line,
         ts: SystemTime,
+        scan: &mut Scan,
         apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
     ) {
         let (Some(id), Some(agent)) = (line.request_id.as_deref(), line.agent.as_deref()) else {
@@ -347,12 +371,22 @@ impl Replay<'_> {
         if !self.orphaned.is_empty() && self.orphaned.remove(&(id.to_owned(), key.clone())) {
             return;
         }
-        let own = match self.pending.get(&key) {
-            Some(pending) if pending.id == id => self.pending.remove(&key),
-            _ => None,
-        };
+        let own = self.find(&key, id).and_then(|order| self.take(&key, order));
         if let Some(own) = &own {
-            self.by_order.remove(&own.order);
+            // Attempts of the same agent before this one had their turn before it: with no
+            // outcome of their own so far, they never will have one.
+            let earlier: Vec<u64> = self
+                .pending
+                .get(&key)
+                .map(|attempts| attempts.range(..own.order).map(|(o, _)| *o).collect())
+                .unwrap_or_default();
+            for order in earlier {
+                if let Some(pending) = self.take(&key, order) {
+                    scan.orphans += 1;
+                    apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
+                    self.remember_orphan(pending.id, key.clone());
+                }
+            }
         }
         let agent = own.as_ref().map_or(agent, |p| p.agent.as_str());
         if let Some(answer) = answer(line) {

@@ -397,3 +397,25 @@ fn a_non_ascii_stamp_is_not_a_rotation_time() {
         assert_eq!(rotated_at(Path::new(name)), None, "{name}");
     }
 }
+
+#[test]
+fn an_outcome_after_the_agents_next_attempt_counts_as_itself() {
+    // r1's turn was released before its outcome record was written; r2 began in between.
+    let (seen, scan) = replayed(
+        "late-first",
+        &[
+            attempt("r1", "a1"),
+            attempt("r2", "A1"),
+            outcome("r1", "a1", "ok", Some("200")),
+            outcome("r2", "A1", "vendor_rejected", Some("200")),
+        ],
+    );
+    assert_eq!(
+        seen,
+        [
+            a("a1", VendorAnswer::Accepted),
+            a("A1", VendorAnswer::Rejected)
+        ]
+    );
+    assert_eq!(scan.orphans, 0);
+}
