@@ -197,6 +197,7 @@ async fn serve_all(
 /// for one cool-down rather than let a forgotten count become the vendor's third strike.
 async fn restore_lockout(config: &Config, limits: Arc<Limits>, new_chain: bool) {
     let path = config.audit.path.clone();
+    let key = config.audit.key.clone();
     let policy = config.limits.lockout;
     let folding = config.limits.account_folding;
     let started = std::time::Instant::now();
@@ -206,7 +207,7 @@ async fn restore_lockout(config: &Config, limits: Arc<Limits>, new_chain: bool) 
             .checked_sub(RECORD_TTL)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut rebuild = LockoutRebuild::new(policy, folding);
-        let scan = history::replay(&path, since, |agent, at, answer| {
+        let scan = history::replay(&path, since, &key, folding, |agent, at, answer| {
             rebuild.apply(agent, at, answer);
         });
         let agents = rebuild.len();

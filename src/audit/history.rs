@@ -10,27 +10,59 @@
 //!   that shows it did not check the password (a 4xx other than a 200's garbled body). The
 //!   record does not say whether a failed connection was ever made, so an unknown outcome
 //!   is counted, as the live shield counts a timeout: the conservative side.
-//! - an `attempt` with no `outcome` of the same `requestId` (the process died during the
-//!   vendor call): an unknown outcome, counted at its place. Changes of one agent are
-//!   serialized, so an outcome of that agent resolves every attempt of it that came
-//!   before its own as an orphan.
+//! - an `attempt` with no `outcome` (the process died during the vendor call): an unknown
+//!   outcome, counted at its place. Request ids are chosen by callers (`X-Request-Id`), so
+//!   an attempt is matched by its request id *and* its agent's key (as the limits key
+//!   accounts); and only by an outcome that can follow an attempt (one with a `vendor`
+//!   object, or a code the pipeline answers after the attempt record): a refusal decided
+//!   before it (`change_in_progress`, `rate_limited`, ...) reusing the id resolves nothing.
+//!   Changes of one agent are serialized, but the turn is released before the outcome
+//!   record is written: an outcome may come after the agent's next attempt (it then counts
+//!   as itself). Once an outcome of a later attempt of the agent came, an earlier attempt
+//!   with none never had one: it counts as an unknown outcome, before that outcome (and its
+//!   own, should it still come, is not counted again). An attempt repeating a pending one's
+//!   request id and agent makes that one an orphan at once (their outcomes could not be
+//!   told apart).
 //! - outcomes without a `vendor` object (refusals, idempotent replays) change nothing.
+//!
+//! Only authenticated lines count: each line's `mac` is checked with the trail's key, and
+//! its `prev` against the `mac` of the line read before it (the first line read is taken
+//! as the start: rotated files before the horizon are not read). A line that fails is
+//! unreadable, which makes the caller fail closed, and is not applied; the chain goes on
+//! from the last line that passed, so a line forged into the trail does not also cost the
+//! true lines after it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::chain::MacKey;
+use super::record::{DISCONTINUITY, unseal};
 use super::writer::rotated_files;
 use crate::limits::lockout::VendorAnswer;
+use crate::request::{AccountFolding, AccountKey};
 
 /// Longest line read; a longer one is not a record (the writer never writes one).
 const MAX_LINE: u64 = 64 * 1024;
 /// Most attempts awaiting their outcome; beyond it the oldest is taken as an orphan
-/// (counted), which bounds memory on a trail full of orphans.
+/// (counted), which bounds memory on a trail full of orphans. Also the most orphans
+/// remembered for their late outcome.
 const MAX_PENDING: usize = 10_000;
+
+/// Codes an outcome of a change that reached its attempt record can carry (the pipeline
+/// writes the attempt record just before the vendor call). Refusals decided before it
+/// never resolve an attempt, even with its request id.
+const AFTER_ATTEMPT: [&str; 6] = [
+    "ok",
+    "vendor_rejected",
+    "vendor_error",
+    "vendor_timeout",
+    "upstream_auth_unavailable",
+    "audit_unavailable",
+];
 
 /// What reading the trail found, for the log and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,7 +71,8 @@ pub struct Scan {
     pub files: usize,
     /// Lines read.
     pub lines: u64,
-    /// Lines that are not records, and files or parts that could not be read.
+    /// Lines that are not records or fail their `mac` or `prev` check, and files or parts
+    /// that could not be read.
     pub unreadable: u64,
     /// Attempts that never got an outcome.
     pub orphans: u64,
@@ -61,6 +94,10 @@ struct Line {
     code: Option<String>,
     /// The vendor's part, when it was called.
     vendor: Option<Vendor>,
+    /// The previous record's `mac`.
+    prev: String,
+    /// A discontinuity's link: the last record the gateway knew it wrote.
+    last_mac: Option<String>,
 }
 
 /// The vendor's part of an outcome.
@@ -72,7 +109,9 @@ struct Vendor {
 
 /// An attempt awaiting its outcome.
 struct Pending {
-    /// The agent.
+    /// Its request id.
+    id: String,
+    /// The agent, as the record names it.
     agent: String,
     /// When the attempt was recorded.
     ts: SystemTime,
@@ -80,11 +119,14 @@ struct Pending {
     order: u64,
 }
 
-/// Reads the trail at `path` (its rotated files, then the current file) from `since` on
-/// and calls `apply` with each vendor answer, in the order they happened.
+/// Reads the trail at `path` (its rotated files, then the current file) from `since` on,
+/// checking each line with `key`, and calls `apply` with each vendor answer, in the order
+/// they happened. `folding` keys agents as the limits do (`rate_limit.account_key`).
 pub fn replay(
     path: &Path,
     since: SystemTime,
+    key: &MacKey,
+    folding: AccountFolding,
     mut apply: impl FnMut(&str, SystemTime, VendorAnswer),
 ) -> Scan {
     let mut scan = Scan::default();
@@ -101,7 +143,16 @@ pub fn replay(
     // Only regular files: a trail path naming a device (`/dev/full` in a test of a full
     // disk) or a pipe could be read forever.
     files.retain(|file| std::fs::metadata(file).is_ok_and(|m| m.is_file()));
-    let mut state = Replay::default();
+    let mut state = Replay {
+        key,
+        folding,
+        last_mac: None,
+        pending: HashMap::new(),
+        by_order: BTreeMap::new(),
+        orphaned: HashSet::new(),
+        orphaned_order: VecDeque::new(),
+        order: 0,
+    };
     for file in &files {
         scan.files += 1;
         if let Err(error) = read_file(file, since, &mut state, &mut scan, &mut apply) {
@@ -110,9 +161,8 @@ pub fn replay(
         }
     }
     // What is still pending never got an outcome: the process stopped during the call.
-    let orphans: Vec<String> = state.by_order.into_values().collect();
-    for id in orphans {
-        if let Some(pending) = state.pending.remove(&id) {
+    for (order, agent) in std::mem::take(&mut state.by_order) {
+        if let Some(pending) = state.take(&agent, order) {
             scan.orphans += 1;
             apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
         }
@@ -120,16 +170,24 @@ pub fn replay(
     scan
 }
 
-/// Attempts awaiting their outcome.
-#[derive(Default)]
-struct Replay {
-    /// By request id.
-    pending: HashMap<String, Pending>,
-    /// Request ids by place in the trail.
-    by_order: BTreeMap<u64, String>,
-    /// Attempts already counted as orphans (an outcome of a later attempt of the same
-    /// agent came first): their own outcome, should it still come, is not counted again.
-    orphaned: HashSet<String>,
+/// The replay's state: the chain, and attempts awaiting their outcome.
+struct Replay<'k> {
+    /// Checks the lines.
+    key: &'k MacKey,
+    /// How agents are keyed.
+    folding: AccountFolding,
+    /// `mac` of the last line that passed its checks; `None` before the first.
+    last_mac: Option<String>,
+    /// By agent key, then by place in the trail; matched by request id within the agent.
+    pending: HashMap<AccountKey, BTreeMap<u64, Pending>>,
+    /// Agent keys of the pending attempts, by place in the trail.
+    by_order: BTreeMap<u64, AccountKey>,
+    /// Attempts (request id, agent key) already counted as orphans (a later attempt of
+    /// the same agent came first): their own outcome, should it still come, is not counted
+    /// again.
+    orphaned: HashSet<(String, AccountKey)>,
+    /// The same, oldest first, to bound them.
+    orphaned_order: VecDeque<(String, AccountKey)>,
     /// Records seen.
     order: u64,
 }
@@ -137,7 +195,7 @@ struct Replay {
 fn read_file(
     file: &PathBuf,
     since: SystemTime,
-    state: &mut Replay,
+    state: &mut Replay<'_>,
     scan: &mut Scan,
     apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
 ) -> std::io::Result<()> {
@@ -155,15 +213,11 @@ fn read_file(
             skip_line(&mut reader)?;
             continue;
         }
-        let Some(line) = serde_json::from_slice::<Line>(&raw)
-            .ok()
-            .and_then(|line| Some((humantime::parse_rfc3339(&line.ts).ok()?, line)))
-        else {
+        let Some((ts, line)) = state.authentic(&raw) else {
             scan.unreadable += 1;
             continue;
         };
         state.order += 1;
-        let (ts, line) = line;
         if ts < since {
             continue;
         }
@@ -194,7 +248,52 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
     }
 }
 
-impl Replay {
+impl Replay<'_> {
+    /// The record on `raw` (one line, with or without its line end) and its time, when it
+    /// is a record, its `mac` is right (as `sipgw audit verify` checks it) and it links to
+    /// the line that passed before it; the chain then goes on from it.
+    fn authentic(&mut self, raw: &[u8]) -> Option<(SystemTime, Line)> {
+        let text = std::str::from_utf8(raw.strip_suffix(b"\n").unwrap_or(raw)).ok()?;
+        let (unsealed, mac) = unseal(text)?;
+        let line = serde_json::from_str::<Line>(text).ok()?;
+        let ts = humantime::parse_rfc3339(&line.ts).ok()?;
+        if self.key.mac(&line.prev, &unsealed) != mac {
+            return None;
+        }
+        let linked = self.last_mac.as_ref().is_none_or(|last| *last == line.prev);
+        if !linked {
+            // A discontinuity links to what the gateway had written (DESIGN.md §5), not to
+            // these lines: the chain goes on from it, but records were lost, so the line
+            // still counts as unreadable (the caller fails closed).
+            if line.kind == DISCONTINUITY && line.last_mac.as_deref() == Some(&line.prev) {
+                self.last_mac = Some(mac.to_owned());
+            }
+            return None;
+        }
+        self.last_mac = Some(mac.to_owned());
+        Some((ts, line))
+    }
+
+    /// Removes the pending attempt of `agent` at `order`.
+    fn take(&mut self, agent: &AccountKey, order: u64) -> Option<Pending> {
+        let attempts = self.pending.get_mut(agent)?;
+        let pending = attempts.remove(&order);
+        if attempts.is_empty() {
+            self.pending.remove(agent);
+        }
+        self.by_order.remove(&order);
+        pending
+    }
+
+    /// The place of `agent`'s pending attempt with request id `id`.
+    fn find(&self, agent: &AccountKey, id: &str) -> Option<u64> {
+        self.pending
+            .get(agent)?
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(order, _)| *order)
+    }
+
     fn attempt(
         &mut self,
         id: String,
@@ -203,17 +302,50 @@ impl Replay {
         scan: &mut Scan,
         apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
     ) {
-        if self.pending.len() >= MAX_PENDING
-            && let Some((_, oldest)) = self.by_order.pop_first()
-            && let Some(pending) = self.pending.remove(&oldest)
+        let key = AccountKey::new(&agent, self.folding);
+        // The same request id and agent again (a retry reusing its id) while the earlier
+        // one awaits its outcome: the next outcome could be either's, so the earlier one
+        // is taken as an orphan now, and the next outcome resolves this one.
+        if let Some(order) = self.find(&key, &id)
+            && let Some(earlier) = self.take(&key, order)
         {
             scan.orphans += 1;
-            apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
-            self.orphaned.insert(oldest);
+            apply(&earlier.agent, earlier.ts, VendorAnswer::Unknown);
         }
+        if self.by_order.len() >= MAX_PENDING
+            && let Some((&order, oldest)) = self.by_order.first_key_value()
+        {
+            let oldest = oldest.clone();
+            if let Some(pending) = self.take(&oldest, order) {
+                scan.orphans += 1;
+                apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
+                self.remember_orphan(pending.id, oldest);
+            }
+        }
+        // An orphan's late outcome and this attempt's could not be told apart either.
+        self.orphaned.remove(&(id.clone(), key.clone()));
         let order = self.order;
-        self.by_order.insert(order, id.clone());
-        self.pending.insert(id, Pending { agent, ts, order });
+        self.by_order.insert(order, key.clone());
+        self.pending.entry(key).or_default().insert(
+            order,
+            Pending {
+                id,
+                agent,
+                ts,
+                order,
+            },
+        );
+    }
+
+    /// Remembers an attempt counted as an orphan, so that its late outcome is not counted.
+    fn remember_orphan(&mut self, id: String, key: AccountKey) {
+        if self.orphaned_order.len() >= MAX_PENDING
+            && let Some(oldest) = self.orphaned_order.pop_front()
+        {
+            self.orphaned.remove(&oldest);
+        }
+        self.orphaned_order.push_back((id.clone(), key.clone()));
+        self.orphaned.insert((id, key));
     }
 
     fn outcome(
@@ -223,41 +355,41 @@ impl Replay {
         scan: &mut Scan,
         apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
     ) {
-        let Some(id) = line.request_id.as_deref() else {
+        let (Some(id), Some(agent)) = (line.request_id.as_deref(), line.agent.as_deref()) else {
             return;
         };
-        if self.orphaned.remove(id) {
+        let follows_attempt = line.vendor.is_some()
+            || line
+                .code
+                .as_deref()
+                .is_some_and(|code| AFTER_ATTEMPT.contains(&code));
+        if !follows_attempt {
+            // A refusal decided before any attempt: it resolves none, and says nothing.
             return;
         }
-        let own = self.pending.remove(id);
+        let key = AccountKey::new(agent, self.folding);
+        if !self.orphaned.is_empty() && self.orphaned.remove(&(id.to_owned(), key.clone())) {
+            return;
+        }
+        let own = self.find(&key, id).and_then(|order| self.take(&key, order));
         if let Some(own) = &own {
-            self.by_order.remove(&own.order);
             // Attempts of the same agent before this one had their turn before it: with no
             // outcome of their own so far, they never will have one.
-            let earlier: Vec<(u64, String)> = self
-                .by_order
-                .range(..own.order)
-                .filter(|(_, other)| {
-                    self.pending
-                        .get(*other)
-                        .is_some_and(|p| p.agent == own.agent)
-                })
-                .map(|(order, other)| (*order, other.clone()))
-                .collect();
-            for (order, other) in earlier {
-                self.by_order.remove(&order);
-                if let Some(pending) = self.pending.remove(&other) {
+            let earlier: Vec<u64> = self
+                .pending
+                .get(&key)
+                .map(|attempts| attempts.range(..own.order).map(|(o, _)| *o).collect())
+                .unwrap_or_default();
+            for order in earlier {
+                if let Some(pending) = self.take(&key, order) {
                     scan.orphans += 1;
                     apply(&pending.agent, pending.ts, VendorAnswer::Unknown);
-                    self.orphaned.insert(other);
+                    self.remember_orphan(pending.id, key.clone());
                 }
             }
         }
-        let agent = own
-            .as_ref()
-            .map(|p| p.agent.as_str())
-            .or(line.agent.as_deref());
-        if let (Some(agent), Some(answer)) = (agent, answer(line)) {
+        let agent = own.as_ref().map_or(agent, |p| p.agent.as_str());
+        if let Some(answer) = answer(line) {
             apply(agent, ts, answer);
         }
     }
@@ -288,8 +420,11 @@ fn answer(line: &Line) -> Option<VendorAnswer> {
 /// earlier than its last record; `None` when the name does not hold one (then it is read).
 fn rotated_at(file: &Path) -> Option<SystemTime> {
     let name = file.file_stem()?.to_str()?;
-    // The stamp is the last 24 characters: 2026-11-27T20-00-00.000Z.
-    let stamp = name.get(name.len().checked_sub(24)?..)?;
+    // The stamp is the last 24 characters: 2026-11-27T20-00-00.000Z. Not ASCII: not a
+    // stamp (and the byte offsets below would split a character).
+    let stamp = name
+        .get(name.len().checked_sub(24)?..)
+        .filter(|stamp| stamp.is_ascii())?;
     let mut text = stamp.to_owned();
     text.replace_range(13..14, ":");
     text.replace_range(16..17, ":");

@@ -77,9 +77,13 @@ impl LockoutRebuild {
                     record.blocked_until = None;
                 }
                 record.failures = record.failures.saturating_add(1);
-                record.last_failure = at;
+                // An orphan is applied at the end of the replay with its own, earlier time:
+                // it must not move the last failure, or a block's end, backwards.
+                record.last_failure = record.last_failure.max(at);
                 if record.failures >= self.policy.max_consecutive_failures {
-                    record.blocked_until = Some(at + self.policy.cooldown);
+                    let until = at + self.policy.cooldown;
+                    record.blocked_until =
+                        Some(record.blocked_until.map_or(until, |u| u.max(until)));
                 }
             }
         }
@@ -191,6 +195,28 @@ mod tests {
             2,
             "account_key = \"exact\" keeps spellings apart"
         );
+    }
+
+    #[test]
+    fn an_earlier_answer_applied_late_moves_nothing_backwards() {
+        // An orphan is applied at the end of the replay, with its attempt's older time.
+        let wall = SystemTime::now();
+        let minute = Duration::from_secs(60);
+        let mut rebuild = LockoutRebuild::new(policy(), AccountFolding::CaseFolded);
+        rebuild.apply("a", wall - minute * 20, VendorAnswer::Rejected);
+        rebuild.apply("a", wall - minute * 5, VendorAnswer::Rejected);
+        rebuild.apply("A", wall - minute * 20, VendorAnswer::Unknown);
+        let shield = LockoutShield::new(policy());
+        let now = Instant::now();
+        assert_eq!(shield.restore(rebuild, wall, now), 1);
+        assert_eq!(
+            shield.check("a", now),
+            Err(minute * 25),
+            "the block set 5 minutes ago still ends 25 minutes from now"
+        );
+        let record = shield.records.lock().unwrap()["a"];
+        assert_eq!(record.failures, 3);
+        assert_eq!(record.last_failure, now - minute * 5);
     }
 
     #[test]
