@@ -2,7 +2,7 @@
 //!
 //! Internal applications call one stable endpoint; sipgw checks the request, holds the
 //! vendor's credentials and AccessToken, and forwards the change to the vendor
-//! (`../shared/DESIGN.md` is the contract, `VENDOR_API.md` the vendor's side).
+//! (the README states the contract and the vendor's side).
 //!
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
