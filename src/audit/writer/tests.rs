@@ -6,7 +6,7 @@ use crate::audit::chain::GENESIS;
 use crate::audit::record::{CallerInfo, Kind, unseal};
 use crate::audit::verify::{expand, verify};
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(super) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sipgw-audit-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

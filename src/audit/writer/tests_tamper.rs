@@ -8,11 +8,9 @@ use super::*;
 use crate::audit::record::{CallerInfo, Kind};
 use crate::audit::verify::{expand, verify};
 
+/// A fresh directory of the writer's tests, apart from `tests.rs`'s own.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipgw-tamper-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    super::tests::temp_dir(&format!("tamper-{name}"))
 }
 
 fn event(n: u64) -> Event {
