@@ -15,7 +15,10 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 fn no_import_cycle_across_top_level_modules() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = import_graph(&src);
-    assert!(graph.len() > 5, "too few modules found under src/: {graph:?}");
+    assert!(
+        graph.len() > 5,
+        "too few modules found under src/: {graph:?}"
+    );
     let cycles: Vec<_> = strongly_connected(&graph)
         .into_iter()
         .filter(|component| component.len() > 1)
@@ -90,7 +93,10 @@ fn module_path(relative: &Path) -> Vec<String> {
         .iter()
         .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
         .collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
