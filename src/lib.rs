@@ -28,11 +28,8 @@
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
 //! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
 //!   JWKS fetcher.
-//! - [`sim`]: a faithful vendor simulator for the demo, the tests and benchmarks.
-//! - [`dev_issuer`]: a development JWT issuer (JWKS, discovery, minting) for the demo
-//!   and the tests; never a real identity provider.
-//! - [`demo`]: `sipgw demo`, everything on loopback.
-//! - [`dev_token`]: `sipgw dev-token`, development tokens from a key file.
+//! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
+//!   links the development tools of `sipgw-dev`).
 //! - [`telemetry`]: log set-up.
 //! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible).
 //!
@@ -56,9 +53,8 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod demo;
-pub mod dev_issuer;
-pub mod dev_token;
 pub mod error;
 pub mod gateway;
 pub mod limits;
@@ -67,7 +63,6 @@ pub mod outbound;
 pub mod password_policy;
 pub mod request;
 pub mod server;
-pub mod sim;
 pub mod telemetry;
 pub mod terminal;
 pub mod tls;

@@ -20,7 +20,7 @@ const UPPER: &str = "A1002";
 const LOWER: &str = "a1002";
 
 /// The default simulator plus `A1002` and `ALICE`.
-fn sim() -> sipgw::sim::SimConfig {
+fn sim() -> sipgw_dev::sim::SimConfig {
     let mut sim = sim_config();
     sim.agents.push((UPPER.into(), CURRENT.into()));
     sim.agents.push(("ALICE".into(), CURRENT.into()));

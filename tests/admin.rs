@@ -90,7 +90,7 @@ async fn healthz_answers_and_readyz_turns_ready_once_keys_and_token_are_held() {
 
 #[tokio::test]
 async fn readyz_names_a_missing_vendor_token() {
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     sim.faults().set_token_status(Some(500));
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
