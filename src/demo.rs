@@ -46,6 +46,9 @@ pub enum DemoError {
     /// The compiled-in demo config was refused (a bug).
     #[error("demo config: {0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The gateway could not start.
+    #[error("{0}")]
+    Start(#[from] crate::app::StartError),
     /// A request to the gateway failed at the HTTP level.
     #[error("request to the gateway failed: {0}")]
     Http(String),
@@ -110,7 +113,12 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(async move {
-        crate::app::serve(&config, listener, async {
+        let listeners = crate::app::Listeners {
+            api: listener,
+            admin: None,
+        };
+        let tls = crate::tls::Reloads::when_files_change();
+        crate::app::serve(&config, listeners, tls, async {
             let _ = stopped.await;
         })
         .await

@@ -6,9 +6,11 @@
 //!
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
-//! - [`app`]: wires one process together ([`app::serve`]).
-//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
-//! - [`metrics`]: the Prometheus metrics (DESIGN.md §6) and their registry.
+//! - [`app`]: the composition root: builds the parts once ([`app::Parts`]), hands each
+//!   consumer what it needs, and runs one process ([`app::serve`]).
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics` (the registry, in
+//!   [`admin::metrics`]).
+//! - [`metrics`]: the Prometheus instruments the parts record into (a leaf module).
 //! - [`auth`]: callers' JWTs (key sets, the token check, a verified-token cache) and who
 //!   may change which agent's password.
 //! - [`server`]: the listener: connection slots (idle connections give way to new clients
@@ -22,7 +24,8 @@
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
 //! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer
 //!   that stops when its file is removed or altered, flood control, `audit verify` /
-//!   `show`, the trail read back at start-up to rebuild the lockout shield).
+//!   `show` and their command line, the trail read back at start-up to rebuild the lockout
+//!   shield).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
@@ -31,7 +34,8 @@
 //! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
 //!   links the development tools of `sipgw-dev`).
 //! - [`telemetry`]: log set-up.
-//! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible).
+//! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible), and
+//!   printing a command's result to stdout.
 //!
 //! ## One request
 //! [`server::run`] accepts a connection and hands each request, in a task of its own, to

@@ -19,6 +19,8 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
 
 /// Whether `c` must not reach a terminal raw.
 pub fn is_unsafe(c: char) -> bool {
@@ -80,6 +82,30 @@ fn escape_except(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Writes `text` to stdout and returns `status`; see [`write_failed`] for what a failed
+/// write returns instead. For the commands that print one result (`check-config`,
+/// `audit verify`, `dev-token`).
+pub fn print_all(context: &str, text: &str, status: ExitCode) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => status,
+        Err(error) => write_failed(context, &error, status),
+    }
+}
+
+/// The exit status after writing to stdout failed. A reader that went away (`| head -1`:
+/// EPIPE, since Rust ignores SIGPIPE) asked for no more: the command ends quietly with the
+/// status it had anyway (`println!` would panic and exit 101). Any other failure (a full
+/// disk behind a redirect) is reported and fails the command.
+pub fn write_failed(context: &str, error: &std::io::Error, status: ExitCode) -> ExitCode {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        status
+    } else {
+        eprintln!("{context}: cannot write the output: {error}");
+        ExitCode::FAILURE
+    }
 }
 
 #[cfg(test)]

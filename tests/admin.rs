@@ -322,7 +322,6 @@ async fn metrics_count_what_happened() {
 /// answers and `/readyz` says why the gateway is not ready yet.
 #[tokio::test]
 async fn readyz_names_a_lockout_rebuild_in_progress() {
-    use std::sync::Arc;
     let h = Harness::start().await;
     readyz_until(&h, 200).await;
     // A second gateway on the same config, its admin handler on a socket of its own, so
@@ -336,11 +335,11 @@ async fn readyz_names_a_lockout_rebuild_in_progress() {
         (name == "SIPGW_APP_SECRET").then(|| APP_SECRET.to_owned())
     })
     .unwrap();
-    let gateway = Arc::new(sipgw::gateway::Gateway::new(&config).unwrap());
-    gateway.limits().set_rebuilding(true);
+    let parts = sipgw::app::Parts::build(&config).unwrap();
+    parts.limits.set_rebuilding(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handler = sipgw::admin::handler(Arc::clone(&gateway), None, Vec::new());
+    let handler = sipgw::admin::handler(parts.readiness(), parts.metric_sources(None, Vec::new()));
     let server = tokio::spawn(sipgw::server::run(
         listener,
         config.server.admin_limits.clone(),
@@ -358,7 +357,7 @@ async fn readyz_names_a_lockout_rebuild_in_progress() {
             .contains(&"lockout_rebuilding".into()),
         "{body}"
     );
-    gateway.limits().set_rebuilding(false);
+    parts.limits.set_rebuilding(false);
     let (_, body) = get(addr, "/readyz").await;
     assert!(
         !body["unmet"]

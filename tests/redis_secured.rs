@@ -161,18 +161,22 @@ async fn a_wrong_password_stops_start_up_naming_the_key() {
         file.rate_limit.redis_password_file = password.map(|p| p.display().to_string());
         file.rate_limit.redis_username = username;
         let config = Config::from_file(file, |_| Some(APP_SECRET.to_owned())).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = sipgw::app::Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: None,
+        };
+        let tls = sipgw::tls::Reloads::when_files_change();
         let served = tokio::time::timeout(
             Duration::from_secs(30),
-            sipgw::app::serve(&config, listener, std::future::pending()),
+            sipgw::app::serve(&config, listeners, tls, std::future::pending()),
         )
         .await
         .expect("start-up stops rather than serving");
-        let error = served
-            .expect_err("refused credentials stop start-up")
-            .to_string();
+        let error = served.expect_err("refused credentials stop start-up");
+        assert_eq!(error.exit_status(), 2, "{error}");
+        let error = error.to_string();
         assert!(
-            error.starts_with("rate_limit.redis_password_file ") && error.contains("refused"),
+            error.contains("(rate_limit.redis_password_file)") && error.contains("refused"),
             "{error}"
         );
         assert!(

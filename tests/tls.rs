@@ -24,7 +24,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sipgw::config::{Config, FileConfig};
-use sipgw::tls::{ServerTls, TlsFile};
+use sipgw::tls::{Reloads, ServerTls, TlsFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -200,23 +200,24 @@ impl TlsGateway {
         tweak(&mut file);
         let config =
             Config::from_file(file, |_| Some(APP_SECRET.to_owned())).expect("test config is valid");
-        let files = config.server.tls.clone().expect("TLS is configured");
-        let tls = Arc::new(ServerTls::load(files).unwrap().with_poll_interval(poll));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_addr = admin.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = {
-            let tls = Arc::clone(&tls);
-            tokio::spawn(async move {
-                sipgw::app::serve_with_tls(&config, listener, Some(admin), tls, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("gateway runs");
-            })
+        let (reloads, loaded) = Reloads::on_demand();
+        let reloads = reloads.polling_every(poll);
+        let listeners = sipgw::app::Listeners {
+            api: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
         };
+        let addr = listeners.api.local_addr().unwrap();
+        let admin_addr = listeners.admin.as_ref().unwrap().local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sipgw::app::serve(&config, listeners, reloads, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("gateway runs");
+        });
+        // The gateway loads the files itself; the test reloads them on demand.
+        let tls = loaded.loaded().await.expect("the TLS files load");
         Self {
             addr,
             admin_addr,

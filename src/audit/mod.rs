@@ -4,10 +4,11 @@
 //! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
-//! - [`verify`]: `sipgw audit verify` and `sipgw audit show`.
+//! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
 
 pub mod chain;
+pub mod cli;
 pub mod history;
 pub mod record;
 pub mod throttle;

@@ -26,19 +26,38 @@ use reply::{
 };
 use vendor_call::scrub;
 
-use crate::auth::keys::{KeySource, KeyStore};
 use crate::auth::{AuthError, Authenticator, Caller};
-use crate::config::{Config, invalid};
 use crate::error::{ApiError, json_response};
 use crate::limits::idempotency::{Begin, Stored};
 use crate::limits::quota::Verdict;
 use crate::limits::{IdempotencyScope, Limits, Shield};
-use crate::metrics::{CodeLabel, RequestMetrics, ScopeLabel, VendorMetrics};
-use crate::outbound;
+use crate::metrics::{CodeLabel, RequestMetrics, ScopeLabel};
 use crate::password_policy::PasswordPolicy;
 use crate::request::{self, AccountKey};
 use crate::terminal;
-use crate::vendor::{TokenCache, TokenSource, VendorClient};
+use crate::vendor::{TokenCache, VendorClient};
+
+/// What the pipeline is made of: the parts a request needs, built once at start-up. The
+/// shared ones are handles (`Arc`s, instruments that share their values), so whoever built
+/// them keeps its own handle to run their background tasks or read their state.
+pub struct Parts {
+    /// Checks callers' JWTs and holds the key set.
+    pub auth: Arc<Authenticator>,
+    /// Writes the audit trail.
+    pub auditor: Arc<Auditor>,
+    /// Quotas, lockout shield, per-agent serialization, idempotency.
+    pub limits: Arc<Limits>,
+    /// The compiled `[password_policy]`.
+    pub policy: PasswordPolicy,
+    /// Bound on a whole request once its head has arrived.
+    pub request_timeout: std::time::Duration,
+    /// The vendor's pooled HTTP client.
+    pub vendor: VendorClient,
+    /// The shared AccessToken cache, refreshed in the background.
+    pub tokens: Arc<TokenCache>,
+    /// Request counters and durations.
+    pub metrics: RequestMetrics,
+}
 
 /// Everything a request needs, built once at start-up and shared by all connections.
 pub struct Gateway {
@@ -75,80 +94,29 @@ enum Reply {
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated config (TLS roots are loaded here).
-    pub fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
-        let vendor = VendorClient::new(config.vendor.clone())?;
-        let source: Arc<dyn TokenSource> = Arc::new(vendor.clone());
-        let auth = &config.auth;
-        let idp_client = match auth.source {
-            KeySource::Static(_) => None,
-            KeySource::JwksUrl(_) | KeySource::Discovery(_) => Some(
-                outbound::client(&auth.extra_roots, auth.fetch.timeout)
-                    .map_err(|e| invalid("auth.ca_file", format!("TLS set-up failed: {e}")))?,
-            ),
-        };
-        let keys = Arc::new(KeyStore::new(
-            auth.source.clone(),
-            auth.fetch.clone(),
-            idp_client,
-        ));
-        Ok(Self {
-            auth: Arc::new(Authenticator::new(auth.settings.clone(), keys)),
-            limits: Arc::new(
-                Limits::new(&config.limits, &config.vendor.app_secret).map_err(|e| {
-                    invalid(
-                        "rate_limit.redis_url",
-                        format!("redis client set-up failed ({:?})", e.kind()),
-                    )
-                })?,
-            ),
-            auditor: Arc::new(Auditor::open(&config.audit).map_err(|e| {
-                invalid(
-                    "audit.path",
-                    format!("cannot open {}: {e}", config.audit.path.display()),
-                )
-            })?),
-            policy: config.password_policy.clone(),
-            request_timeout: config.server.request_timeout,
+    /// Assembles the pipeline from parts built once at start-up (by [`crate::app`]): the
+    /// gateway holds them and hands none of them out.
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            auth,
+            auditor,
+            limits,
+            policy,
+            request_timeout,
             vendor,
-            tokens: Arc::new(TokenCache::new(source)),
-            metrics: RequestMetrics::default(),
-        })
-    }
-
-    /// The request counters and durations, for the metrics registry.
-    pub fn request_metrics(&self) -> &RequestMetrics {
-        &self.metrics
-    }
-
-    /// The vendor call counters and durations, for the metrics registry.
-    pub fn vendor_metrics(&self) -> &VendorMetrics {
-        self.vendor.metrics()
-    }
-
-    /// The token cache, so the caller can run its refresher and readiness can look at it.
-    pub fn tokens(&self) -> &Arc<TokenCache> {
-        &self.tokens
-    }
-
-    /// The limits, so the caller can run their janitor.
-    pub fn limits(&self) -> &Arc<Limits> {
-        &self.limits
-    }
-
-    /// The audit trail, so the caller can run its sweeper (and tests can read its counters).
-    pub fn auditor(&self) -> &Arc<Auditor> {
-        &self.auditor
-    }
-
-    /// The token check (its caches' sizes are metrics).
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.auth
-    }
-
-    /// The key store, so the caller can run its refresher and readiness can look at it.
-    pub fn keys(&self) -> &Arc<KeyStore> {
-        self.auth.keys()
+            tokens,
+            metrics,
+        } = parts;
+        Self {
+            auth,
+            auditor,
+            limits,
+            policy,
+            request_timeout,
+            vendor,
+            tokens,
+            metrics,
+        }
     }
 
     /// Serves one request on the API listener.

@@ -5,7 +5,8 @@
 //! - this file: the files, read and turned into a rustls [`ServerConfig`] offering h2 and
 //!   HTTP/1.1 by ALPN; every error names the config key of the file at fault.
 //! - [`reload`]: [`ServerTls`], the config new handshakes use, replaced when the files change
-//!   (polled by content) or on SIGHUP, without touching established connections.
+//!   (polled by content) or on SIGHUP, without touching established connections; and
+//!   [`Reloads`], which loads the files and owns both triggers.
 //! - [`summary`]: what may be logged about a certificate (serial, not-after); never key
 //!   material.
 //!
@@ -27,7 +28,7 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretSlice};
 
-pub use reload::ServerTls;
+pub use reload::{ReloadHandle, Reloading, Reloads, ServerTls};
 pub use summary::CertSummary;
 
 /// ALPN protocols offered, most preferred first (RFC 7301): h2, then HTTP/1.1. hyper-util's

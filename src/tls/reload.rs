@@ -5,6 +5,8 @@
 //! hash of the contents, not modification times: Kubernetes updates a Secret volume by
 //! swapping a `..data` symlink, which leaves the mtime of the path the config names alone.
 //!
+//! [`Reloads`] owns both triggers and loads the files in the first place.
+//!
 //! A reload replaces the whole rustls config at once; connections keep the one they were
 //! established with, so none is dropped. A reload that fails (files half-written, a key that
 //! does not match) logs a warning and keeps the current config.
@@ -16,6 +18,8 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rustls::ServerConfig;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsAcceptor;
 
@@ -198,14 +202,128 @@ impl fmt::Debug for ServerTls {
     }
 }
 
-/// Reloads `tls` on every SIGHUP (`hangups`), until the process ends. Only the binary's
-/// `serve` installs it: a signal handler is process-wide, and tests run many gateways in
-/// one process. Without TLS, a SIGHUP is logged and otherwise ignored rather than ending
-/// the process (its default action).
-pub async fn reload_on_hangup(
+/// What reloads the API listener's TLS files, in one place: the files' contents compared
+/// every poll interval (cert-manager renewals, a Secret volume's swap), and SIGHUP side by
+/// side when the binary asks for it. [`Reloads::start`] loads the files and starts the
+/// triggers; the composition root calls it once.
+pub struct Reloads {
+    /// How often the files are compared with what was last read.
+    poll_interval: Duration,
+    /// SIGHUP, when installed ([`Reloads::on_hangup`]).
+    hangups: Option<Signal>,
+    /// Who waits for the loaded TLS ([`Reloads::on_demand`]).
+    loaded: Option<oneshot::Sender<Arc<ServerTls>>>,
+}
+
+impl Reloads {
+    /// The files are compared every [`DEFAULT_POLL_INTERVAL`] and reloaded when their
+    /// contents changed.
+    pub fn when_files_change() -> Self {
+        Self {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            hangups: None,
+            loaded: None,
+        }
+    }
+
+    /// [`Reloads::when_files_change`], plus a handle that yields the loaded TLS once it is
+    /// serving, to reload it whenever the holder wants (tests).
+    pub fn on_demand() -> (Self, ReloadHandle) {
+        let (loaded, handle) = oneshot::channel();
+        let reloads = Self {
+            loaded: Some(loaded),
+            ..Self::when_files_change()
+        };
+        (reloads, ReloadHandle(handle))
+    }
+
+    /// The same, with the files compared every `interval` (tests use a short one).
+    pub fn polling_every(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Also reloads on every SIGHUP. The handler is installed now, not when the TLS is
+    /// loaded: a SIGHUP (`systemctl reload`) that arrives while the config is read or the
+    /// ports are bound must not take the signal's default action, which ends the process.
+    /// Without TLS, a SIGHUP is logged and otherwise ignored. Only the binary installs it:
+    /// a signal handler is process-wide, and tests run many gateways in one process.
+    pub fn on_hangup(mut self) -> std::io::Result<Self> {
+        self.hangups = Some(signal(SignalKind::hangup())?);
+        Ok(self)
+    }
+
+    /// Loads `files` (none: a plain listener) and starts the triggers; they stop when the
+    /// returned [`Reloading`] is dropped. Must be called inside the Tokio runtime.
+    pub fn start(self, files: Option<&TlsFiles>) -> Result<Reloading, LoadError> {
+        let tls = match files {
+            Some(files) => Some(Arc::new(
+                ServerTls::load(files.clone())?.with_poll_interval(self.poll_interval),
+            )),
+            None => None,
+        };
+        let mut tasks = Vec::new();
+        if let Some(tls) = &tls {
+            tasks.push(tokio::spawn(Arc::clone(tls).watch()));
+        }
+        if let Some(hangups) = self.hangups {
+            tasks.push(tokio::spawn(reload_on_hangup(tls.clone(), hangups)));
+        }
+        if let (Some(loaded), Some(tls)) = (self.loaded, &tls) {
+            // Nobody waiting any more is fine.
+            let _ = loaded.send(Arc::clone(tls));
+        }
+        Ok(Reloading { tls, tasks })
+    }
+}
+
+impl fmt::Debug for Reloads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloads")
+            .field("poll_interval", &self.poll_interval)
+            .field("on_hangup", &self.hangups.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The loaded TLS, for a test that reloads it on demand ([`Reloads::on_demand`]).
+#[derive(Debug)]
+pub struct ReloadHandle(oneshot::Receiver<Arc<ServerTls>>);
+
+impl ReloadHandle {
+    /// Waits until the TLS is loaded and serving; `None` when the gateway stopped first
+    /// or has no TLS configured.
+    pub async fn loaded(self) -> Option<Arc<ServerTls>> {
+        self.0.await.ok()
+    }
+}
+
+/// The API listener's TLS (none: plain), with its reload triggers running until dropped.
+#[derive(Debug)]
+pub struct Reloading {
+    /// The TLS new handshakes use.
     tls: Option<Arc<ServerTls>>,
-    mut hangups: tokio::signal::unix::Signal,
-) {
+    /// The file watch and the SIGHUP loop.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Reloading {
+    /// The TLS the API listener serves with, when configured.
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.as_ref()
+    }
+}
+
+impl Drop for Reloading {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Reloads `tls` on every SIGHUP (`hangups`), until its task is aborted.
+async fn reload_on_hangup(tls: Option<Arc<ServerTls>>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         match &tls {
             Some(tls) => {

@@ -193,7 +193,12 @@ impl Harness {
         let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            sipgw::app::serve_with_admin(&config, listener, Some(admin), async {
+            let listeners = sipgw::app::Listeners {
+                api: listener,
+                admin: Some(admin),
+            };
+            let tls = sipgw::tls::Reloads::when_files_change();
+            sipgw::app::serve(&config, listeners, tls, async {
                 let _ = stopped.await;
             })
             .await

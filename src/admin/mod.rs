@@ -7,6 +7,9 @@
 //! degraded dependency (the
 //! Redis backend answering from local fallbacks) is reported but stays 200: the gateway
 //! still serves, more conservatively.
+//!
+//! The listener is handed only what it reads: [`Readiness`] (the parts behind `/readyz`)
+//! and [`metrics::Sources`] (what `/metrics` registers and reads at each scrape).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,12 +21,36 @@ use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use crate::gateway::Gateway;
-use crate::metrics;
+pub mod metrics;
 
-/// Answers one admin request; `registry` holds the gateway's metrics.
+use crate::auth::keys::KeyStore;
+use crate::gateway::Auditor;
+use crate::limits::Limits;
+use crate::vendor::TokenCache;
+
+/// The parts whose state decides readiness; the composition root ([`crate::app`]) hands
+/// them over, and nothing else.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The JWT key set: loaded or not.
+    pub keys: Arc<KeyStore>,
+    /// The vendor AccessToken cache: a usable token held or not.
+    pub tokens: Arc<TokenCache>,
+    /// The limits: Redis credentials, the fallback, the lockout rebuild.
+    pub limits: Arc<Limits>,
+    /// The audit trail: tampered with under the writer or not.
+    pub auditor: Arc<Auditor>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readiness")
+    }
+}
+
+/// Answers one admin request; `registry` holds the process's metrics.
 pub fn handle(
-    gateway: &Gateway,
+    ready: &Readiness,
     registry: &Registry,
     request: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -35,7 +62,7 @@ pub fn handle(
     }
     Ok(match request.uri().path() {
         "/healthz" => reply(StatusCode::OK, &json!({ "status": "ok" })),
-        "/readyz" => readiness(gateway),
+        "/readyz" => readiness(ready),
         "/metrics" => {
             let mut response = Response::new(Full::new(Bytes::from(metrics::render(registry))));
             response.headers_mut().insert(
@@ -48,35 +75,35 @@ pub fn handle(
     })
 }
 
-fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
+fn readiness(ready: &Readiness) -> Response<Full<Bytes>> {
     let mut unmet = Vec::new();
-    if !gateway.keys().is_loaded() {
+    if !ready.keys.is_loaded() {
         unmet.push("jwks_not_loaded");
     }
-    if !gateway.tokens().has_usable_token() {
+    if !ready.tokens.has_usable_token() {
         unmet.push("no_vendor_token");
     }
     // Not a blip that the fallbacks ride out: every change is refused (the lockout state
     // cannot be read) until an operator fixes the credentials.
-    if gateway.limits().redis_credentials_refused() {
+    if ready.limits.redis_credentials_refused() {
         unmet.push("redis_credentials_refused");
     }
     // The trail was removed or altered under the writer: every change is refused until an
     // operator restarts sipgw (README "Audit trail").
-    let tampered = gateway.auditor().writer().halted();
+    let tampered = ready.auditor.writer().halted();
     if tampered.is_some() {
         unmet.push("audit_trail_tampered");
     }
     // Start-up: the lockout counts are still being read back from the audit trail, and the
     // API listener does not serve yet.
-    if gateway.limits().rebuilding() {
+    if ready.limits.rebuilding() {
         unmet.push("lockout_rebuilding");
     }
     let mut degraded = Vec::new();
-    if gateway.limits().degraded() {
+    if ready.limits.degraded() {
         degraded.push("redis_unreachable_using_local_limits");
     }
-    if gateway.limits().lockout_unknown() {
+    if ready.limits.lockout_unknown() {
         degraded.push("lockout_history_unreadable_refusing_changes");
     }
     if unmet.is_empty() {
@@ -106,13 +133,13 @@ fn reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> 
 /// What the admin handler answers, as [`crate::server::run`] wants it.
 type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 
-/// Handler for [`crate::server::run`]; `tls` is the API listener's, and `listeners` the
-/// listeners' connection slots, for their metrics.
+/// Handler for [`crate::server::run`]: readiness from `ready`, `/metrics` from a registry
+/// built once from `sources`.
 pub fn handler(
-    gateway: Arc<Gateway>,
-    tls: Option<Arc<crate::tls::ServerTls>>,
-    listeners: Vec<metrics::ListenerStats>,
+    ready: Readiness,
+    sources: metrics::Sources,
 ) -> impl Fn(Request<Incoming>, std::net::SocketAddr) -> Answer + Clone + Send + Sync + 'static {
-    let registry = Arc::new(metrics::registry(&gateway, tls.as_ref(), listeners));
-    move |request, _peer| std::future::ready(handle(&gateway, &registry, &request))
+    let registry = Arc::new(metrics::registry(sources));
+    let ready = Arc::new(ready);
+    move |request, _peer| std::future::ready(handle(&ready, &registry, &request))
 }

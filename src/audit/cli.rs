@@ -1,0 +1,147 @@
+//! `sipgw audit verify` and `sipgw audit show`: the command line over [`super::verify`].
+//!
+//! The verdict of `verify` is the exit status, so that a script or a cron job can act on
+//! it without parsing: 0 intact, 1 a broken chain (the first bad line is named), 2 the
+//! files or the key could not be read, 3 a chain that holds but records discontinuities
+//! (records were lost, and a new chain began).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::chain::MacKey;
+use super::verify;
+use crate::terminal::{self, print_all, write_failed};
+
+/// Exit status when the trail's files or the key file cannot be read.
+const EXIT_UNREADABLE: u8 = 2;
+/// Exit status of `audit verify` for a trail whose chain holds but that has discontinuity
+/// records (records were lost, and a new chain began); 1 is a broken chain.
+const EXIT_DISCONTINUITY: u8 = 3;
+
+/// `sipgw audit ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the chain of one trail (its rotated files in order, or a directory).
+    Verify {
+        /// Trail files in chain order, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The HMAC key file the trail was written with (plain SHA-256 without it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Accept a trail that starts after seq 1 (an archived tail; its first link is
+        /// taken on trust).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Print matching records as a table (or JSON lines).
+    Show {
+        /// Trail files, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only this agent (in any letter case: one account to the limits).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this code (ok, vendor_rejected, unauthenticated, ...).
+        #[arg(long)]
+        code: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs one `audit` command; its result is the exit status.
+pub fn run(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify {
+            files,
+            key_file,
+            partial,
+        } => run_verify(&files, key_file, partial),
+        AuditCommand::Show {
+            files,
+            agent,
+            since,
+            code,
+            json,
+        } => run_show(&files, &verify::Filter { agent, since, code }, json),
+    }
+}
+
+fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> ExitCode {
+    const CONTEXT: &str = "sipgw audit verify";
+    let key = match key_file {
+        None => MacKey::Plain,
+        Some(path) => match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| MacKey::from_file_bytes(&b))
+        {
+            Ok(key) => key,
+            Err(error) => {
+                eprintln!("{CONTEXT}: --key-file {}: {error}", path.display());
+                return ExitCode::from(EXIT_UNREADABLE);
+            }
+        },
+    };
+    let files = match verify::expand(files) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("{CONTEXT}: no trail files found");
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+        Err(error) => {
+            let error = error.to_string();
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    };
+    let checked = if partial {
+        verify::verify_from_any(&files, &key)
+    } else {
+        verify::verify(&files, &key)
+    };
+    // The verdict is the exit status, whether or not anyone still reads the line.
+    match checked {
+        // The chain holds, but records were lost before a new chain began: not OK.
+        Ok(summary) if !summary.discontinuities.is_empty() => print_all(
+            CONTEXT,
+            &format!("{summary}\n"),
+            ExitCode::from(EXIT_DISCONTINUITY),
+        ),
+        Ok(summary) => print_all(CONTEXT, &format!("{summary}\n"), ExitCode::SUCCESS),
+        Err(failure) => print_all(CONTEXT, &format!("{failure}\n"), ExitCode::FAILURE),
+    }
+}
+
+fn run_show(files: &[PathBuf], filter: &verify::Filter, json: bool) -> ExitCode {
+    const CONTEXT: &str = "sipgw audit show";
+    let records = match verify::expand(files).and_then(|files| verify::select(&files, filter)) {
+        Ok(records) => records,
+        Err(error) => {
+            let error = error.to_string();
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = records
+        .iter()
+        .try_for_each(|record| {
+            if json {
+                let line = record.to_string();
+                writeln!(out, "{}", terminal::escape_json(&line))
+            } else {
+                writeln!(out, "{}", verify::table_row(record))
+            }
+        })
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => write_failed(CONTEXT, &error, ExitCode::SUCCESS),
+    }
+}
