@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 
 use crate::audit::history;
-use crate::config::{Config, ConfigError, LimitsBackend};
+use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::limits::Limits;
+use crate::limits::config::LimitsBackend;
 use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
 use crate::server::{self, ConnectionStats, Transport};
 use crate::tls::ServerTls;

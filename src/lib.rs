@@ -5,7 +5,9 @@
 //! (the README states the contract and the vendor's side).
 //!
 //! ## Layout
-//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
+//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values; it
+//!   composes the sections each domain module owns (`vendor::config`, `audit::config`, …).
+//! - [`config_key`]: what those sections share: [`config_key::InvalidKey`] and range checks.
 //! - [`app`]: wires one process together ([`app::serve`]).
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus metrics (DESIGN.md §6) and their registry.
@@ -56,6 +58,7 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod config_key;
 pub mod demo;
 pub mod dev_issuer;
 pub mod dev_token;

@@ -8,6 +8,7 @@
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
 
 pub mod chain;
+pub mod config;
 pub mod history;
 pub mod record;
 pub mod throttle;
