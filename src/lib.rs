@@ -5,7 +5,9 @@
 //! (the README states the contract and the vendor's side).
 //!
 //! ## Layout
-//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
+//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values; it
+//!   composes the sections each domain module owns (`vendor::config`, `audit::config`, …).
+//! - [`config_key`]: what those sections share: [`config_key::InvalidKey`] and range checks.
 //! - [`app`]: the composition root: builds the parts once ([`app::Parts`]), hands each
 //!   consumer what it needs, and runs one process ([`app::serve`]).
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics` (the registry, in
@@ -57,6 +59,7 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod config_key;
 #[cfg(feature = "dev")]
 pub mod demo;
 pub mod error;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 /// The vendor's account, spelled in upper case; the tests also send it as `a1002`.

@@ -145,7 +145,7 @@ async fn metrics_count_what_happened() {
     // One change per agent per hour, so that a second change to the same agent is refused.
     let h = Harness::start_with(sim_config(), |file| {
         file.audit.path = trail;
-        file.rate_limit.per_agent = sipgw::config::file::QuotaSection {
+        file.rate_limit.per_agent = sipgw::limits::config::QuotaSection {
             burst: 1,
             per_secs: 3600,
         };

@@ -14,7 +14,7 @@ use common::redis_server::RedisServer;
 use common::*;
 use http::Method;
 use sipgw::config::FileConfig;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 
@@ -342,7 +342,7 @@ mod scripts {
     use std::num::NonZeroU32;
 
     use secrecy::SecretString;
-    use sipgw::config::{LimitsBackend, LimitsConfig};
+    use sipgw::limits::config::{LimitsBackend, LimitsConfig};
     use sipgw::limits::idempotency::{Begin, Outcome, Stored};
     use sipgw::limits::lockout::LockoutPolicy;
     use sipgw::limits::quota::{QuotaSpec, Verdict};

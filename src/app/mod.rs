@@ -27,7 +27,8 @@ pub use error::{EXIT_CONFIG, EXIT_FAILURE, StartError};
 pub use parts::{Background, Parts};
 
 use crate::admin;
-use crate::config::{Config, LimitsBackend};
+use crate::config::Config;
+use crate::limits::config::LimitsBackend;
 use crate::server::{self, ConnectionStats, Transport};
 use crate::tls::Reloads;
 

@@ -9,6 +9,7 @@
 //! A request's `Authorization` header becomes an [`Identity`] (or an [`AuthError`], 401),
 //! then, for the agent asked for, a [`Caller`] (or 403).
 
+pub mod config;
 pub mod keys;
 pub mod policy;
 pub mod verify;

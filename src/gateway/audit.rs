@@ -17,9 +17,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::flood::Flood;
+use crate::audit::config::AuditConfig;
 use crate::audit::record::{CallerInfo, Event, Kind, VendorInfo};
 use crate::audit::writer::{AuditWriter, WriterConfig};
-use crate::config::AuditConfig;
 use crate::error::ApiError;
 use crate::metrics::ReasonLabel;
 

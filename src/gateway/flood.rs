@@ -18,9 +18,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::time::Instant;
 
+use crate::audit::config::FloodConfig;
 use crate::audit::record::{CallerInfo, Event, FloodSummary, Kind};
 use crate::audit::throttle::{Addr, Budget, Closed, Decision, Network, Throttle, Why};
-use crate::config::FloodConfig;
 use crate::metrics::ReasonLabel;
 
 /// Length of a flood window and of the budget's window.

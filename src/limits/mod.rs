@@ -16,6 +16,7 @@
 //! each asks Redis and, when Redis cannot be reached, falls back to the in-process state
 //! (the lockout shield instead refuses: see [`Shield::Unknown`]).
 
+pub mod config;
 pub mod idempotency;
 pub mod lockout;
 pub mod quota;
@@ -31,8 +32,8 @@ use secrecy::{ExposeSecret, SecretString};
 use self::redis::idempotency::SharedTicket;
 use self::redis::turn::SharedTurn;
 use self::redis::{Shared, Unavailable};
-use crate::config::{LimitsBackend, LimitsConfig};
 use crate::request::{AccountFolding, AccountKey};
+use config::{LimitsBackend, LimitsConfig};
 use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
 use lockout::{LockoutRebuild, LockoutShield};
 use quota::{KeyedQuota, Verdict};
