@@ -28,6 +28,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::gateway::Gateway;
+use crate::ids::Scope;
 use crate::server::ConnectionStats;
 use crate::server::slots::Shed;
 use crate::tls::ServerTls;
@@ -68,7 +69,7 @@ pub struct CodeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabel {
     /// The quota's scope.
-    pub scope: &'static str,
+    pub scope: Scope,
 }
 
 /// `{reason}`: why an audit record was suppressed (`caller`, `network`: that key's records
