@@ -21,6 +21,8 @@
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
 //! - [`request`]: the request's shape: route, `userAccount`, media type, body.
+//! - [`ids`]: one type per caller ([`ids::CallerId`]) and per agent ([`ids::AgentId`]), and
+//!   which quota refused ([`ids::Scope`]).
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
@@ -64,6 +66,7 @@ pub mod config_key;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

@@ -13,7 +13,7 @@ use super::lockout::LockoutPolicy;
 use super::quota::QuotaSpec;
 use super::redis::RedisEndpoint;
 use crate::config_key::{InvalidKey, in_range, invalid, millis, secs};
-use crate::request::AccountFolding;
+use crate::ids::AccountFolding;
 
 /// Added to `server.request_timeout_ms` for the lease of an agent's turn in Redis.
 const TURN_LEASE_MARGIN: Duration = Duration::from_secs(5);
