@@ -115,18 +115,10 @@ fn each_manifest_agrees_with_the_config_it_embeds() {
     // the pods labelled sipgw-client=true.
     let scratch = fresh_dir("roles");
     let sidecar = parse(SIDECAR, &manifest_text(SIDECAR), &scratch);
-    assert!(
-        embedded(&sidecar, &scratch)
-            .server
-            .listen
-            .ip()
-            .is_loopback()
-    );
-    assert_eq!(
-        of_kind(&sidecar, "Service").count(),
-        0,
-        "a sidecar needs no Service"
-    );
+    let config = embedded(&sidecar, &scratch);
+    assert!(config.server.listen.ip().is_loopback());
+    let services = of_kind(&sidecar, "Service").count();
+    assert_eq!(services, 0, "a sidecar needs no Service");
     let shared = parse(SHARED, &manifest_text(SHARED), &scratch);
     let config = embedded(&shared, &scratch);
     assert!(config.server.listen.ip().is_unspecified());
@@ -253,6 +245,12 @@ fn the_documented_alternatives_pass() {
     );
 }
 
+#[track_caller]
+fn assert_mentions(what: &str, text: &str, needles: &[&str]) {
+    let missing: Vec<_> = needles.iter().filter(|n| !text.contains(*n)).collect();
+    assert!(missing.is_empty(), "{what} does not mention {missing:?}");
+}
+
 #[test]
 fn the_deploy_docs_say_what_the_manifests_do() {
     // The sidecar's readiness trade-off, in the probe's comment and in the docs.
@@ -265,45 +263,34 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         .collect::<Vec<_>>()
         .join(" ");
     let deploying = deploy_docs("Deploying");
-    for needle in [
+    let trade_off = [
         "whole pod",
         "not Ready",
         "/healthz",
         "sipgw_token_expires_in_seconds",
-    ] {
-        assert!(
-            comment.contains(needle),
-            "the readinessProbe comment lacks {needle:?}"
-        );
-        assert!(
-            deploying.contains(needle),
-            "\"Deploying\" does not mention {needle:?}"
-        );
-    }
+    ];
+    assert_mentions("the readinessProbe comment", &comment, &trade_off);
+    assert_mentions("\"Deploying\"", &deploying, &trade_off);
     // The shared service's clients: https, the names the certificate holds, the CA.
     let docs = parse(SHARED, &manifest_text(SHARED), &fresh_dir("docs"));
-    let service = of_kind(&docs, "Service").next().unwrap();
-    let host = format!(
-        "{}.{}.svc",
-        service["metadata"]["name"].as_str().unwrap(),
-        "sipgw"
-    );
+    let service = &of_kind(&docs, "Service").next().unwrap()["metadata"];
+    let (name, namespace) = (service["name"].as_str(), service["namespace"].as_str());
+    let host = format!("{}.{}.svc", name.unwrap(), namespace.unwrap());
     let cluster = format!("{host}.cluster.local");
-    assert!(deploying.contains(&format!("https://{cluster}:8080/")));
     assert!(!deploying.contains(&format!("http://{host}")));
-    for needle in [
+    let clients = [
+        format!("https://{cluster}:8080/"),
         format!("`{host}`"),
         format!("`{cluster}`"),
-        "must trust the CA".into(),
-        "sipgw-tls".into(),
-    ] {
-        assert!(
-            deploying.contains(&needle),
-            "\"Deploying\" does not mention {needle}"
-        );
-    }
-    let inbound = deploy_docs("Inbound TLS");
-    for needle in [
+    ];
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    assert_mentions("\"Deploying\"", &deploying, &clients);
+    assert_mentions(
+        "\"Deploying\"",
+        &deploying,
+        &["must trust the CA", "sipgw-tls"],
+    );
+    let inbound = [
         "optional",
         "IP SAN `127.0.0.1`",
         "https://localhost:8080",
@@ -311,10 +298,6 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         "`#mtls`",
         "client auth",
         "tls_client_ca_file",
-    ] {
-        assert!(
-            inbound.contains(needle),
-            "\"Inbound TLS\" does not mention {needle:?}"
-        );
-    }
+    ];
+    assert_mentions("\"Inbound TLS\"", &deploy_docs("Inbound TLS"), &inbound);
 }
