@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use http::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
@@ -35,19 +34,6 @@ fn vendor_account(h: &Harness, n: usize) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-async fn change_with_key(h: &Harness, agent: &str, key: &str) -> Answer {
-    h.send(
-        Method::POST,
-        &Harness::endpoint(agent),
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", key),
-        ],
-        json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string(),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -140,9 +126,9 @@ async fn the_vendor_and_the_audit_trail_see_the_account_as_written() {
 #[tokio::test]
 async fn an_idempotent_retry_in_another_spelling_is_replayed() {
     let h = Harness::start_with(sim(), |_| {}).await;
-    let first = change_with_key(&h, UPPER, "retry-case").await;
+    let first = h.change_with_key(UPPER, "retry-case", CURRENT, NEW).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let retry = change_with_key(&h, LOWER, "retry-case").await;
+    let retry = h.change_with_key(LOWER, "retry-case", CURRENT, NEW).await;
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_eq!(retry.headers["idempotent-replayed"], "true");
     assert_eq!(retry.text, first.text);

@@ -12,7 +12,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,28 +26,13 @@ use tokio::net::TcpListener;
 const ES256_KID: &str = "es256-1";
 const RS256_KID: &str = "rs256-1";
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Claims the gateway accepts for a self-service change of [`AGENT`]. The `jti` makes every
 /// token unique, so no test is answered from another's verified-token cache entry.
 fn claims() -> Value {
-    let now = unix_now();
-    json!({
-        "iss": ISSUER,
-        "sub": "alice",
-        "aud": AUDIENCE,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "preferred_username": AGENT,
-        "scope": "openid profile",
-        "jti": uuid::Uuid::new_v4().to_string(),
-    })
+    let mut claims = token_claims("alice");
+    claims["preferred_username"] = json!(AGENT);
+    claims["scope"] = json!("openid profile");
+    claims
 }
 
 /// [`claims`] with one member removed.

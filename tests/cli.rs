@@ -84,15 +84,11 @@ fn the_demo_changes_a_password_end_to_end() {
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_0() {
-    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
-    let idp_addr = idp
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let token = idp.mint_for("alice", AUDIENCE, Some(AGENT), false);
-    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
-    let sim_addr = sim
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
+    let upstreams = Upstreams::start().await;
+    let (sim, sections) = (&upstreams.sim, upstreams.config_sections());
+    let token = upstreams
+        .idp
+        .mint_for("alice", AUDIENCE, Some(AGENT), false);
     let audit_dir = fresh_dir("term-audit");
     let audit_path = audit_dir.join("sipgw-audit.jsonl").display().to_string();
     let hmac_key = "audit-hmac-key-for-the-term-test-0042";
@@ -102,10 +98,7 @@ async fn sigterm_drains_and_exits_0() {
         "term",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
-             [audit]\npath = {audit_path:?}\nstdout = true\nhmac_key_file = {hmac_key_path:?}\n\
-             [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
-             [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+             [audit]\npath = {audit_path:?}\nstdout = true\nhmac_key_file = {hmac_key_path:?}\n{sections}"
         ),
     );
     let mut child = Command::new(SIPGW)
@@ -118,12 +111,7 @@ async fn sigterm_drains_and_exits_0() {
         .spawn()
         .unwrap();
     // The JSON log line "sipgw listening" carries the address.
-    let lines_rx = stderr_lines(&mut child);
-    let mut log = Vec::new();
-    let addr = wait_for_listening(&lines_rx, &mut log, Duration::from_secs(20))["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (lines_rx, mut log, addr) = listening(&mut child, Duration::from_secs(20));
     // Traffic with secrets in it: a change, a vendor rejection, a policy refusal.
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -6,32 +6,15 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use common::*;
 use serde_json::{Value, json};
 use sipgw_dev::dev_issuer::KeyKind;
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Claims for a self-service change of [`AGENT`], unique per call (`jti`).
 fn claims() -> Value {
-    let now = unix_now();
-    json!({
-        "iss": ISSUER,
-        "sub": "alice",
-        "aud": AUDIENCE,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "preferred_username": AGENT,
-        "jti": uuid::Uuid::new_v4().to_string(),
-    })
+    let mut claims = token_claims("alice");
+    claims["preferred_username"] = json!(AGENT);
+    claims
 }
 
 /// The header the issuer writes for its ES256 key, with `typ` as given.

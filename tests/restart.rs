@@ -13,9 +13,7 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sipgw_dev::dev_issuer::DevIssuer;
 use sipgw_dev::sim::VendorSim;
-use tokio::net::TcpListener;
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 const WRONG: &str = "Wrong~Pass77";
@@ -31,14 +29,9 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str) -> Self {
-        let idp = DevIssuer::new(ISSUER);
-        let idp_addr = idp
-            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-            .unwrap();
-        let sim = VendorSim::new(sim_config());
-        let sim_addr = sim
-            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-            .unwrap();
+        let upstreams = Upstreams::start().await;
+        let sections = upstreams.config_sections();
+        let Upstreams { idp, sim, .. } = upstreams;
         let dir = fresh_dir(name);
         let trail = dir.join("audit").join("sipgw-audit.jsonl");
         let config = dir.join("sipgw.toml");
@@ -47,10 +40,7 @@ impl Setup {
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
                  [rate_limit]\nper_agent = {{ burst = 100, per_secs = 1 }}\n\
-                 [audit]\npath = {:?}\n\
-                 [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
-                 jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
-                 [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n",
+                 [audit]\npath = {:?}\n{sections}",
                 trail.display().to_string()
             ),
         )
@@ -85,12 +75,7 @@ impl Setup {
         let mut command = self.command();
         command.envs(extra_env.iter().copied());
         let mut child = command.spawn().unwrap();
-        let lines = stderr_lines(&mut child);
-        let mut log = Vec::new();
-        let addr = wait_for_listening(&lines, &mut log, Duration::from_secs(30))["addr"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (lines, log, addr) = listening(&mut child, Duration::from_secs(30));
         Gateway {
             child,
             addr,
@@ -161,7 +146,7 @@ impl Gateway {
 
 async fn change(addr: &str, token: &str, current: &str) -> (u16, serde_json::Value) {
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": NEW }).to_string();
+    let body = change_body(current, NEW);
     let request = http::Request::post(format!("http://{addr}{}", Harness::endpoint(AGENT)))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"))

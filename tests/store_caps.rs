@@ -10,7 +10,6 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -40,20 +39,6 @@ async fn store_metrics(h: &Harness) -> (HashMap<String, i64>, HashMap<String, i6
         family("sipgw_limit_store_entries"),
         family("sipgw_limit_store_capacity"),
     )
-}
-
-async fn change_with_key(h: &Harness, agent: &str, key: &str, current: &str) -> Answer {
-    let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": NEW }).to_string();
-    h.send(
-        Method::POST,
-        &Harness::endpoint(agent),
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", key),
-        ],
-        body,
-    )
-    .await
 }
 
 #[tokio::test]
@@ -128,16 +113,16 @@ async fn a_full_agent_quota_store_refuses_new_agents_without_refilling_anyone() 
 async fn a_full_idempotency_store_forgets_its_oldest_finished_outcome() {
     let h = Harness::start_with(sim_config(), |c| c.idempotency.max_entries = 2).await;
     for (agent, key) in [("agent1", "k1"), ("agent2", "k2"), ("agent3", "k3")] {
-        let first = change_with_key(&h, agent, key, CURRENT).await;
+        let first = h.change_with_key(agent, key, CURRENT, NEW).await;
         assert_eq!(first.status, 200, "{}", first.text);
     }
     // k3 (and k2) are remembered: the retry is the first answer, byte for byte.
-    let first_k3 = change_with_key(&h, "agent3", "k3", CURRENT).await;
+    let first_k3 = h.change_with_key("agent3", "k3", CURRENT, NEW).await;
     assert_eq!(first_k3.headers["idempotent-replayed"], "true");
     assert_eq!(h.sim.update_count(), 3);
     // k1 was forgotten to make room: its retry is processed anew (and the vendor, whose
     // password changed, rejects it).
-    let again = change_with_key(&h, "agent1", "k1", CURRENT).await;
+    let again = h.change_with_key("agent1", "k1", CURRENT, NEW).await;
     assert_eq!(again.code(), "vendor_rejected", "{}", again.text);
     assert!(!again.headers.contains_key("idempotent-replayed"));
     assert_eq!(h.sim.update_count(), 4);

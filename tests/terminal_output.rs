@@ -135,14 +135,8 @@ fn check_config_escapes_the_values_it_echoes() {
 // simulator serve from the runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_sub_and_path_reach_the_log_escaped() {
-    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
-    let idp_addr = idp
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
-    let sim_addr = sim
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
+    let upstreams = Upstreams::start().await;
+    let (idp, sections) = (&upstreams.idp, upstreams.config_sections());
     let dir = fresh_dir("term-log");
     let audit_path = dir.join("audit.jsonl").display().to_string();
     let config = dir.join("sipgw.toml");
@@ -150,10 +144,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [audit]\npath = {audit_path:?}\n\
-             [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
-             [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+             [audit]\npath = {audit_path:?}\n{sections}"
         ),
     )
     .unwrap();
@@ -166,12 +157,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = stderr_lines(&mut child);
-    let mut log = Vec::new();
-    let addr = wait_for_listening(&lines, &mut log, Duration::from_secs(20))["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (lines, mut log, addr) = listening(&mut child, Duration::from_secs(20));
     // A caller whose `sub` is hostile, asking for an agent it may not change (403), and a
     // path holding a raw U+202E (404), sent as bytes.
     let token = idp.mint_for(HOSTILE_SUB, AUDIENCE, Some("someone-else"), false);

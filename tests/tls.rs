@@ -185,14 +185,12 @@ impl TlsGateway {
         poll: Duration,
         tweak: impl FnOnce(&mut FileConfig),
     ) -> Self {
-        let sim = sipgw_dev::sim::VendorSim::new(sim_config());
-        let sim_addr = sim
-            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-            .unwrap();
-        let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
-        let idp_addr = idp
-            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-            .unwrap();
+        let Upstreams {
+            idp,
+            idp_addr,
+            sim,
+            sim_addr,
+        } = Upstreams::start().await;
         let mut file = file_config(sim_addr, idp_addr);
         file.server.tls_cert_file = Some(path_text(cert));
         file.server.tls_key_file = Some(path_text(key));
@@ -782,10 +780,8 @@ fn binary_config(name: &str, tls: &str, idp_addr: SocketAddr, sim_addr: SocketAd
         &path,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{tls}\
-             [audit]\npath = {audit:?}\n\
-             [auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
-             [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+             [audit]\npath = {audit:?}\n{}",
+            upstream_sections(idp_addr, sim_addr)
         ),
     )
     .unwrap();
@@ -853,14 +849,12 @@ fn check_config_shows_the_tls_files_and_refuses_a_key_that_does_not_match() {
 
 #[tokio::test]
 async fn the_binary_reloads_its_certificate_on_sighup() {
-    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
-    let idp_addr = idp
-        .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
-    let sim_addr = sim
-        .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
+    let Upstreams {
+        idp,
+        idp_addr,
+        sim: _sim,
+        sim_addr,
+    } = Upstreams::start().await;
     let ca = Ca::new("binary CA");
     let (first, second) = (ca.server(1), ca.server(2));
     let mut volume = SecretVolume::new("tls-binary", &first);

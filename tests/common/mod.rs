@@ -32,6 +32,50 @@ pub const AUDIENCE: &str = "sipgw";
 pub const ADMIN_SCOPE: &str = "sipgw.admin";
 pub const ADMIN_ROLE: &str = "cc-admin";
 
+/// A development issuer and the default vendor simulator, each on its own loopback socket:
+/// what a `sipgw serve` process started by a test talks to.
+pub struct Upstreams {
+    pub idp: DevIssuer,
+    pub idp_addr: SocketAddr,
+    pub sim: VendorSim,
+    pub sim_addr: SocketAddr,
+}
+
+impl Upstreams {
+    pub async fn start() -> Self {
+        let idp = DevIssuer::new(ISSUER);
+        let idp_addr = idp
+            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .unwrap();
+        let sim = VendorSim::new(sim_config());
+        let sim_addr = sim
+            .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .unwrap();
+        Self {
+            idp,
+            idp_addr,
+            sim,
+            sim_addr,
+        }
+    }
+
+    /// [`upstream_sections`] for these two.
+    pub fn config_sections(&self) -> String {
+        upstream_sections(self.idp_addr, self.sim_addr)
+    }
+}
+
+/// The `[auth]` and `[vendor]` sections of a `sipgw serve` config file that trusts the
+/// issuer on `idp_addr` and calls the simulator on `sim_addr` (the app secret comes from
+/// `SIPGW_APP_SECRET`).
+pub fn upstream_sections(idp_addr: SocketAddr, sim_addr: SocketAddr) -> String {
+    format!(
+        "[auth]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
+         jwks_url = \"http://{idp_addr}/jwks.json\"\nallow_insecure_http = true\n\
+         [vendor]\nbase_url = \"http://{sim_addr}\"\napp_key = \"{APP_KEY}\"\nallow_insecure_http = true\n"
+    )
+}
+
 /// A running gateway in front of a running simulator, with a development JWT issuer.
 pub struct Harness {
     pub sim: VendorSim,
@@ -96,6 +140,35 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Seconds since the Unix epoch, for token claims.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The claims every accepted token carries, for `sub`: issuer, audience, a 300 s lifetime
+/// from now, and a fresh `jti`, so that no test is answered from another's verified-token
+/// cache entry. Tests add what their caller is (`scope`, the agent claim).
+pub fn token_claims(sub: &str) -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({
+        "iss": ISSUER,
+        "sub": sub,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+/// The JSON body of a password change.
+pub fn change_body(current: &str, new: &str) -> String {
+    serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string()
 }
 
 /// The default simulator: the test credentials and a handful of agents.
@@ -275,7 +348,6 @@ impl Harness {
 
     /// A well-formed change request with `token` as the bearer token.
     pub async fn change_as(&self, token: &str, account: &str, current: &str, new: &str) -> Answer {
-        let body = serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string();
         let bearer = format!("Bearer {token}");
         self.send_raw(
             Method::POST,
@@ -284,7 +356,27 @@ impl Harness {
                 ("content-type", "application/json"),
                 ("authorization", &bearer),
             ],
-            body,
+            change_body(current, new),
+        )
+        .await
+    }
+
+    /// A change by the admin caller with an `Idempotency-Key`.
+    pub async fn change_with_key(
+        &self,
+        account: &str,
+        key: &str,
+        current: &str,
+        new: &str,
+    ) -> Answer {
+        self.send(
+            Method::POST,
+            &Self::endpoint(account),
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            change_body(current, new),
         )
         .await
     }
@@ -327,6 +419,21 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
         }
     });
     lines_rx
+}
+
+/// A `sipgw serve` child's stderr (see [`stderr_lines`]) read up to its listening line: the
+/// lines still to come, the log read so far, and the address it listens on.
+pub fn listening(
+    child: &mut std::process::Child,
+    patience: Duration,
+) -> (std::sync::mpsc::Receiver<String>, Vec<String>, String) {
+    let lines = stderr_lines(child);
+    let mut log = Vec::new();
+    let addr = wait_for_listening(&lines, &mut log, patience)["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (lines, log, addr)
 }
 
 /// Reads JSON log lines of `sipgw serve` into `log` until "sipgw listening", and returns

@@ -4,7 +4,6 @@
 //! the hostile text is either stored verbatim in the one field it belongs to or not at all,
 //! and the trail verifies (library and `sipgw audit verify`).
 
-use http::Method;
 use serde_json::Value;
 
 use super::raw_http::{exchange, parse_responses};
@@ -48,18 +47,7 @@ async fn hostile_subjects_are_stored_verbatim_in_their_field_only() {
         let name = format!("audit injection: sub #{i} {sub:?}");
         let token = suite.h.idp.mint_for(sub, AUDIENCE, None, true);
         let mark = suite.mark();
-        let answer = suite
-            .send(
-                &name,
-                Method::POST,
-                &Harness::endpoint(TARGET),
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", &format!("Bearer {token}")),
-                ],
-                POLICY_BODY,
-            )
-            .await;
+        let answer = suite.post_as(&name, &token, TARGET, POLICY_BODY).await;
         assert_problem(&answer, 400, "password_policy", &name);
         let added = suite.assert_outcomes(mark, &[("password_policy", 400)], &name);
         let record = &added[0];
@@ -73,18 +61,7 @@ async fn hostile_subjects_are_stored_verbatim_in_their_field_only() {
         let name = format!("audit injection: forbidden sub #{i} {sub:?}");
         let token = suite.h.idp.mint_for(sub, AUDIENCE, Some("agent9"), false);
         let mark = suite.mark();
-        let answer = suite
-            .send(
-                &name,
-                Method::POST,
-                &Harness::endpoint(TARGET),
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", &format!("Bearer {token}")),
-                ],
-                POLICY_BODY,
-            )
-            .await;
+        let answer = suite.post_as(&name, &token, TARGET, POLICY_BODY).await;
         assert_problem(&answer, 403, "forbidden", &name);
         let added = suite.assert_outcomes(mark, &[("forbidden", 403)], &name);
         assert_eq!(added[0]["caller"]["sub"], *sub, "{name}");
@@ -114,18 +91,7 @@ async fn hostile_issuers_and_accounts_never_reach_the_trail() {
             .idp
             .mint(sipgw_dev::dev_issuer::KeyKind::Es256, &claims);
         let mark = suite.mark();
-        let answer = suite
-            .send(
-                &name,
-                Method::POST,
-                &Harness::endpoint(TARGET),
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", &format!("Bearer {token}")),
-                ],
-                POLICY_BODY,
-            )
-            .await;
+        let answer = suite.post_as(&name, &token, TARGET, POLICY_BODY).await;
         assert_problem(&answer, 401, "unauthenticated", &name);
         let added = suite.assert_outcomes(mark, &[("unauthenticated", 401)], &name);
         assert!(added[0]["caller"]["iss"].is_null(), "{name}");
@@ -135,19 +101,8 @@ async fn hostile_issuers_and_accounts_never_reach_the_trail() {
         let name = format!("audit injection: userAccount #{i} {text:?}");
         let encoded = percent_encode(text);
         let mark = suite.mark();
-        let bearer = format!("Bearer {}", suite.admin_token());
-        let answer = suite
-            .send(
-                &name,
-                Method::POST,
-                &Harness::endpoint(&encoded),
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", &bearer),
-                ],
-                POLICY_BODY,
-            )
-            .await;
+        let token = suite.admin_token();
+        let answer = suite.post_as(&name, &token, &encoded, POLICY_BODY).await;
         assert_problem(&answer, 400, "invalid_request", &name);
         let added = suite.assert_outcomes(mark, &[("invalid_request", 400)], &name);
         assert!(added[0]["agent"].is_null(), "{name}: {}", added[0]);

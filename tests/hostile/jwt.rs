@@ -2,8 +2,6 @@
 //! a token that got through would show up as a vendor call; a refused one must be 401
 //! `unauthenticated`, one outcome record naming no caller, and nothing at the vendor.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine;
@@ -16,26 +14,11 @@ use tokio::net::TcpListener;
 use super::support::{Suite, TARGET, assert_problem, valid_body};
 use crate::common::*;
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Claims of an admin caller the gateway accepts; cases change one thing.
 fn claims() -> Value {
-    let now = unix_now();
-    json!({
-        "iss": ISSUER,
-        "sub": "jwt-attacker",
-        "aud": AUDIENCE,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "scope": format!("openid {ADMIN_SCOPE}"),
-        "jti": uuid::Uuid::new_v4().to_string(),
-    })
+    let mut claims = token_claims("jwt-attacker");
+    claims["scope"] = json!(format!("openid {ADMIN_SCOPE}"));
+    claims
 }
 
 fn claims_with(name: &str, value: Value) -> Value {

@@ -258,6 +258,23 @@ impl Suite {
     ) -> Answer {
         within(case, self.h.send_raw(method, path, headers, body)).await
     }
+
+    /// A JSON `POST` to the change endpoint of `account` with `token` as the bearer token.
+    pub async fn post_as(
+        &self,
+        case: &str,
+        token: &str,
+        account: &str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Answer {
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("content-type", "application/json"),
+            ("authorization", bearer.as_str()),
+        ];
+        let path = Harness::endpoint(account);
+        self.send(case, Method::POST, &path, &headers, body).await
+    }
 }
 
 /// Runs `future` within [`PATIENCE`]; a hang fails the case.

@@ -1,24 +1,16 @@
-//! The Redis backend (`rate_limit.backend = "redis"`) against a real `redis-server`: two
-//! gateway replicas sharing one Redis and one vendor simulator, Redis killed and restarted
-//! under them, and the GCRA script's arithmetic.
-//!
-//! Each test starts its own server (see `common::redis_server`); without `redis-server`
-//! installed they are skipped, unless `SIPGW_REQUIRE_REDIS=1`.
-
-mod common;
+//! What only the Redis backend has: Redis killed and restarted under two replicas, the GCRA
+//! and idempotency scripts below the HTTP layer, and the fallbacks while Redis is away.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
-use common::*;
-use http::Method;
 use sipgw::config::FileConfig;
 use sipgw::limits::config::QuotaSection;
 
-const WRONG: &str = "Wrong~Pass11";
+use crate::common::redis_server::RedisServer;
+use crate::common::*;
 
-/// Starts a Redis, or skips the test (see the module docs).
+/// Starts a Redis, or skips the test (see `tests/limits.rs`).
 macro_rules! redis_or_skip {
     () => {
         match RedisServer::start().await {
@@ -38,7 +30,7 @@ fn shared(url: &str) -> impl Fn(&mut FileConfig) + Clone + use<> {
 }
 
 /// Two replicas (A, B) in front of one simulator, sharing `redis`; `tweak` applies to both.
-async fn replicas(
+pub async fn replicas(
     redis: &RedisServer,
     tweak: impl Fn(&mut FileConfig) + Clone,
 ) -> (Arc<Harness>, Arc<Harness>) {
@@ -56,212 +48,6 @@ async fn replicas(
         })
         .await;
     (Arc::new(a), Arc::new(b))
-}
-
-fn json_body(current: &str, new: &str) -> String {
-    serde_json::json!({ "accountPwd": current, "newPhonePwd": new }).to_string()
-}
-
-async fn change_with_key(h: &Harness, agent: &str, key: &str, current: &str, new: &str) -> Answer {
-    h.send(
-        Method::POST,
-        &Harness::endpoint(agent),
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", key),
-        ],
-        json_body(current, new),
-    )
-    .await
-}
-
-#[tokio::test]
-async fn two_replicas_admit_exactly_burst_changes_for_an_agent_between_them() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |c| {
-        c.rate_limit.per_agent = QuotaSection {
-            burst: 3,
-            per_secs: 3600,
-        };
-    })
-    .await;
-    // Sequential, alternating replicas: three pass, then both refuse.
-    let mut current = CURRENT;
-    let mut statuses = Vec::new();
-    for i in 0..6 {
-        let via = if i % 2 == 0 { &a } else { &b };
-        let new = if current == CURRENT { NEW } else { CURRENT };
-        let answer = via.change(AGENT, current, new).await;
-        if answer.status == 200 {
-            current = new;
-        }
-        statuses.push(answer.status.as_u16());
-    }
-    assert_eq!(statuses, vec![200, 200, 200, 429, 429, 429]);
-    assert_eq!(a.sim.update_count(), 3);
-
-    // Concurrent, both replicas racing for another agent: still exactly `burst` pass the
-    // quota (one succeeds, the others carry a password no longer current).
-    let calls: Vec<_> = (0..8)
-        .map(|i| {
-            let via = Arc::clone(if i % 2 == 0 { &a } else { &b });
-            tokio::spawn(async move { via.change("agent1", CURRENT, NEW).await.status.as_u16() })
-        })
-        .collect();
-    let mut passed = 0;
-    for call in calls {
-        let status = call.await.unwrap();
-        assert!([200, 422, 429].contains(&status), "{status}");
-        passed += usize::from(status != 429);
-    }
-    assert_eq!(passed, 3, "exactly the burst passed the quota");
-    assert_eq!(a.sim.update_count(), 6);
-}
-
-#[tokio::test]
-async fn the_lockout_count_is_shared_between_replicas() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |c| {
-        c.lockout.max_consecutive_failures = 2;
-        c.lockout.cooldown_secs = 1800;
-    })
-    .await;
-    for _ in 0..2 {
-        let answer = a.change(AGENT, WRONG, NEW).await;
-        assert_eq!(answer.code(), "vendor_rejected", "{}", answer.text);
-    }
-    let blocked = b.change(AGENT, CURRENT, NEW).await;
-    assert_eq!(blocked.status, 429, "{}", blocked.text);
-    assert_eq!(blocked.code(), "lockout_protection");
-    let retry_after = blocked.retry_after();
-    assert!((1790..=1800).contains(&retry_after), "{retry_after}");
-    assert_eq!(
-        a.sim.update_count(),
-        2,
-        "the third never reached the vendor"
-    );
-    assert!(!a.sim.is_locked(AGENT), "the vendor never locked the agent");
-    // Other agents are not affected.
-    assert_eq!(b.change("agent1", CURRENT, NEW).await.status, 200);
-}
-
-#[tokio::test]
-async fn a_success_resets_the_shared_lockout_count() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |c| c.lockout.max_consecutive_failures = 2).await;
-    assert_eq!(a.change(AGENT, WRONG, NEW).await.code(), "vendor_rejected");
-    assert_eq!(b.change(AGENT, CURRENT, NEW).await.status, 200);
-    assert_eq!(
-        a.change(AGENT, WRONG, CURRENT).await.code(),
-        "vendor_rejected"
-    );
-    assert_eq!(
-        b.change(AGENT, NEW, CURRENT).await.status,
-        200,
-        "not blocked"
-    );
-}
-
-#[tokio::test]
-async fn the_shared_lockout_count_is_keyed_by_the_case_folded_account() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |c| c.lockout.max_consecutive_failures = 2).await;
-    // The vendor knows `agent5`; `AGENT5` is rejected (as an unknown account here), and
-    // counts for the same account key.
-    for _ in 0..2 {
-        assert_eq!(
-            a.change("AGENT5", WRONG, NEW).await.code(),
-            "vendor_rejected"
-        );
-    }
-    let blocked = b.change("agent5", CURRENT, NEW).await;
-    assert_eq!(blocked.code(), "lockout_protection", "{}", blocked.text);
-    assert_eq!(a.sim.update_count(), 2, "replica B never called the vendor");
-}
-
-#[tokio::test]
-async fn concurrent_changes_via_two_replicas_never_overlap_at_the_vendor() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |_| {}).await;
-    a.sim
-        .faults()
-        .set_update_delay(Some(Duration::from_millis(300)));
-    let started = Instant::now();
-    let calls: Vec<_> = (0..3)
-        .map(|i| {
-            let via = Arc::clone(if i == 1 { &b } else { &a });
-            tokio::spawn(async move { via.change(AGENT, CURRENT, NEW).await.status.as_u16() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for call in calls {
-        statuses.push(call.await.unwrap());
-    }
-    statuses.sort_unstable();
-    assert_eq!(statuses, vec![200, 422, 422]);
-    assert_eq!(a.sim.update_count(), 3);
-    // Three 300 ms vendor calls one after the other cannot take less than 900 ms.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
-}
-
-#[tokio::test]
-async fn an_idempotent_retry_via_another_replica_is_replayed() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |_| {}).await;
-    let first = change_with_key(&a, AGENT, "retry-1", CURRENT, NEW).await;
-    assert_eq!(first.status, 200, "{}", first.text);
-    let retry = change_with_key(&b, AGENT, "retry-1", CURRENT, NEW).await;
-    assert_eq!(retry.status, 200, "{}", retry.text);
-    assert_eq!(retry.text, first.text, "the first outcome, byte for byte");
-    assert_eq!(retry.headers["idempotent-replayed"], "true");
-    assert_eq!(
-        a.sim.update_count(),
-        1,
-        "the retry never reached the vendor"
-    );
-    // A rejection is replayed with its problem type.
-    let rejected = change_with_key(&a, "agent1", "retry-2", WRONG, NEW).await;
-    let again = change_with_key(&b, "agent1", "retry-2", WRONG, NEW).await;
-    assert_eq!(
-        (rejected.status.as_u16(), again.status.as_u16()),
-        (422, 422)
-    );
-    assert_eq!(again.text, rejected.text);
-    assert_eq!(again.headers["content-type"], "application/problem+json");
-    // Another body under the same key is refused, on either replica.
-    let reused = change_with_key(&b, AGENT, "retry-1", NEW, "Other~Pass3").await;
-    assert_eq!(reused.code(), "idempotency_key_reused", "{}", reused.text);
-    assert_eq!(a.sim.update_count(), 2);
-}
-
-#[tokio::test]
-async fn a_retry_via_another_replica_waits_for_the_first_in_flight() {
-    let redis = redis_or_skip!();
-    let (a, b) = replicas(&redis, |_| {}).await;
-    a.sim
-        .faults()
-        .set_update_delay(Some(Duration::from_millis(500)));
-    let first = {
-        let a = Arc::clone(&a);
-        tokio::spawn(async move { change_with_key(&a, AGENT, "same", CURRENT, NEW).await })
-    };
-    while a.sim.update_count() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let retry = change_with_key(&b, AGENT, "same", CURRENT, NEW).await;
-    let first = first.await.unwrap();
-    assert_eq!(
-        (first.status.as_u16(), retry.status.as_u16()),
-        (200, 200),
-        "{}",
-        retry.text
-    );
-    assert_eq!(retry.text, first.text);
-    assert_eq!(a.sim.update_count(), 1);
 }
 
 #[tokio::test]
