@@ -430,7 +430,7 @@ fn the_sidecars_readiness_trade_off_is_documented_and_both_choices_pass() {
         .take_while(|l| l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
         .join(" ");
-    let deploying = readme_section("## Deploying");
+    let deploying = doc_page("deploying.md");
     for needle in [
         "whole pod",
         "not Ready",
@@ -443,7 +443,7 @@ fn the_sidecars_readiness_trade_off_is_documented_and_both_choices_pass() {
         );
         assert!(
             deploying.contains(needle),
-            "README \"Deploying\" does not mention {needle:?}"
+            "docs/deploying.md does not mention {needle:?}"
         );
     }
 
@@ -475,17 +475,10 @@ fn the_sidecars_readiness_trade_off_is_documented_and_both_choices_pass() {
     );
 }
 
-/// A `## ` section of the README, subsections included.
-fn readme_section(heading: &str) -> String {
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    let start = readme
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no {heading:?} section"));
-    let rest = &readme[start + 1..];
-    let end = rest[heading.len()..]
-        .find("\n## ")
-        .map_or(rest.len(), |i| i + heading.len());
-    rest[..end].to_owned()
+/// A page of `docs/` (`deploying.md`, `tls.md`), whole: each page is one topic.
+fn doc_page(name: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("docs/{name}")))
+        .unwrap_or_else(|e| panic!("docs/{name}: {e}"))
 }
 
 /// The YAML documents of a commented-out block: the lines from `first` up to a bare `#`,
@@ -544,11 +537,14 @@ fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
     let cluster = format!("{host}.cluster.local");
     assert_eq!(sans, [host.as_str(), cluster.as_str()], "dnsNames");
 
-    // Clients are told https, in the manifest and in the README, with the SANs and the CA.
+    // Clients are told https, in the manifest and in docs/deploying.md, with the SANs and the CA.
     let url = format!("https://{cluster}:8080/");
     let plain = format!("http://{host}");
-    let deploying = readme_section("## Deploying");
-    for (what, doc) in [("shared-service.yaml", &text), ("README", &deploying)] {
+    let deploying = doc_page("deploying.md");
+    for (what, doc) in [
+        ("shared-service.yaml", &text),
+        ("docs/deploying.md", &deploying),
+    ] {
         assert!(doc.contains(&url), "{what} does not give clients {url}");
         assert!(!doc.contains(&plain), "{what} still gives clients {plain}");
     }
@@ -560,7 +556,7 @@ fn the_shared_services_certificate_and_client_url_agree_with_its_tls() {
     ] {
         assert!(
             deploying.contains(&needle),
-            "README \"Deploying\" does not mention {needle}"
+            "docs/deploying.md does not mention {needle}"
         );
     }
 }
@@ -661,8 +657,8 @@ fn the_sidecars_tls_variants_pass_the_checks() {
     );
     assert_eq!(server["spec"]["issuerRef"], client["spec"]["issuerRef"]);
 
-    // The README says when and how.
-    let inbound = readme_section("## Inbound TLS");
+    // docs/tls.md says when and how.
+    let inbound = doc_page("tls.md");
     for needle in [
         "optional",
         "IP SAN `127.0.0.1`",
@@ -674,7 +670,7 @@ fn the_sidecars_tls_variants_pass_the_checks() {
     ] {
         assert!(
             inbound.contains(needle),
-            "README \"Inbound TLS\" does not mention {needle:?}"
+            "docs/tls.md does not mention {needle:?}"
         );
     }
 }
