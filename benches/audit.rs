@@ -2,7 +2,7 @@
 //! without fsync, and appending with `fsync = "always"` from 1 and from 64 concurrent
 //! writers (group commit: the 64 share fsyncs).
 //!
-//! Run with `cargo bench --bench audit`. Numbers are in the README ("Performance"). The
+//! Run with `cargo bench --bench audit`. Numbers are in docs/performance.md. The
 //! fsync figures depend on the disk under the system's temp directory.
 
 use std::hint::black_box;

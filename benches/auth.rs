@@ -1,7 +1,7 @@
 //! Cost of authenticating a request: the token check cold (signature verification) and warm
 //! (a verified-token cache hit), for ES256 and RS256, and the authorization decision.
 //!
-//! Run with `cargo bench --bench auth`. Numbers are in the README ("Performance").
+//! Run with `cargo bench --bench auth`. Numbers are in docs/performance.md.
 
 use std::future::Future;
 use std::hint::black_box;

@@ -3,7 +3,7 @@
 //! installed, one quota decision of the Redis backend (a round trip to a local Redis and its
 //! GCRA script). Without the binary the Redis bench is skipped with a message.
 //!
-//! Run with `cargo bench --bench limits`. Numbers are in the README ("Performance").
+//! Run with `cargo bench --bench limits`. Numbers are in docs/performance.md.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;

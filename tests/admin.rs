@@ -285,18 +285,18 @@ async fn metrics_count_what_happened() {
         1.0,
         "{text}"
     );
-    // The README's metrics table lists exactly what is exposed.
+    // The metrics table of docs/operating.md lists exactly what is exposed.
     let exposed: std::collections::BTreeSet<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))
         .map(|line| line.split(' ').next().unwrap())
         .collect();
-    let readme = include_str!("../README.md");
-    let table = readme
-        .split("### Metrics")
+    let operating = include_str!("../docs/operating.md");
+    let table = operating
+        .split("\n## Metrics\n")
         .nth(1)
-        .unwrap()
-        .split("\n### ")
+        .expect("docs/operating.md has a \"## Metrics\" section")
+        .split("\n## ")
         .next()
         .unwrap();
     let documented: std::collections::BTreeSet<&str> = table
@@ -311,7 +311,10 @@ async fn metrics_count_what_happened() {
     ]);
     let without_tls: std::collections::BTreeSet<&str> =
         documented.difference(&tls_only).copied().collect();
-    assert_eq!(exposed, without_tls, "README \"Metrics\" vs /metrics");
+    assert_eq!(
+        exposed, without_tls,
+        "docs/operating.md \"Metrics\" vs /metrics"
+    );
     // Nothing from a request (agent names, callers, paths) becomes a label.
     for leaked in ["agent1", "ops-robot", "/nowhere"] {
         assert!(!text.contains(leaked), "{leaked} in /metrics:\n{text}");

@@ -2,7 +2,7 @@
 //! the trail grows by a bounded, documented amount per minute, and the records of changes
 //! that reached the vendor are never suppressed.
 //!
-//! The bound (README "Audit trail"): per minute at most `flood_total_per_minute` full
+//! The bound (docs/audit.md, "Flood control"): per minute at most `flood_total_per_minute` full
 //! refusal records, plus one summary per caller or network window that closed, at most
 //! `2 × (flood_max_keys + 1)`. The tests below state it for their configuration, allow one
 //! more set of windows for the summaries written at shutdown, and count the minutes the

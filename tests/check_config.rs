@@ -78,8 +78,14 @@ fn check_config_prints_the_effective_config_without_secrets() {
 
 #[test]
 fn check_config_takes_one_key_of_a_table_from_the_environment() {
-    // The README's example, alone, over a file without a [rate_limit] section: the rest
-    // of the table keeps its default.
+    // docs/configuration.md's example, alone, over a file without a [rate_limit] section:
+    // the rest of the table keeps its default.
+    let page = include_str!("../docs/configuration.md");
+    assert!(
+        page.contains("`SIPGW__RATE_LIMIT__PER_AGENT__BURST=5` changes the burst")
+            && page.contains("keeps `per_secs`"),
+        "docs/configuration.md no longer gives this example"
+    );
     let path = temp_file(
         "one-key",
         "[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\n\n[auth]\n\

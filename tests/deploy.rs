@@ -25,19 +25,11 @@ const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 const SIDECAR: &str = "sidecar.yaml";
 const SHARED: &str = "shared-service.yaml";
 
-/// A section of the deployment docs, subsections included: the one place that knows where
-/// they live (a `## ` section of the README).
-fn deploy_docs(heading: &str) -> String {
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    let heading = format!("## {heading}");
-    let start = readme
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no {heading:?} section"));
-    let rest = &readme[start + 1..];
-    let end = rest[heading.len()..]
-        .find("\n## ")
-        .map_or(rest.len(), |i| i + heading.len());
-    rest[..end].to_owned()
+/// A page of the deployment docs (`docs/deploying.md`, `docs/tls.md`): the one place that
+/// knows where they live.
+fn deploy_docs(page: &str) -> String {
+    let path = repo_path(&format!("docs/{page}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn manifest_text(name: &str) -> String {
@@ -262,7 +254,7 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         .take_while(|l| l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
         .join(" ");
-    let deploying = deploy_docs("Deploying");
+    let deploying = deploy_docs("deploying.md");
     let trade_off = [
         "whole pod",
         "not Ready",
@@ -270,7 +262,7 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         "sipgw_token_expires_in_seconds",
     ];
     assert_mentions("the readinessProbe comment", &comment, &trade_off);
-    assert_mentions("\"Deploying\"", &deploying, &trade_off);
+    assert_mentions("docs/deploying.md", &deploying, &trade_off);
     // The shared service's clients: https, the names the certificate holds, the CA.
     let docs = parse(SHARED, &manifest_text(SHARED), &fresh_dir("docs"));
     let service = &of_kind(&docs, "Service").next().unwrap()["metadata"];
@@ -284,7 +276,7 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         format!("`{cluster}`"),
     ];
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
-    assert_mentions("\"Deploying\"", &deploying, &clients);
+    assert_mentions("docs/deploying.md", &deploying, &clients);
     assert_mentions(
         "\"Deploying\"",
         &deploying,
@@ -299,5 +291,5 @@ fn the_deploy_docs_say_what_the_manifests_do() {
         "client auth",
         "tls_client_ca_file",
     ];
-    assert_mentions("\"Inbound TLS\"", &deploy_docs("Inbound TLS"), &inbound);
+    assert_mentions("docs/tls.md", &deploy_docs("tls.md"), &inbound);
 }

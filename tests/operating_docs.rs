@@ -1,5 +1,6 @@
-//! README "Operating sipgw" and `config/sipgw.example.toml` against the code, so that the
-//! documentation of the configuration cannot drift from it.
+//! `docs/configuration.md` (the key table), `config/sipgw.example.toml` and the error table
+//! of `docs/api.md` against the code, so that the documentation of the configuration and of
+//! the error codes cannot drift from it.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,8 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use sipgw::config::FileConfig;
 
-const README: &str = include_str!("../README.md");
+const CONFIGURATION: &str = include_str!("../docs/configuration.md");
+const API: &str = include_str!("../docs/api.md");
 const EXAMPLE: &str = include_str!("../config/sipgw.example.toml");
 
 /// Every key the configuration accepts, as `section.key`, with its default (absent when
@@ -36,13 +38,18 @@ fn code_keys() -> BTreeMap<String, Option<toml::Value>> {
     keys
 }
 
-/// The README's table of configuration keys: key to the "Default" cell.
-fn readme_keys() -> BTreeMap<String, String> {
-    let section = README
-        .split("### Configuration keys")
+/// The `## ` section of a page that starts with `heading`, up to the next `## ` heading.
+fn section<'a>(page: &'a str, heading: &str) -> &'a str {
+    let section = page
+        .split(&format!("\n{heading}\n"))
         .nth(1)
-        .expect("README has a \"### Configuration keys\" section");
-    let section = section.split("\n### ").next().unwrap();
+        .unwrap_or_else(|| panic!("no {heading:?} section"));
+    section.split("\n## ").next().unwrap()
+}
+
+/// The table of configuration keys in `docs/configuration.md`: key to the "Default" cell.
+fn documented_keys() -> BTreeMap<String, String> {
+    let section = section(CONFIGURATION, "## Configuration keys");
     section
         .lines()
         .filter(|line| line.starts_with("| `"))
@@ -55,36 +62,43 @@ fn readme_keys() -> BTreeMap<String, String> {
 }
 
 #[test]
-fn the_readme_lists_every_key_with_the_codes_default() {
+fn the_key_table_lists_every_key_with_the_codes_default() {
     let code = code_keys();
-    let readme = readme_keys();
-    let missing: Vec<_> = code.keys().filter(|k| !readme.contains_key(*k)).collect();
+    let documented = documented_keys();
+    let missing: Vec<_> = code
+        .keys()
+        .filter(|k| !documented.contains_key(*k))
+        .collect();
     assert!(
         missing.is_empty(),
-        "keys missing from the README: {missing:?}"
+        "keys missing from docs/configuration.md: {missing:?}"
     );
-    let invented: Vec<_> = readme.keys().filter(|k| !code.contains_key(*k)).collect();
+    let invented: Vec<_> = documented
+        .keys()
+        .filter(|k| !code.contains_key(*k))
+        .collect();
     assert!(
         invented.is_empty(),
-        "README keys the code does not have: {invented:?}"
+        "docs/configuration.md keys the code does not have: {invented:?}"
     );
     for (key, default) in &code {
-        let cell = &readme[key];
+        let cell = &documented[key];
         match default {
             None => assert!(
                 cell.starts_with('—'),
-                "{key} has no default in the code; the README says {cell}"
+                "{key} has no default in the code; docs/configuration.md says {cell}"
             ),
             Some(value) => {
-                let literal = cell
-                    .split('`')
-                    .nth(1)
-                    .unwrap_or_else(|| panic!("{key}: no `default` in README cell {cell}"));
+                let literal = cell.split('`').nth(1).unwrap_or_else(|| {
+                    panic!("{key}: no `default` in docs/configuration.md cell {cell}")
+                });
                 let documented: toml::Table = toml::from_str(&format!("v = {literal}"))
-                    .unwrap_or_else(|e| panic!("{key}: README default {literal} is not TOML: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("{key}: documented default {literal} is not TOML: {e}")
+                    });
                 assert_eq!(
                     &documented["v"], value,
-                    "{key}: the README's default differs from the code's"
+                    "{key}: docs/configuration.md's default differs from the code's"
                 );
             }
         }
@@ -130,4 +144,36 @@ fn the_example_config_is_valid() {
             (name == "SIPGW_APP_SECRET").then(|| "example-secret".to_owned())
         });
     assert!(config.is_ok(), "{:?}", config.err());
+}
+
+#[test]
+fn the_api_pages_error_table_is_the_codes_catalogue() {
+    // `| `code` | status | when |` rows of docs/api.md's "Error codes", both ways against
+    // the codes the gateway can send.
+    let documented: std::collections::BTreeSet<(u16, String)> = section(API, "## Error codes")
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let code = cells[0]
+                .trim_start_matches("| ")
+                .trim_matches('`')
+                .to_owned();
+            let status = cells[1]
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{code}: status {:?}: {e}", cells[1]));
+            (status, code)
+        })
+        .collect();
+    let implemented: std::collections::BTreeSet<(u16, String)> = sipgw::error::catalogue()
+        .map(|(status, code)| (status.as_u16(), code.to_owned()))
+        .collect();
+    let undocumented: Vec<_> = implemented.difference(&documented).collect();
+    let invented: Vec<_> = documented.difference(&implemented).collect();
+    assert!(
+        undocumented.is_empty() && invented.is_empty(),
+        "docs/api.md \"Error codes\" vs sipgw::error::catalogue():\n  sent but not documented: \
+         {undocumented:?}\n  documented but never sent: {invented:?}"
+    );
 }

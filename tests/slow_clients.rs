@@ -8,7 +8,7 @@
 //! The bound is a liveness bound, not a performance figure: it is far above what an answer
 //! takes on an idle machine. The attacks are bounded (connections, rate, length) and aimed
 //! at `127.0.0.1` only; they run one at a time. The figures (answered, worst latency) are
-//! printed, for the README.
+//! printed, for docs/operating.md.
 //!
 //! `.ci/run` installs slowhttptest and sets `SIPGW_REQUIRE_LOAD_TOOLS=1`, which turns a
 //! missing binary into a failure; elsewhere the tests are skipped without it.

@@ -1,4 +1,4 @@
-//! Every per-key store is bounded (README "Memory budget"), and what a full store does is
+//! Every per-key store is bounded (docs/operating.md, "Memory budget"), and what a full store does is
 //! safe: a full lockout shield refuses changes for new agents (503
 //! `lockout_state_unavailable`) and never forgets a count or a block; a full quota store
 //! refuses new agents (429 `rate_limited`) and never hands out a fresh bucket; a full

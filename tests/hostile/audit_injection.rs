@@ -116,7 +116,7 @@ async fn hostile_issuers_and_accounts_never_reach_the_trail() {
     verify_with_the_binary(&suite);
 }
 
-/// README "Decisions": a caller's `X-Request-Id` is kept when it is 1-128 characters of
+/// docs/decisions.md: a caller's `X-Request-Id` is kept when it is 1-128 characters of
 /// `[A-Za-z0-9._:-]`, otherwise replaced by a UUID v4; the id answered is the one recorded.
 #[tokio::test]
 async fn hostile_request_ids_are_replaced_and_sane_ones_kept() {
