@@ -4,8 +4,8 @@
 //! what they keep fresh. [`serve`] is the one way to run a gateway, for the binary, the
 //! demo and the tests alike.
 //!
-//! - [`parts`]: the parts, built from the config.
-//! - [`error`]: [`StartError`], what failed at start-up, and the exit status it means.
+//! - `parts`: [`Parts`], built from the config.
+//! - `error`: [`StartError`], what failed at start-up, and the exit status it means.
 //! - `restore`: the lockout shield's counts, read back from the audit trail.
 
 mod error;
