@@ -23,7 +23,7 @@ APP_KEY="schemathesis-app-key"
 APP_SECRET="schemathesis-app-secret-$RANDOM$RANDOM"
 
 echo "-- building sipgw and sipgw-vendor-sim"
-cargo build --locked --bins --quiet
+cargo build --locked --workspace --bins --quiet
 BIN="$(cd "${CARGO_TARGET_DIR:-target}/debug" && pwd)"
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then

@@ -16,7 +16,7 @@ use serde_json::json;
 use sipgw::auth::keys::{FetchSettings, KeySet, KeySource, KeyStore};
 use sipgw::auth::policy::AgentMatch;
 use sipgw::auth::{AuthSettings, Authenticator, Policy};
-use sipgw::dev_issuer::{DevIssuer, KeyKind};
+use sipgw_dev::dev_issuer::{DevIssuer, KeyKind};
 
 const ISSUER: &str = "https://sso.bench.internal/realms/corp";
 

@@ -16,11 +16,11 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use sipgw_dev::dev_issuer::{DevIssuer, KeyKind};
+use sipgw_dev::sim::{SimConfig, VendorSim};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::dev_issuer::{DevIssuer, KeyKind};
-use crate::sim::{SimConfig, VendorSim};
 
 /// The demo configuration, also usable by hand (see the file).
 const DEMO_TOML: &str = include_str!("../config/demo.toml");

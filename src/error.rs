@@ -16,7 +16,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::auth::AuthError;
-use crate::limits::quota::{QuotaSpec, retry_after_secs};
+use crate::ids::{QuotaSpec, Scope};
 use crate::password_policy::PolicyViolation;
 
 /// Header echoed on every response (DESIGN.md §1).
@@ -65,8 +65,8 @@ pub enum ApiError {
     AuditUnavailable,
     /// 429: a quota is spent.
     RateLimited {
-        /// Which quota: `"caller"` or `"agent"`.
-        scope: &'static str,
+        /// Which quota: the caller's or the agent's.
+        scope: Scope,
         /// The quota, for the `RateLimit-Policy` header.
         spec: QuotaSpec,
         /// Until one change is allowed again.
@@ -241,7 +241,7 @@ impl ApiError {
             } => {
                 let secs = retry_after_secs(*retry_after);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                if let Ok(policy) = HeaderValue::from_str(&spec.policy_header(scope)) {
+                if let Ok(policy) = HeaderValue::from_str(&spec.policy_header(*scope)) {
                     headers.insert("ratelimit-policy", policy);
                 }
                 if let Ok(state) = HeaderValue::from_str(&format!("\"{scope}\";r=0;t={secs}")) {
@@ -262,16 +262,24 @@ pub fn catalogue() -> impl Iterator<Item = (StatusCode, &'static str)> {
         .map(|e| (e.status(), e.code()))
 }
 
+/// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3), at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
 impl ApiError {
-    /// One value of each variant, in declaration order; status and code do not depend on
-    /// the payloads. The unit test `the_catalogue_has_every_variant_once` keeps it complete.
-    fn samples() -> Vec<ApiError> {
+    /// One value of each variant, in declaration order: the one list of the error table,
+    /// from which [`catalogue`] and the tests that render every refusal are derived. Status,
+    /// code and headers do not depend on the payloads (a `Retry-After` is sent whatever its
+    /// value). The unit test `the_catalogue_has_every_variant_once` keeps it complete.
+    pub fn samples() -> Vec<ApiError> {
         let spec = QuotaSpec {
             burst: std::num::NonZeroU32::MIN,
-            per: Duration::from_secs(1),
+            per: Duration::from_secs(60),
         };
         vec![
-            Self::InvalidRequest("".into()),
+            Self::InvalidRequest("the request is malformed".into()),
             Self::PasswordPolicy(PolicyViolation::SameAsCurrent),
             Self::Unauthenticated(AuthError::Expired),
             Self::Forbidden,
@@ -283,17 +291,17 @@ impl ApiError {
             Self::ChangeInProgress,
             Self::IdempotencyKeyReused,
             Self::LockoutProtection {
-                retry_after: Duration::ZERO,
+                retry_after: Duration::from_secs(60),
             },
             Self::LockoutStateUnavailable,
             Self::AuditUnavailable,
             Self::RateLimited {
-                scope: "agent",
+                scope: Scope::Agent,
                 spec,
-                retry_after: Duration::ZERO,
+                retry_after: Duration::from_secs(600),
             },
             Self::VendorRejected {
-                vendor_message: String::new(),
+                vendor_message: "wrong password".into(),
             },
             Self::VendorError,
             Self::UpstreamAuthUnavailable,
@@ -334,57 +342,44 @@ mod tests {
         serde_json::from_slice(&bytes).unwrap()
     }
 
-    /// The position of each variant in [`ApiError::samples`].
-    fn ordinal(error: &ApiError) -> usize {
-        // Exhaustive on purpose (no `_ =>`): a new variant does not compile until it is
-        // numbered here, and the test below fails until `samples()` holds it too.
-        match error {
-            ApiError::InvalidRequest(_) => 0,
-            ApiError::PasswordPolicy(_) => 1,
-            ApiError::Unauthenticated(_) => 2,
-            ApiError::Forbidden => 3,
-            ApiError::NotFound => 4,
-            ApiError::MethodNotAllowed => 5,
-            ApiError::RequestTimeout => 6,
-            ApiError::PayloadTooLarge => 7,
-            ApiError::UnsupportedMediaType => 8,
-            ApiError::ChangeInProgress => 9,
-            ApiError::IdempotencyKeyReused => 10,
-            ApiError::LockoutProtection { .. } => 11,
-            ApiError::LockoutStateUnavailable => 12,
-            ApiError::AuditUnavailable => 13,
-            ApiError::RateLimited { .. } => 14,
-            ApiError::VendorRejected { .. } => 15,
-            ApiError::VendorError => 16,
-            ApiError::UpstreamAuthUnavailable => 17,
-            ApiError::VendorTimeout => 18,
-        }
+    /// The text of the function `signature` in this file, to its closing brace.
+    fn source_of(signature: &str) -> &'static str {
+        let source = include_str!("error.rs");
+        let start = source.find(signature).expect("the function is in error.rs");
+        let end = start
+            + source[start..]
+                .find("\n    }\n")
+                .expect("the function ends");
+        &source[start..end]
     }
 
     #[test]
     fn the_catalogue_has_every_variant_once() {
-        let ordinals: Vec<usize> = ApiError::samples().iter().map(ordinal).collect();
-        assert_eq!(
-            ordinals,
-            (0..ordinals.len()).collect::<Vec<_>>(),
-            "ApiError::samples() must hold one value of every variant, in ordinal() order"
-        );
-        // A variant numbered above but left out of samples() would pass that check; its code
-        // would not: code() is exhaustive, so its literals are every code there is.
-        let source = include_str!("error.rs");
-        let start = source
-            .find("pub fn code(&self)")
-            .expect("code() is in error.rs");
-        let end = start + source[start..].find("\n    }\n").expect("code() ends");
+        // `code()` is exhaustive (no `_ =>`) with one arm per variant, each its own code, so
+        // its arms count the variants and its literals are every code there is.
+        let code_fn = source_of("pub fn code(&self)");
+        let variants = code_fn.matches("=>").count();
         let in_code_fn: std::collections::BTreeSet<&str> =
-            source[start..end].split('"').skip(1).step_by(2).collect();
-        let listed: std::collections::BTreeSet<&str> = catalogue().map(|(_, c)| c).collect();
-        let missing: Vec<_> = in_code_fn.difference(&listed).collect();
-        let extra: Vec<_> = listed.difference(&in_code_fn).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "catalogue() lacks {missing:?} (add a sample) and has {extra:?} that code() never returns"
+            code_fn.split('"').skip(1).step_by(2).collect();
+        assert_eq!(in_code_fn.len(), variants, "one code per variant");
+        let samples = ApiError::samples();
+        let kinds: std::collections::HashSet<_> =
+            samples.iter().map(std::mem::discriminant).collect();
+        assert_eq!(
+            (samples.len(), kinds.len()),
+            (variants, variants),
+            "ApiError::samples() must hold one value of every variant"
         );
+        let listed: std::collections::BTreeSet<&str> = catalogue().map(|(_, c)| c).collect();
+        assert_eq!(listed, in_code_fn, "catalogue() names every code of code()");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(600)), 600);
+        assert_eq!(retry_after_secs(Duration::from_millis(600_001)), 601);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 //! (the README states the contract and the vendor's side).
 //!
 //! ## Layout
-//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values.
+//! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values; it
+//!   composes the sections each domain module owns (`vendor::config`, `audit::config`, …).
+//! - [`config_key`]: what those sections share: [`config_key::InvalidKey`] and range checks.
 //! - [`app`]: the composition root: builds the parts once ([`app::Parts`]), hands each
 //!   consumer what it needs, and runs one process ([`app::serve`]).
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics` (the registry, in
@@ -19,6 +21,8 @@
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
 //! - [`request`]: the request's shape: route, `userAccount`, media type, body.
+//! - [`ids`]: one type per caller ([`ids::CallerId`]) and per agent ([`ids::AgentId`]), and
+//!   which quota refused ([`ids::Scope`]).
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
@@ -31,11 +35,8 @@
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
 //! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
 //!   JWKS fetcher.
-//! - [`sim`]: a faithful vendor simulator for the demo, the tests and benchmarks.
-//! - [`dev_issuer`]: a development JWT issuer (JWKS, discovery, minting) for the demo
-//!   and the tests; never a real identity provider.
-//! - [`demo`]: `sipgw demo`, everything on loopback.
-//! - [`dev_token`]: `sipgw dev-token`, development tokens from a key file.
+//! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
+//!   links the development tools of `sipgw-dev`).
 //! - [`telemetry`]: log set-up.
 //! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible), and
 //!   printing a command's result to stdout.
@@ -60,18 +61,18 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod config_key;
+#[cfg(feature = "dev")]
 pub mod demo;
-pub mod dev_issuer;
-pub mod dev_token;
 pub mod error;
 pub mod gateway;
+pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod password_policy;
 pub mod request;
 pub mod server;
-pub mod sim;
 pub mod telemetry;
 pub mod terminal;
 pub mod tls;

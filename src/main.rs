@@ -44,8 +44,10 @@ enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Mint a development JWT (never for production: the key is a file on disk).
-    DevToken(sipgw::dev_token::DevTokenArgs),
+    #[cfg(feature = "dev")]
+    DevToken(sipgw_dev::dev_token::DevTokenArgs),
     /// Start a vendor simulator and the gateway on loopback and change a password end to end.
+    #[cfg(feature = "dev")]
     Demo {
         /// Keep serving after the scripted requests, for trying the printed curl line.
         #[arg(long)]
@@ -69,13 +71,15 @@ async fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => check_config(&config),
         Command::Audit(command) => sipgw::audit::cli::run(command),
-        Command::DevToken(args) => match sipgw::dev_token::run(&args) {
+        #[cfg(feature = "dev")]
+        Command::DevToken(args) => match sipgw_dev::dev_token::run(&args) {
             Ok(token) => print_all("sipgw dev-token", &format!("{token}\n"), ExitCode::SUCCESS),
             Err(error) => {
                 eprintln!("sipgw dev-token: {error}");
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "dev")]
         Command::Demo { keep_running } => {
             let _log = telemetry::init(LogFormat::Pretty, "warn");
             match sipgw::demo::run(keep_running, &mut std::io::stdout()).await {

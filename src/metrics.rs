@@ -18,6 +18,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::ids::Scope;
+
 /// Latency buckets (seconds) from a cache-hit refusal (well under a millisecond) to a vendor
 /// call that runs into its timeout (seconds).
 const LATENCY_BUCKETS: [f64; 15] = [
@@ -51,7 +53,7 @@ pub struct CodeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabel {
     /// The quota's scope.
-    pub scope: &'static str,
+    pub scope: Scope,
 }
 
 /// `{reason}`: why an audit record was suppressed (`caller`, `network`: that key's records

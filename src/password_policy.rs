@@ -6,7 +6,11 @@
 //! change with 400 `password_policy` and keeps the vendor out of it. Only ASCII characters can
 //! satisfy the rule: the four classes are ASCII, and anything else is refused outright.
 
+pub mod config;
+
 use std::fmt;
+
+use crate::config_key::InvalidKey;
 
 /// Upper bound for `max_len`: the vendor's rule groups never allow more, and it bounds work.
 pub const MAX_PASSWORD_LEN: usize = 128;
@@ -59,16 +63,6 @@ impl fmt::Display for PolicyViolation {
     }
 }
 
-/// Why a `[password_policy]` section is unusable; the message names the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("password_policy.{key} {message}")]
-pub struct PolicyConfigError {
-    /// The offending key inside `[password_policy]`.
-    pub key: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}
-
 impl PasswordPolicy {
     /// Validates a rule; the vendor's default is `new(8, 16, 3, "~@^*_+.?")`.
     pub fn new(
@@ -76,8 +70,10 @@ impl PasswordPolicy {
         max_len: usize,
         min_classes: u8,
         specials: &str,
-    ) -> Result<Self, PolicyConfigError> {
-        let err = |key, message: String| Err(PolicyConfigError { key, message });
+    ) -> Result<Self, InvalidKey> {
+        let err = |key: &str, message: String| {
+            Err(InvalidKey::new(&format!("password_policy.{key}"), message))
+        };
         if min_len == 0 {
             return err("min_len", "must be at least 1, got 0".into());
         }
@@ -239,27 +235,27 @@ mod tests {
         );
         assert_eq!(
             PasswordPolicy::new(0, 6, 1, "!").unwrap_err().key,
-            "min_len"
+            "password_policy.min_len"
         );
         assert_eq!(
             PasswordPolicy::new(8, 7, 1, "!").unwrap_err().key,
-            "max_len"
+            "password_policy.max_len"
         );
         assert_eq!(
             PasswordPolicy::new(8, 200, 1, "!").unwrap_err().key,
-            "max_len"
+            "password_policy.max_len"
         );
         assert_eq!(
             PasswordPolicy::new(8, 16, 5, "!").unwrap_err().key,
-            "min_classes"
+            "password_policy.min_classes"
         );
         assert_eq!(
             PasswordPolicy::new(8, 16, 3, "a").unwrap_err().key,
-            "specials"
+            "password_policy.specials"
         );
         assert_eq!(
             PasswordPolicy::new(8, 16, 3, "").unwrap_err().key,
-            "specials"
+            "password_policy.specials"
         );
     }
 }

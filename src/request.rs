@@ -55,45 +55,6 @@ pub fn parse_user_account(segment: &str) -> Result<String, ApiError> {
     }
 }
 
-/// How a `userAccount` becomes the key of its per-agent limits (`rate_limit.account_key`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AccountFolding {
-    /// ASCII lower case (the default): `A1002` and `a1002` share one quota, one lockout
-    /// count, one turn and one idempotency scope. The vendor may match accounts without
-    /// regard to case; merging buckets can only make the limits stricter, never looser.
-    #[default]
-    CaseFolded,
-    /// The account exactly as written in the URL.
-    Exact,
-}
-
-/// The canonical id of an agent account: the one key of every per-agent limit (quota,
-/// lockout count, turn, idempotency scope; in memory and in Redis). The request is still
-/// forwarded, and audited, with the account as written; only the limits use this.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AccountKey(
-    /// The account, ASCII lower-cased unless the folding is `Exact`.
-    String,
-);
-
-impl AccountKey {
-    /// The key of `account` (a `userAccount` as parsed by [`parse_user_account`], or an
-    /// `agent` of an audit record). `userAccount` is ASCII (`[A-Za-z0-9._@-]`), so ASCII
-    /// lower case is a complete case fold: no Unicode folding rule can merge two accounts
-    /// that this does not.
-    pub fn new(account: &str, folding: AccountFolding) -> Self {
-        match folding {
-            AccountFolding::CaseFolded => Self(account.to_ascii_lowercase()),
-            AccountFolding::Exact => Self(account.to_owned()),
-        }
-    }
-
-    /// The key as text (map keys, Redis key names, idempotency digests).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Accepts `application/json` with optional parameters (e.g. `; charset=utf-8`).
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
@@ -228,18 +189,6 @@ mod tests {
             );
         }
         assert!(parse_user_account(&"a".repeat(65)).is_err());
-    }
-
-    #[test]
-    fn account_keys_fold_ascii_case_unless_exact() {
-        let folded = |a: &str| AccountKey::new(a, AccountFolding::CaseFolded);
-        assert_eq!(folded("A1002"), folded("a1002"));
-        assert_eq!(folded("Agent.One@Corp-X").as_str(), "agent.one@corp-x");
-        assert_ne!(folded("a1002"), folded("a1003"));
-        let exact = |a: &str| AccountKey::new(a, AccountFolding::Exact);
-        assert_ne!(exact("A1002"), exact("a1002"));
-        assert_eq!(exact("A1002").as_str(), "A1002");
-        assert_eq!(AccountFolding::default(), AccountFolding::CaseFolded);
     }
 
     #[test]

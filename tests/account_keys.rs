@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 /// The vendor's account, spelled in upper case; the tests also send it as `a1002`.
@@ -20,7 +20,7 @@ const UPPER: &str = "A1002";
 const LOWER: &str = "a1002";
 
 /// The default simulator plus `A1002` and `ALICE`.
-fn sim() -> sipgw::sim::SimConfig {
+fn sim() -> sipgw_dev::sim::SimConfig {
     let mut sim = sim_config();
     sim.agents.push((UPPER.into(), CURRENT.into()));
     sim.agents.push(("ALICE".into(), CURRENT.into()));

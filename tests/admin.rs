@@ -90,7 +90,7 @@ async fn healthz_answers_and_readyz_turns_ready_once_keys_and_token_are_held() {
 
 #[tokio::test]
 async fn readyz_names_a_missing_vendor_token() {
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     sim.faults().set_token_status(Some(500));
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
@@ -145,7 +145,7 @@ async fn metrics_count_what_happened() {
     // One change per agent per hour, so that a second change to the same agent is refused.
     let h = Harness::start_with(sim_config(), |file| {
         file.audit.path = trail;
-        file.rate_limit.per_agent = sipgw::config::file::QuotaSection {
+        file.rate_limit.per_agent = sipgw::limits::config::QuotaSection {
             burst: 1,
             per_secs: 3600,
         };

@@ -10,7 +10,7 @@ use http::Method;
 use serde_json::Value;
 use sipgw::audit::chain::MacKey;
 use sipgw::audit::verify::verify;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 

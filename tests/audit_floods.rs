@@ -21,7 +21,7 @@ use http::Method;
 use serde_json::{Value, json};
 use sipgw::audit::chain::MacKey;
 use sipgw::audit::verify::verify;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn records(path: &Path) -> Vec<Value> {

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
-use sipgw::dev_issuer::{DISCOVERY_PATH, DevIssuer, JWKS_PATH, KeyKind};
+use sipgw_dev::dev_issuer::{DISCOVERY_PATH, DevIssuer, JWKS_PATH, KeyKind};
 use tokio::net::TcpListener;
 
 /// Kids of the keys [`DevIssuer::new`] generates.

@@ -133,6 +133,8 @@ fn an_environment_override_is_validated_too() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("vendor.token_ttl_secs"));
 }
 
+// Only a binary built with the `dev` feature (the default) has the command.
+#[cfg(feature = "dev")]
 #[test]
 fn the_demo_changes_a_password_end_to_end() {
     let output = Command::new(SIPGW).arg("demo").output().unwrap();
@@ -161,12 +163,12 @@ fn the_demo_changes_a_password_end_to_end() {
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_0() {
-    let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
     let idp_addr = idp
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
     let token = idp.mint_for("alice", AUDIENCE, Some(AGENT), false);
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
@@ -318,6 +320,8 @@ async fn sigterm_drains_and_exits_0() {
     );
 }
 
+// Only a binary built with the `dev` feature (the default) has the command.
+#[cfg(feature = "dev")]
 #[test]
 fn dev_token_mints_tokens_that_verify_against_its_jwks() {
     let dir = std::env::temp_dir().join(format!("sipgw-cli-{}-devtoken", std::process::id()));

@@ -24,7 +24,7 @@ const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// Slots that only shedding can free: no head, idle or request timeout within the test's
 /// patience. Requests are kept in flight by holding them at the simulated vendor
-/// ([`sipgw::sim::Faults::hold_updates`]) until the test releases them, never by a delay
+/// ([`sipgw_dev::sim::Faults::hold_updates`]) until the test releases them, never by a delay
 /// that a slow machine could outlast; the longest vendor and request timeouts keep the
 /// gateway from giving up on a held request first.
 fn slots(max: usize, per_ip: usize) -> impl FnOnce(&mut sipgw::config::FileConfig) {

@@ -876,7 +876,12 @@ fn the_dockerfile_exposes_the_configs_ports_and_runs_as_nonroot() {
         .iter()
         .find(|(op, a)| op == "RUN" && a.contains("cargo build"))
         .expect("a RUN cargo build");
-    for flag in ["--release", "--locked", "--bin sipgw"] {
+    for flag in [
+        "--release",
+        "--locked",
+        "--no-default-features",
+        "--bin sipgw",
+    ] {
         assert!(
             build.1.contains(flag),
             "cargo build without {flag}: {}",

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{Value, json};
-use sipgw::dev_issuer::KeyKind;
+use sipgw_dev::dev_issuer::KeyKind;
 
 fn unix_now() -> u64 {
     SystemTime::now()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::Method;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 

@@ -16,6 +16,32 @@ fn has(exe: &str) -> bool {
         .any(|dir| Path::new(dir).join(exe).exists())
 }
 
+/// Builds `sipgw-vendor-sim` (the `sipgw-dev` crate's binary, the memory row's vendor)
+/// beside `sipgw` in `bin_dir`: cargo builds only this package's binaries for its tests.
+/// Quick when `cargo test --workspace` has built it already.
+fn build_vendor_sim(bin_dir: &Path) {
+    let profile = bin_dir.file_name().and_then(|n| n.to_str()).unwrap();
+    let target_dir = bin_dir.parent().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--locked", "--quiet", "--package", "sipgw-dev"])
+        .args(["--bin", "sipgw-vendor-sim", "--target-dir"])
+        .arg(target_dir)
+        .args(match profile {
+            "debug" => vec![],
+            "release" => vec!["--release".to_owned()],
+            other => vec!["--profile".to_owned(), other.to_owned()],
+        })
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cannot build sipgw-vendor-sim:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn the_load_harness_produces_every_row_without_errors() {
     let required = std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_some();
@@ -29,6 +55,7 @@ fn the_load_harness_produces_every_row_without_errors() {
         return;
     }
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
+    build_vendor_sim(bin_dir);
     let json = std::env::temp_dir().join(format!("sipgw-load-smoke-{}.json", std::process::id()));
     let output = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/run.py"))

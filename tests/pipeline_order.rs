@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use http::Method;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -14,7 +14,7 @@ use common::redis_server::RedisServer;
 use common::*;
 use http::Method;
 use sipgw::config::FileConfig;
-use sipgw::config::file::QuotaSection;
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 
@@ -342,13 +342,13 @@ mod scripts {
     use std::num::NonZeroU32;
 
     use secrecy::SecretString;
-    use sipgw::config::{LimitsBackend, LimitsConfig};
+    use sipgw::ids::{AccountFolding, CallerId};
+    use sipgw::limits::config::{LimitsBackend, LimitsConfig};
     use sipgw::limits::idempotency::{Begin, Outcome, Stored};
     use sipgw::limits::lockout::LockoutPolicy;
     use sipgw::limits::quota::{QuotaSpec, Verdict};
     use sipgw::limits::redis::Shared;
     use sipgw::limits::{IdempotencyScope, Limits, Shield};
-    use sipgw::request::AccountFolding;
 
     fn spec(burst: u32, per_secs: u64) -> QuotaSpec {
         QuotaSpec {
@@ -473,9 +473,9 @@ mod scripts {
         assert!(limits.lock_agent(&agent).await.is_none());
         drop(turn);
         // Idempotency: this process's store.
+        let caller = CallerId::new("iss", "sub");
         let scope = IdempotencyScope {
-            iss: "iss",
-            sub: "sub",
+            caller: &caller,
             agent: &agent,
             key: "k",
         };
@@ -515,9 +515,9 @@ mod scripts {
         let a = Limits::new(&limits_config(&redis.url()), &secret).unwrap();
         let b = Limits::new(&limits_config(&redis.url()), &secret).unwrap();
         let agent = a.account_key("a1001");
+        let caller = CallerId::new("iss", "sub");
         let scope = IdempotencyScope {
-            iss: "iss",
-            sub: "sub",
+            caller: &caller,
             agent: &agent,
             key: "k",
         };

@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use sipgw::config::file::QuotaSection;
 use sipgw::config::{Config, FileConfig};
+use sipgw::limits::config::QuotaSection;
 
 const WRONG: &str = "Wrong~Pass11";
 const REDIS_PASSWORD: &str = "redis-pass-Qx7-not-real";

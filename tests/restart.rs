@@ -13,8 +13,8 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sipgw::dev_issuer::DevIssuer;
-use sipgw::sim::VendorSim;
+use sipgw_dev::dev_issuer::DevIssuer;
+use sipgw_dev::sim::VendorSim;
 use tokio::net::TcpListener;
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");

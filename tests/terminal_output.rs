@@ -135,11 +135,11 @@ fn check_config_escapes_the_values_it_echoes() {
 // simulator serve from the runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_sub_and_path_reach_the_log_escaped() {
-    let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
     let idp_addr = idp
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();

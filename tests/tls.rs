@@ -168,7 +168,7 @@ struct TlsGateway {
     /// The admin listener (plain HTTP).
     admin_addr: SocketAddr,
     tls: Arc<ServerTls>,
-    sim: sipgw::sim::VendorSim,
+    sim: sipgw_dev::sim::VendorSim,
     /// An admin caller's JWT.
     token: String,
     stop: Option<oneshot::Sender<()>>,
@@ -185,11 +185,11 @@ impl TlsGateway {
         poll: Duration,
         tweak: impl FnOnce(&mut FileConfig),
     ) -> Self {
-        let sim = sipgw::sim::VendorSim::new(sim_config());
+        let sim = sipgw_dev::sim::VendorSim::new(sim_config());
         let sim_addr = sim
             .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
             .unwrap();
-        let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+        let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
         let idp_addr = idp
             .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
             .unwrap();
@@ -853,11 +853,11 @@ fn check_config_shows_the_tls_files_and_refuses_a_key_that_does_not_match() {
 
 #[tokio::test]
 async fn the_binary_reloads_its_certificate_on_sighup() {
-    let idp = sipgw::dev_issuer::DevIssuer::new(ISSUER);
+    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
     let idp_addr = idp
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();

@@ -63,7 +63,7 @@ async fn a_second_401_is_not_retried_again_and_refusals_back_off() {
 async fn a_failing_token_endpoint_gives_503_without_a_fetch_storm() {
     let mut sim = sim_config();
     sim.agents.truncate(1);
-    let sim = sipgw::sim::VendorSim::new(sim);
+    let sim = sipgw_dev::sim::VendorSim::new(sim);
     sim.faults().set_token_status(Some(500));
     let sim_addr = sim
         .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
@@ -159,7 +159,7 @@ async fn a_closed_vendor_port_gives_502() {
     // The token comes from a live simulator; the change goes to a port nobody listens on.
     // A second simulator that only serves tokens would hide the case, so the gateway's
     // base URL points at a listener we close right after its token was fetched.
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim_addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -82,7 +82,7 @@ fn write_temp(name: &str, contents: &str) -> String {
 
 async fn start_behind_tls(ca_file: Option<String>) -> Harness {
     let pki = test_pki();
-    let sim = sipgw::sim::VendorSim::new(sim_config());
+    let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();

@@ -5,6 +5,8 @@
     python3 benches/load/run.py --write-results  # ... and rewrite benches/RESULTS.md
     python3 benches/load/run.py --smoke --bin-dir target/debug --json out.json   # CI
 
+--bin-dir must hold sipgw and sipgw-vendor-sim (dev/): `cargo build --workspace --bins`.
+
 Everything runs on loopback, on one machine, at the same time as the load generator:
   stand-in  nginx serving the vendor's two answers as static JSON (sipgw-vendor-sim
             --fast --always-succeed when nginx cannot be had)
@@ -426,8 +428,8 @@ fsync = "{fsync or self.args.fsync}"
             log("nginx not available: the stand-in is sipgw-vendor-sim, no nginx-proxy row")
         if not a.bin_dir:
             log("building release binaries")
-            subprocess.run(["cargo", "build", "--release", "--locked", "--bins"], cwd=ROOT,
-                           check=True)
+            subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins"],
+                           cwd=ROOT, check=True)
             self.bin = os.path.join(ROOT, "target", "release")
         jwks = self.mint_tokens(a.callers)
         if a.memory_only:

@@ -122,8 +122,8 @@ fuzz_target!(|payload: &[u8]| {
         "aud {}",
         claims["aud"]
     );
-    assert_eq!(claims["sub"].as_str(), Some(identity.sub.as_str()), "sub");
-    assert!(!identity.sub.is_empty(), "accepted an empty sub");
+    assert_eq!(claims["sub"].as_str(), Some(identity.caller.sub()), "sub");
+    assert!(!identity.caller.sub().is_empty(), "accepted an empty sub");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")

@@ -11,7 +11,7 @@ use super::StartError;
 use crate::admin::{self, metrics::ListenerStats};
 use crate::auth::Authenticator;
 use crate::auth::keys::{KeySource, KeyStore};
-use crate::config::{Config, invalid};
+use crate::config::{Config, ConfigError, invalid};
 use crate::gateway::{self, Auditor, Gateway};
 use crate::limits::Limits;
 use crate::metrics::RequestMetrics;
@@ -55,7 +55,7 @@ impl Parts {
     /// Builds the parts from a validated config. The audit trail is opened (and its chain
     /// checked) here; nothing is fetched yet (see [`Parts::spawn_background`]).
     pub fn build(config: &Config) -> Result<Self, StartError> {
-        let vendor = VendorClient::new(config.vendor.clone())?;
+        let vendor = VendorClient::new(config.vendor.clone()).map_err(ConfigError::from)?;
         let source: Arc<dyn TokenSource> = Arc::new(vendor.clone());
         let auth = &config.auth;
         let idp_client = match auth.source {

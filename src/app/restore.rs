@@ -6,8 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use super::Parts;
 use crate::audit::history::{self, Scan};
-use crate::config::{Config, LimitsBackend};
+use crate::config::Config;
 use crate::limits::Limits;
+use crate::limits::config::LimitsBackend;
 use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
 
 /// Before the first request, with the `memory` backend: a restart must not forget the

@@ -42,8 +42,8 @@ use serde::Deserialize;
 use super::chain::MacKey;
 use super::record::{DISCONTINUITY, unseal};
 use super::writer::rotated_files;
+use crate::ids::{AccountFolding, AgentId};
 use crate::limits::lockout::VendorAnswer;
-use crate::request::{AccountFolding, AccountKey};
 
 /// Longest line read; a longer one is not a record (the writer never writes one).
 const MAX_LINE: u64 = 64 * 1024;
@@ -179,15 +179,15 @@ struct Replay<'k> {
     /// `mac` of the last line that passed its checks; `None` before the first.
     last_mac: Option<String>,
     /// By agent key, then by place in the trail; matched by request id within the agent.
-    pending: HashMap<AccountKey, BTreeMap<u64, Pending>>,
+    pending: HashMap<AgentId, BTreeMap<u64, Pending>>,
     /// Agent keys of the pending attempts, by place in the trail.
-    by_order: BTreeMap<u64, AccountKey>,
+    by_order: BTreeMap<u64, AgentId>,
     /// Attempts (request id, agent key) already counted as orphans (a later attempt of
     /// the same agent came first): their own outcome, should it still come, is not counted
     /// again.
-    orphaned: HashSet<(String, AccountKey)>,
+    orphaned: HashSet<(String, AgentId)>,
     /// The same, oldest first, to bound them.
-    orphaned_order: VecDeque<(String, AccountKey)>,
+    orphaned_order: VecDeque<(String, AgentId)>,
     /// Records seen.
     order: u64,
 }
@@ -275,7 +275,7 @@ impl Replay<'_> {
     }
 
     /// Removes the pending attempt of `agent` at `order`.
-    fn take(&mut self, agent: &AccountKey, order: u64) -> Option<Pending> {
+    fn take(&mut self, agent: &AgentId, order: u64) -> Option<Pending> {
         let attempts = self.pending.get_mut(agent)?;
         let pending = attempts.remove(&order);
         if attempts.is_empty() {
@@ -286,7 +286,7 @@ impl Replay<'_> {
     }
 
     /// The place of `agent`'s pending attempt with request id `id`.
-    fn find(&self, agent: &AccountKey, id: &str) -> Option<u64> {
+    fn find(&self, agent: &AgentId, id: &str) -> Option<u64> {
         self.pending
             .get(agent)?
             .iter()
@@ -302,7 +302,7 @@ impl Replay<'_> {
         scan: &mut Scan,
         apply: &mut impl FnMut(&str, SystemTime, VendorAnswer),
     ) {
-        let key = AccountKey::new(&agent, self.folding);
+        let key = AgentId::new(&agent, self.folding);
         // The same request id and agent again (a retry reusing its id) while the earlier
         // one awaits its outcome: the next outcome could be either's, so the earlier one
         // is taken as an orphan now, and the next outcome resolves this one.
@@ -338,7 +338,7 @@ impl Replay<'_> {
     }
 
     /// Remembers an attempt counted as an orphan, so that its late outcome is not counted.
-    fn remember_orphan(&mut self, id: String, key: AccountKey) {
+    fn remember_orphan(&mut self, id: String, key: AgentId) {
         if self.orphaned_order.len() >= MAX_PENDING
             && let Some(oldest) = self.orphaned_order.pop_front()
         {
@@ -367,7 +367,7 @@ impl Replay<'_> {
             // A refusal decided before any attempt: it resolves none, and says nothing.
             return;
         }
-        let key = AccountKey::new(agent, self.folding);
+        let key = AgentId::new(agent, self.folding);
         if !self.orphaned.is_empty() && self.orphaned.remove(&(id.to_owned(), key.clone())) {
             return;
         }

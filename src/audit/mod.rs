@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod config;
 pub mod history;
 pub mod record;
 pub mod throttle;

@@ -9,6 +9,7 @@
 //! A request's `Authorization` header becomes an [`Identity`] (or an [`AuthError`], 401),
 //! then, for the agent asked for, a [`Caller`] (or 403).
 
+pub mod config;
 pub mod keys;
 pub mod policy;
 pub mod verify;
@@ -16,13 +17,13 @@ pub mod verify;
 pub use policy::{Grant, Grants, Policy};
 pub use verify::{AuthSettings, Authenticator};
 
+use crate::ids::CallerId;
+
 /// A verified token's facts that later steps need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The issuer (`iss`).
-    pub iss: String,
-    /// The subject (`sub`): the caller.
-    pub sub: String,
+    /// The caller: the token's issuer (`iss`) and subject (`sub`).
+    pub caller: CallerId,
     /// What the token allows.
     pub grants: Grants,
     /// Expiry (`exp`), seconds since the Unix epoch.
@@ -33,10 +34,8 @@ pub struct Identity {
 /// trail use it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The issuer (`iss`).
-    pub iss: String,
-    /// The subject (`sub`).
-    pub sub: String,
+    /// Who.
+    pub id: CallerId,
     /// Why this caller may change this agent's password.
     pub grant: Grant,
 }

@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyStore;
 use super::{AuthError, Identity, Policy};
+use crate::ids::CallerId;
 pub use compact::{TokenHeader, bearer_token, check_header};
 pub use strict::RequiredTyp;
 
@@ -196,8 +197,8 @@ impl Authenticator {
                 return Err(error);
             }
         };
-        let claim_bytes = identity.iss.len()
-            + identity.sub.len()
+        let claim_bytes = identity.caller.iss().len()
+            + identity.caller.sub().len()
             + identity.grants.agent.as_ref().map_or(0, String::len);
         if claim_bytes <= MAX_CACHED_CLAIM_BYTES {
             self.cache.insert(
@@ -282,8 +283,7 @@ impl Authenticator {
             }
         }
         Ok(Identity {
-            iss,
-            sub,
+            caller: CallerId::new(iss, sub),
             grants: self.settings.policy.grants(claims),
             exp,
         })

@@ -1,50 +1,35 @@
-//! Configuration in two stages (STYLE.md §5).
+//! Configuration in two stages.
 //!
 //! Stage one ([`mod@file`]) reads the TOML file and `SIPGW__SECTION__KEY` environment overrides
 //! into serde structs that reject unknown keys. Stage two ([`Config::from_file`]) checks every
 //! value and turns it into a typed one (`SocketAddr`, `Duration`, a loaded secret, a compiled
 //! password rule), so the rest of the gateway never sees an unchecked value. Every error names
 //! the key it is about, e.g. `vendor.timeout_ms must be > 0, got 0`.
+//!
+//! Each domain module owns its section: the serde struct and its validation live beside the
+//! code that uses them (`server::config`, `tls::config`, `vendor::config`,
+//! `password_policy::config`, `auth::config`, `limits::config`, `audit::config`), and report
+//! a [`crate::config_key::InvalidKey`]. This module only composes them: the file's layout,
+//! the layering of file, defaults and environment, `check-config`, and [`ConfigError`].
 
 pub mod file;
-mod flood;
-mod redis;
-mod server;
-mod validate;
-mod validate_auth;
 
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use jsonwebtoken::Algorithm;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use secrecy::SecretString;
 
-use crate::audit::chain::MacKey;
-use crate::audit::writer::Fsync;
-use crate::auth::keys::{FetchSettings, KeySet, KeySource};
-use crate::auth::{AuthSettings, Policy};
-use crate::limits::lockout::LockoutPolicy;
-use crate::limits::quota::QuotaSpec;
+use crate::audit::config::AuditConfig;
+use crate::auth::config::AuthConfig;
+use crate::config_key::InvalidKey;
+use crate::limits::config::LimitsConfig;
 use crate::password_policy::PasswordPolicy;
-use crate::request::AccountFolding;
-use crate::server::Limits;
-use crate::tls::TlsFiles;
+use crate::server::config::ServerConfig;
+use crate::vendor::config::VendorConfig;
 pub use file::FileConfig;
-pub use flood::FloodConfig;
 
 /// Prefix of environment overrides: `SIPGW__VENDOR__TIMEOUT_MS=3000` sets `vendor.timeout_ms`.
 pub const ENV_PREFIX: &str = "SIPGW__";
-/// The vendor's maximum AccessToken lifetime (VENDOR_API.md §1).
-pub const MAX_TOKEN_TTL_SECS: u64 = 3600;
-/// Shortest AccessToken lifetime we ask for: shorter ones only multiply token fetches.
-pub const MIN_TOKEN_TTL_SECS: u64 = 30;
 
 /// A configuration that could not be loaded; the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +129,16 @@ impl From<crate::tls::LoadError> for ConfigError {
     }
 }
 
+impl From<InvalidKey> for ConfigError {
+    /// A section's own validation error, as the whole configuration's.
+    fn from(error: InvalidKey) -> Self {
+        ConfigError::Invalid {
+            key: error.key,
+            message: error.message,
+        }
+    }
+}
+
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -166,135 +161,6 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[audit]`, with the HMAC key loaded.
     pub audit: AuditConfig,
-}
-
-/// `[audit]`, validated.
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    /// The current trail file.
-    pub path: PathBuf,
-    /// Seals records (HMAC key, or plain SHA-256).
-    pub key: MacKey,
-    /// Durability policy.
-    pub fsync: Fsync,
-    /// Rotation size.
-    pub max_bytes: u64,
-    /// Also print records on stdout.
-    pub stdout: bool,
-    /// Flood control of refusal records.
-    pub flood: FloodConfig,
-    /// Mode of created files (`0o600` or `0o640`).
-    pub file_mode: u32,
-    /// Whether a trail that lacks its records may continue in a new chain.
-    pub allow_new_chain: bool,
-}
-
-/// `[rate_limit]`, `[lockout]` and `[idempotency]`, validated.
-#[derive(Debug, Clone)]
-pub struct LimitsConfig {
-    /// Quota per caller (`iss` + `sub`).
-    pub per_caller: QuotaSpec,
-    /// Quota per agent.
-    pub per_agent: QuotaSpec,
-    /// The lockout shield.
-    pub lockout: LockoutPolicy,
-    /// How long a change waits for another change of the same agent.
-    pub change_wait: Duration,
-    /// How long `Idempotency-Key` outcomes are remembered.
-    pub idempotency_ttl: Duration,
-    /// Most outcomes remembered.
-    pub idempotency_entries: usize,
-    /// Most bytes the remembered outcomes may take.
-    pub idempotency_bytes: usize,
-    /// Most agents with a quota bucket in this process.
-    pub max_agents: usize,
-    /// Most callers with a quota bucket in this process.
-    pub max_callers: usize,
-    /// Most agents with a lockout record in this process.
-    pub lockout_entries: usize,
-    /// Where the limits live.
-    pub backend: LimitsBackend,
-    /// Longest a change can hold its agent's turn: the request deadline plus a margin, so a
-    /// turn taken by a replica that crashed expires on its own.
-    pub turn_lease: Duration,
-    /// How a `userAccount` becomes the key of every per-agent limit.
-    pub account_folding: AccountFolding,
-}
-
-/// `rate_limit.backend`.
-#[derive(Debug, Clone)]
-pub enum LimitsBackend {
-    /// This process only (`"memory"`).
-    Memory,
-    /// Shared by every replica through Redis (`"redis"`).
-    Redis {
-        /// `rate_limit.redis_url` (checked to be `redis://` or `rediss://`, without a
-        /// password) and the credentials and CA read from their files.
-        endpoint: crate::limits::redis::RedisEndpoint,
-        /// `rate_limit.key_prefix`, put before every key.
-        key_prefix: String,
-    },
-}
-
-/// Added to `server.request_timeout_ms` for the lease of an agent's turn in Redis.
-const TURN_LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-/// `[auth]`, validated.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// What the token check needs.
-    pub settings: AuthSettings,
-    /// Where keys come from.
-    pub source: KeySource,
-    /// How remote keys are fetched.
-    pub fetch: FetchSettings,
-    /// Extra trusted roots for the IdP.
-    pub extra_roots: Vec<CertificateDer<'static>>,
-}
-
-/// Listener address, limits and shutdown behaviour.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// API listener address.
-    pub listen: SocketAddr,
-    /// Admin listener address (`/healthz`, `/readyz`).
-    pub admin_listen: SocketAddr,
-    /// Connection, head, idle and shutdown bounds of the API listener.
-    pub limits: Limits,
-    /// The same for the admin listener: its own connection slots and head timeout.
-    pub admin_limits: Limits,
-    /// Bound on receiving a request body once the head is in.
-    pub request_timeout: Duration,
-    /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
-    pub tls: Option<TlsFiles>,
-}
-
-/// Body shape of `updateSipPhonePassword` (VENDOR_API.md §2, "Body shape ambiguity").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyShape {
-    /// `{"requestParam": {"accountPwd", "newPhonePwd", "userAccount"}}`: the normative table.
-    Wrapped,
-    /// `{"accountPwd", "newPhonePwd", "userAccount"}`: the reference's example.
-    Flat,
-}
-
-/// Everything needed to talk to the vendor.
-#[derive(Debug, Clone)]
-pub struct VendorConfig {
-    /// Base URL without a trailing slash, e.g. `https://service.example.com`.
-    pub base_url: String,
-    /// The app key, sent in `tokenByAkSk` and as `x-app-key`.
-    pub app_key: String,
-    /// The app secret; `Debug` prints `[REDACTED]`.
-    pub app_secret: SecretString,
-    /// Token lifetime to ask for (`X-Token-Expire`).
-    pub token_ttl: Duration,
-    /// Bound on one vendor call.
-    pub timeout: Duration,
-    /// How the password call's body is shaped.
-    pub body_shape: BodyShape,
-    /// Extra trusted roots read from `ca_file`, added to the Mozilla roots.
-    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Config {
@@ -353,16 +219,24 @@ impl Config {
         file: FileConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let p = &file.password_policy;
-        let password_policy = PasswordPolicy::new(p.min_len, p.max_len, p.min_classes, &p.specials)
-            .map_err(|e| invalid(&format!("password_policy.{}", e.key), e.message))?;
+        // Each section checks its own keys, in this order (the first error is reported).
+        let password_policy = PasswordPolicy::from_section(&file.password_policy)?;
+        let server = ServerConfig::from_section(&file.server)?;
+        let vendor = VendorConfig::from_section(&file.vendor, env)?;
+        let auth = AuthConfig::from_section(&file.auth)?;
+        let limits = LimitsConfig::from_sections(
+            &file.rate_limit,
+            &file.lockout,
+            &file.idempotency,
+            server.request_timeout,
+        )?;
         Ok(Self {
-            server: server::server_config(&file.server)?,
-            vendor: validate::vendor_config(&file.vendor, env)?,
+            server,
+            vendor,
             password_policy,
-            auth: validate_auth::auth_config(&file.auth)?,
-            limits: validate::limits_config(&file)?,
-            audit: validate::audit_config(&file.audit)?,
+            auth,
+            limits,
+            audit: AuditConfig::from_section(&file.audit)?,
         })
     }
 }

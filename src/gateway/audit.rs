@@ -17,32 +17,29 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::flood::Flood;
+use crate::audit::config::AuditConfig;
 use crate::audit::record::{CallerInfo, Event, Kind, VendorInfo};
 use crate::audit::writer::{AuditWriter, WriterConfig};
-use crate::config::AuditConfig;
 use crate::error::ApiError;
+use crate::ids::CallerId;
 use crate::metrics::ReasonLabel;
 
-/// What the audit trail learns about a request as the pipeline proceeds.
+/// What the audit trail learns about a request as the pipeline proceeds: the facts its
+/// records carry, and whether an `attempt` record was written. Nothing here steers the
+/// pipeline itself.
 #[derive(Debug, Default)]
 pub struct Trace {
     /// Whether the path was the endpoint (other paths are not audited).
     pub endpoint: bool,
-    /// `iss` and `sub`, once authenticated.
-    pub caller: Option<(String, String)>,
-    /// The agent, once the path named a valid one.
+    /// The caller, once authenticated.
+    pub caller: Option<CallerId>,
+    /// The agent as written, once the path named a valid one.
     pub agent: Option<String>,
     /// The vendor's answer, once called.
     pub vendor: Option<VendorInfo>,
-    /// Whether the vendor may have checked the current password although no clear answer
-    /// came (a timeout, a cut connection, a 5xx): the lockout shield counts such a call.
-    pub vendor_may_have_checked: bool,
     /// Whether an `attempt` record was (or may have been) written: the change reached, or
     /// was about to reach, the vendor, so its outcome is never flood-controlled.
     pub attempted: bool,
-    /// Whether the request's body was read; an HTTP/1.1 answer given before it closes the
-    /// connection, whose unread body could otherwise be taken for the next request.
-    pub body_read: bool,
 }
 
 /// Writes a request's records.
@@ -172,8 +169,8 @@ fn event(
         kind,
         request_id: Some(request_id.to_owned()),
         caller: CallerInfo {
-            iss: trace.caller.as_ref().map(|(iss, _)| iss.clone()),
-            sub: trace.caller.as_ref().map(|(_, sub)| sub.clone()),
+            iss: trace.caller.as_ref().map(|c| c.iss().to_owned()),
+            sub: trace.caller.as_ref().map(|c| c.sub().to_owned()),
             client_ip: ip.to_string(),
         },
         agent: trace.agent.clone(),

@@ -18,9 +18,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::time::Instant;
 
+use crate::audit::config::FloodConfig;
 use crate::audit::record::{CallerInfo, Event, FloodSummary, Kind};
 use crate::audit::throttle::{Addr, Budget, Closed, Decision, Network, Throttle, Why};
-use crate::config::FloodConfig;
+use crate::ids::CallerId;
 use crate::metrics::ReasonLabel;
 
 /// Length of a flood window and of the budget's window.
@@ -29,13 +30,10 @@ pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(60);
 /// Values of `sipgw_audit_suppressed_total{reason}`, all present from start-up.
 const REASONS: [&str; 3] = ["caller", "network", "budget"];
 
-/// A caller, as its flood window is keyed: `iss` and `sub`.
-type CallerKey = (String, String);
-
 /// Flood control for refusal records.
 pub(super) struct Flood {
     /// Windows per caller.
-    callers: Throttle<CallerKey>,
+    callers: Throttle<CallerId>,
     /// Windows per client network, for refusals before a caller was known.
     networks: Throttle<Network>,
     /// Full refusal records per window, across both.
@@ -74,7 +72,7 @@ impl Flood {
     /// closed on the way.
     pub(super) fn admit(
         &self,
-        caller: Option<&CallerKey>,
+        caller: Option<&CallerId>,
         ip: IpAddr,
         code: &'static str,
         now: Instant,
@@ -125,8 +123,9 @@ impl Flood {
 
 /// A caller's summary names it; `clientIp` is its one address, or `*` for several (and
 /// for the overflow window, which names no caller).
-fn caller_summary(closed: Closed<CallerKey>) -> Event {
-    let (iss, sub) = closed.key.clone().unzip();
+fn caller_summary(closed: Closed<CallerId>) -> Event {
+    let iss = closed.key.as_ref().map(|c| c.iss().to_owned());
+    let sub = closed.key.as_ref().map(|c| c.sub().to_owned());
     let client_ip = match (closed.addr, &closed.key) {
         (Addr::One(ip), Some(_)) => ip.to_string(),
         (Addr::None | Addr::Several, _) | (_, None) => "*".to_owned(),
@@ -198,7 +197,7 @@ mod tests {
         })
     }
 
-    fn written(flood: &Flood, caller: Option<&CallerKey>, ips: &[&str]) -> usize {
+    fn written(flood: &Flood, caller: Option<&CallerId>, ips: &[&str]) -> usize {
         let now = Instant::now();
         ips.iter()
             .filter(|ip| {
@@ -240,7 +239,7 @@ mod tests {
     #[test]
     fn a_caller_is_one_key_from_any_address() {
         let flood = flood(1);
-        let mallory = ("https://sso".to_owned(), "mallory".to_owned());
+        let mallory = CallerId::new("https://sso", "mallory");
         let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1"];
         assert_eq!(written(&flood, Some(&mallory), &ips), 1);
         let summary = &flood.close_all()[0];

@@ -104,9 +104,3 @@ pub(super) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>,
         (Some(_), Some(_)) => Err(bad()),
     }
 }
-
-/// The code of a replayed outcome, for logs and the audit trail: the stored problem's
-/// `code`, or `ok`.
-pub(super) fn replayed_code(stored: &Stored) -> &'static str {
-    stored.outcome().code()
-}

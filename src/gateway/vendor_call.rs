@@ -6,11 +6,43 @@ use std::time::Instant;
 
 use secrecy::ExposeSecret;
 
-use super::{Deadline, Gateway, Trace};
+use super::{Deadline, Gateway};
 use crate::audit::record::VendorInfo;
 use crate::error::ApiError;
 use crate::request::ChangeBody;
 use crate::vendor::{AccessToken, UpdateOutcome, UpdateRequest, VendorError};
+
+/// What sending one change to the vendor came to.
+pub(super) struct Exchange {
+    /// The vendor's answer, or the refusal the caller is told instead.
+    pub(super) result: Result<UpdateOutcome, ApiError>,
+    /// What the audit trail says of the last call made; `None` when none was made.
+    pub(super) vendor: Option<VendorInfo>,
+    /// Whether the vendor may have checked the current password (and counted a failure)
+    /// although no clear answer came (a timeout, a cut connection, a 5xx): the lockout
+    /// shield counts such a call like a rejection.
+    pub(super) may_have_checked: bool,
+}
+
+impl Exchange {
+    /// No call was made: no token could be had.
+    fn none(error: ApiError) -> Self {
+        Self {
+            result: Err(error),
+            vendor: None,
+            may_have_checked: false,
+        }
+    }
+
+    /// The last call's `result`, made at `started`.
+    fn of(result: Result<UpdateOutcome, VendorError>, started: Instant, request_id: &str) -> Self {
+        Self {
+            vendor: Some(vendor_info(&result, started)),
+            may_have_checked: may_have_checked(&result),
+            result: result.map_err(|e| vendor_failure(e, request_id)),
+        }
+    }
+}
 
 impl Gateway {
     /// Sends the change once; after a vendor 401, once more with a freshly fetched token.
@@ -22,41 +54,45 @@ impl Gateway {
         change: &ChangeBody,
         request_id: &str,
         deadline: Deadline,
-        trace: &mut Trace,
-    ) -> Result<UpdateOutcome, ApiError> {
+    ) -> Exchange {
         let update = UpdateRequest {
             user_account,
             account_pwd: &change.account_pwd,
             new_phone_pwd: &change.new_phone_pwd,
             request_id,
         };
-        let token = self.token(deadline).await?;
+        let token = match self.token(deadline).await {
+            Ok(token) => token,
+            Err(error) => return Exchange::none(error),
+        };
         let started = Instant::now();
         let result = self.vendor.update_password(&token, &update, deadline).await;
-        trace.vendor = Some(vendor_info(&result, started));
-        trace.vendor_may_have_checked = may_have_checked(&result);
         if !matches!(result, Err(VendorError::Unauthorized)) {
             self.tokens.accepted();
+            return Exchange::of(result, started, request_id);
         }
-        match result {
-            Err(VendorError::Unauthorized) => {
-                tracing::warn!(
-                    request_id,
-                    "vendor refused the AccessToken; fetching a new one and retrying once"
-                );
-                self.tokens.invalidate(&token);
-                let fresh = self.token(deadline).await?;
-                let result = self.vendor.update_password(&fresh, &update, deadline).await;
-                trace.vendor = Some(vendor_info(&result, started));
-                trace.vendor_may_have_checked = may_have_checked(&result);
-                match result {
-                    Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
-                    _ => self.tokens.accepted(),
-                }
-                result.map_err(|e| vendor_failure(e, request_id))
+        tracing::warn!(
+            request_id,
+            "vendor refused the AccessToken; fetching a new one and retrying once"
+        );
+        self.tokens.invalidate(&token);
+        let fresh = match self.token(deadline).await {
+            Ok(fresh) => fresh,
+            // The refused call still happened: the trail says so.
+            Err(error) => {
+                return Exchange {
+                    result: Err(error),
+                    vendor: Some(vendor_info(&result, started)),
+                    may_have_checked: may_have_checked(&result),
+                };
             }
-            result => result.map_err(|e| vendor_failure(e, request_id)),
+        };
+        let result = self.vendor.update_password(&fresh, &update, deadline).await;
+        match result {
+            Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
+            _ => self.tokens.accepted(),
         }
+        Exchange::of(result, started, request_id)
     }
 
     /// A token, or 503 when none can be had before the request's deadline.
@@ -130,5 +166,24 @@ fn vendor_failure(error: VendorError, request_id: &str) -> ApiError {
         | VendorError::Transport(_)
         | VendorError::Status(_)
         | VendorError::BadBody => ApiError::VendorError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request;
+
+    #[test]
+    fn vendor_messages_never_carry_the_request_passwords() {
+        let change =
+            request::parse_body(br#"{"accountPwd":"Old~Pass1","newPhonePwd":"New~Pass2"}"#)
+                .unwrap();
+        let message = "password New~Pass2 rejected; Old~Pass1 was the current one";
+        assert_eq!(
+            scrub(message, &change),
+            "password [REDACTED] rejected; [REDACTED] was the current one"
+        );
+        assert_eq!(scrub("wrong password", &change), "wrong password");
     }
 }

@@ -7,7 +7,7 @@
 //! - [`idempotency`]: the first outcome of an `Idempotency-Key`, replayed for its retries.
 //! - [`redis`]: the same, shared by every replica through Redis (`backend = "redis"`).
 //!
-//! Every per-agent limit is keyed by the agent's [`AccountKey`] (case-folded by default,
+//! Every per-agent limit is keyed by the agent's [`AgentId`] (case-folded by default,
 //! `rate_limit.account_key`), never by the account as written: `A1002` and `a1002` are one
 //! account to these limits, in memory and in Redis alike.
 //!
@@ -16,6 +16,7 @@
 //! each asks Redis and, when Redis cannot be reached, falls back to the in-process state
 //! (the lockout shield instead refuses: see [`Shield::Unknown`]).
 
+pub mod config;
 pub mod idempotency;
 pub mod lockout;
 pub mod quota;
@@ -31,8 +32,8 @@ use secrecy::{ExposeSecret, SecretString};
 use self::redis::idempotency::SharedTicket;
 use self::redis::turn::SharedTurn;
 use self::redis::{Shared, Unavailable};
-use crate::config::{LimitsBackend, LimitsConfig};
-use crate::request::{AccountFolding, AccountKey};
+use crate::ids::{AccountFolding, AgentId, CallerId};
+use config::{LimitsBackend, LimitsConfig};
 use idempotency::{Begin, IdempotencyStore, Stored, Ticket};
 use lockout::{LockoutRebuild, LockoutShield};
 use quota::{KeyedQuota, Verdict};
@@ -49,7 +50,7 @@ pub struct Limits {
     /// whatever the token holds.
     pub per_caller: KeyedQuota<[u8; 16]>,
     /// Quota per agent.
-    pub per_agent: KeyedQuota<AccountKey>,
+    pub per_agent: KeyedQuota<AgentId>,
     /// Vendor rejections per agent.
     pub lockout: LockoutShield,
     /// One change per agent at a time (in this process; always taken, also with Redis).
@@ -65,7 +66,7 @@ pub struct Limits {
     idempotency_ttl: Duration,
     /// The shared state, with `backend = "redis"`.
     shared: Option<Arc<Shared>>,
-    /// How a `userAccount` becomes its [`AccountKey`].
+    /// How a `userAccount` becomes its [`AgentId`].
     account_folding: AccountFolding,
     /// Until when the shield refuses every change because the counts could not be rebuilt
     /// in full at start-up (part of the audit trail unreadable).
@@ -164,10 +165,10 @@ impl Limits {
         })
     }
 
-    /// The key of every per-agent limit of `account` (a `userAccount`, or an audit record's
-    /// `agent`), as `rate_limit.account_key` says.
-    pub fn account_key(&self, account: &str) -> AccountKey {
-        AccountKey::new(account, self.account_folding)
+    /// The id that keys every per-agent limit of `account` (a `userAccount`, or an audit
+    /// record's `agent`), folded as `rate_limit.account_key` says.
+    pub fn account_key(&self, account: &str) -> AgentId {
+        AgentId::new(account, self.account_folding)
     }
 
     /// Whether the shared state is unreachable and the local fallbacks are in use (for
@@ -231,18 +232,19 @@ impl Limits {
     }
 
     /// Takes one change from the caller's quota.
-    pub async fn check_caller(&self, caller: &(String, String)) -> Verdict {
-        if let Some(shared) = &self.shared {
-            let id = self::redis::caller_id(&caller.0, &caller.1);
-            if let Ok(verdict) = shared.quota(&id, self.per_caller.spec()).await {
-                return verdict;
-            }
+    pub async fn check_caller(&self, caller: &CallerId) -> Verdict {
+        if let Some(shared) = &self.shared
+            && let Ok(verdict) = shared
+                .quota(&format!("caller:{}", caller.key()), self.per_caller.spec())
+                .await
+        {
+            return verdict;
         }
-        self.per_caller.check(&caller_key(&caller.0, &caller.1))
+        self.per_caller.check(&caller_key(caller))
     }
 
     /// Takes one change from the agent's quota.
-    pub async fn check_agent(&self, agent: &AccountKey) -> Verdict {
+    pub async fn check_agent(&self, agent: &AgentId) -> Verdict {
         if let Some(shared) = &self.shared
             && let Ok(verdict) = shared
                 .quota(&format!("agent:{}", agent.as_str()), self.per_agent.spec())
@@ -289,7 +291,7 @@ impl Limits {
     }
 
     /// Whether the lockout shield lets a change for `agent` through.
-    pub async fn lockout_check(&self, agent: &AccountKey) -> Shield {
+    pub async fn lockout_check(&self, agent: &AgentId) -> Shield {
         // A full shield could not record this agent's rejection: refuse rather than let a
         // change through whose strike would not be counted.
         if !self.lockout.admits(agent.as_str()) {
@@ -319,7 +321,7 @@ impl Limits {
     }
 
     /// The vendor accepted a change for `agent`: its count starts over.
-    pub async fn record_success(&self, agent: &AccountKey) {
+    pub async fn record_success(&self, agent: &AgentId) {
         self.lockout.record_success(agent.as_str());
         if let Some(shared) = &self.shared
             && shared.lockout_success(agent).await.is_err()
@@ -332,7 +334,7 @@ impl Limits {
     }
 
     /// The vendor rejected a change for `agent`; whether the agent is now blocked.
-    pub async fn record_rejection(&self, agent: &AccountKey) -> bool {
+    pub async fn record_rejection(&self, agent: &AgentId) -> bool {
         let now = tokio::time::Instant::now();
         // Always counted here as well: a rejection that Redis cannot record (a blip) is
         // then not lost, and this replica blocks on its own count.
@@ -354,7 +356,7 @@ impl Limits {
 
     /// Waits up to `change_wait` for `agent`'s turn (in this process, then across replicas);
     /// `None` when another change still holds it.
-    pub async fn lock_agent(&self, agent: &AccountKey) -> Option<Turn<'_>> {
+    pub async fn lock_agent(&self, agent: &AgentId) -> Option<Turn<'_>> {
         let deadline = tokio::time::Instant::now() + self.change_wait;
         let local = self.agents.lock(agent.as_str(), self.change_wait).await?;
         let shared = match &self.shared {
@@ -418,13 +420,11 @@ impl Limits {
 
 /// Whose retries an `Idempotency-Key` covers: one caller and one agent (DESIGN.md §1).
 pub struct IdempotencyScope<'a> {
-    /// The caller's issuer.
-    pub iss: &'a str,
-    /// The caller's subject.
-    pub sub: &'a str,
+    /// The caller.
+    pub caller: &'a CallerId,
     /// The agent, by its canonical key: a retry that spells the account in another case
     /// is the same change.
-    pub agent: &'a AccountKey,
+    pub agent: &'a AgentId,
     /// The `Idempotency-Key` header.
     pub key: &'a str,
 }
@@ -432,7 +432,12 @@ pub struct IdempotencyScope<'a> {
 impl IdempotencyScope<'_> {
     /// The parts digested into the store's key, in a fixed order.
     fn parts(&self) -> [&str; 4] {
-        [self.iss, self.sub, self.agent.as_str(), self.key]
+        [
+            self.caller.iss(),
+            self.caller.sub(),
+            self.agent.as_str(),
+            self.key,
+        ]
     }
 }
 
@@ -448,7 +453,8 @@ fn map_ticket<T, U>(begin: Begin<T>, f: impl FnOnce(T) -> U) -> Begin<U> {
 /// The per-caller quota's key: SHA-256 of (`iss`, `sub`), length-prefixed, cut to 16 bytes
 /// (a collision among 2^64 callers would be needed to share a quota by chance, and callers
 /// cannot pick their `sub`: the IdP signs it).
-pub fn caller_key(iss: &str, sub: &str) -> [u8; 16] {
+pub fn caller_key(caller: &CallerId) -> [u8; 16] {
+    let (iss, sub) = (caller.iss(), caller.sub());
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     context.update(&(iss.len() as u64).to_be_bytes());
     context.update(iss.as_bytes());

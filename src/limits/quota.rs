@@ -8,7 +8,6 @@
 //! ([`KeyedQuota::purge`]).
 
 use std::hash::Hash;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,30 +18,12 @@ use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
+/// What a quota allows; defined beside the ids, since the error table renders it too.
+pub use crate::ids::QuotaSpec;
+
 /// `Retry-After` for a key refused because the store is full: about when the janitor next
 /// drops the keys whose buckets are full again (`PURGE_INTERVAL` in `limits`).
 pub const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// A quota as configured: `{ burst = N, per_secs = S }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaSpec {
-    /// Changes allowed at once.
-    pub burst: NonZeroU32,
-    /// Time for an empty bucket to fill again.
-    pub per: Duration,
-}
-
-impl QuotaSpec {
-    /// Time to earn back one change.
-    pub fn interval(&self) -> Duration {
-        self.per / self.burst.get()
-    }
-
-    /// The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers): quota and window.
-    pub fn policy_header(&self, name: &str) -> String {
-        format!("\"{name}\";q={};w={}", self.burst, self.per.as_secs())
-    }
-}
 
 /// A quota decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,16 +166,11 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedQuota<K, C> {
     }
 }
 
-/// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3), at least 1.
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
+    use std::num::NonZeroU32;
 
     fn spec(burst: u32, per_secs: u64) -> QuotaSpec {
         QuotaSpec {
@@ -275,18 +251,5 @@ mod tests {
         quota.purge();
         assert_eq!(quota.len(), 0);
         assert!(matches!(quota.check(&3), Verdict::Allowed { .. }));
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_secs(Duration::from_secs(600)), 600);
-        assert_eq!(retry_after_secs(Duration::from_millis(600_001)), 601);
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-    }
-
-    #[test]
-    fn policy_header_names_quota_and_window() {
-        assert_eq!(spec(3, 1800).policy_header("agent"), "\"agent\";q=3;w=1800");
     }
 }

@@ -46,6 +46,7 @@
 //! socket permits are back or `shutdown_grace` has passed; then the remaining connections
 //! are cut.
 
+pub mod config;
 mod connection;
 pub mod slots;
 

@@ -12,6 +12,7 @@
 //!
 //! The handshake itself runs in [`crate::server`], in each connection's own task.
 
+pub mod config;
 pub mod reload;
 pub mod summary;
 

@@ -4,6 +4,7 @@
 //! `Authorization`, cookies, other headers) is ever forwarded. The client is built once at
 //! start-up (TLS roots, connection pool) and shared by every request.
 
+pub mod config;
 pub mod token;
 mod wire;
 
@@ -16,9 +17,10 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, VendorConfig, invalid};
+use crate::config_key::{InvalidKey, invalid};
 use crate::metrics::{VendorCall, VendorMetrics, VendorStatus};
 use crate::outbound::{self, ExchangeError};
+use config::VendorConfig;
 pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
 pub use wire::UpdateOutcome;
 
@@ -86,7 +88,7 @@ pub struct VendorClient {
 
 impl VendorClient {
     /// Builds the TLS configuration (Mozilla roots plus `ca_file`) and the connection pool.
-    pub fn new(config: VendorConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: VendorConfig) -> Result<Self, InvalidKey> {
         let http = outbound::client(&config.extra_roots, config.timeout)
             .map_err(|e| invalid("vendor.ca_file", format!("TLS set-up failed: {e}")))?;
         let uri = |path: &str| {

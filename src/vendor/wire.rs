@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::UpdateRequest;
-use crate::config::BodyShape;
+use super::config::BodyShape;
 
 /// A token as `tokenByAkSk` granted it.
 pub struct FetchedToken {

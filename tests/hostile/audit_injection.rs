@@ -109,7 +109,10 @@ async fn hostile_issuers_and_accounts_never_reach_the_trail() {
             "scope": ADMIN_SCOPE,
         });
         claims["jti"] = Value::from(i);
-        let token = suite.h.idp.mint(sipgw::dev_issuer::KeyKind::Es256, &claims);
+        let token = suite
+            .h
+            .idp
+            .mint(sipgw_dev::dev_issuer::KeyKind::Es256, &claims);
         let mark = suite.mark();
         let answer = suite
             .send(

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::Method;
 use serde_json::{Value, json};
-use sipgw::dev_issuer::DevIssuer;
+use sipgw_dev::dev_issuer::DevIssuer;
 use tokio::net::TcpListener;
 
 use super::support::{Suite, TARGET, assert_problem, valid_body};

@@ -1,6 +1,7 @@
 //! `[auth]`: the section itself, matching strictness and account keys, a JWKS file.
 
 use super::*;
+use crate::ids::AccountFolding;
 
 #[test]
 fn auth_section_is_required_and_checked() {

@@ -7,7 +7,7 @@ fn the_redis_backend_needs_a_redis_url() {
     let memory = load(MINIMAL).unwrap();
     assert!(matches!(
         memory.limits.backend,
-        crate::config::LimitsBackend::Memory
+        crate::limits::config::LimitsBackend::Memory
     ));
     let redis = |extra: &str| format!("{MINIMAL}\n[rate_limit]\nbackend = \"redis\"\n{extra}");
     let err = error_of(&redis(""));
@@ -22,7 +22,7 @@ fn the_redis_backend_needs_a_redis_url() {
     ));
     assert!(err.contains("rate_limit.key_prefix"), "{err}");
     let config = load(&redis("redis_url = \"redis://cache:6379/2\"")).unwrap();
-    let crate::config::LimitsBackend::Redis {
+    let crate::limits::config::LimitsBackend::Redis {
         endpoint,
         key_prefix,
     } = &config.limits.backend
@@ -111,7 +111,8 @@ fn redis_credentials_come_from_files_never_from_the_url() {
         ),
     ))
     .unwrap();
-    let crate::config::LimitsBackend::Redis { endpoint, .. } = &config.limits.backend else {
+    let crate::limits::config::LimitsBackend::Redis { endpoint, .. } = &config.limits.backend
+    else {
         panic!("the redis backend");
     };
     use secrecy::ExposeSecret;

@@ -66,6 +66,12 @@ impl Stored {
         self.outcome
     }
 
+    /// The first answer's code (a problem code, or `ok`): a replay is logged, counted and
+    /// audited with it.
+    pub fn code(&self) -> &'static str {
+        self.outcome.code()
+    }
+
     /// The first request's id.
     pub fn request_id(&self) -> &str {
         &self.text[..self.split as usize]

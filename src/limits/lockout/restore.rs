@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{LockoutPolicy, LockoutShield, RECORD_TTL, Record};
-use crate::request::{AccountFolding, AccountKey};
+use crate::ids::{AccountFolding, AgentId};
 
 /// What a vendor call meant for the shield.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl LockoutRebuild {
     /// One answer for `agent`, as the record names it, at `at`. The one place where an
     /// agent from the trail becomes a shield key: it must be keyed as live requests are.
     pub fn apply(&mut self, agent: &str, at: SystemTime, answer: VendorAnswer) {
-        let key = AccountKey::new(agent, self.folding);
+        let key = AgentId::new(agent, self.folding);
         let agent = key.as_str();
         match answer {
             VendorAnswer::Accepted => {

@@ -7,13 +7,14 @@
 //!
 //! | key | holds | expires |
 //! |---|---|---|
-//! `{agent}` is the agent's canonical [`AccountKey`] (case-folded by default), so every
-//! replica and every spelling of one account meet at the same keys.
-//!
-//! | `quota:agent:{agent}`, `quota:caller:{len(iss)}:{iss}:{sub}` | the GCRA arrival time | when the bucket is full again |
+//! | `quota:agent:{agent}`, `quota:caller:{caller}` | the GCRA arrival time | when the bucket is full again |
 //! | `lockout:{agent}` | hash: failures, last, blocked_until | after the cool-down |
 //! | `turn:{agent}` | the holder's random token | after the turn lease |
 //! | `idem:{hex digest}` | hash: body fingerprint, state, outcome | lease in flight, `idempotency.ttl_secs` when done |
+//!
+//! `{agent}` is the agent's canonical [`AgentId`] (case-folded by default), so every
+//! replica and every spelling of one account meet at the same keys; `{caller}` is
+//! [`crate::ids::CallerId::key`], `{len(iss)}:{iss}:{sub}`.
 //!
 //! When Redis cannot be reached, an operation fails fast ([`Unavailable`]) and the caller
 //! falls back to its in-process state ([`super::Limits`] decides how). [`Health`] tracks the
@@ -32,7 +33,7 @@ use redis::aio::ConnectionManager;
 
 use super::lockout::LockoutPolicy;
 use super::quota::{QuotaSpec, Verdict};
-use crate::request::AccountKey;
+use crate::ids::AgentId;
 pub use endpoint::RedisEndpoint;
 pub use health::Health;
 
@@ -166,7 +167,7 @@ impl Shared {
     }
 
     /// `Some(wait)` while `agent` is blocked.
-    pub async fn lockout_check(&self, agent: &AccountKey) -> Result<Option<Duration>, Unavailable> {
+    pub async fn lockout_check(&self, agent: &AgentId) -> Result<Option<Duration>, Unavailable> {
         let mut invocation = scripts::LOCKOUT_CHECK.prepare_invoke();
         invocation.key(self.key(&format!("lockout:{}", agent.as_str())));
         let wait_ms: u64 = self.run(Call::Script(invocation)).await?;
@@ -176,7 +177,7 @@ impl Shared {
     /// Counts a vendor rejection; whether the agent is now blocked.
     pub async fn lockout_reject(
         &self,
-        agent: &AccountKey,
+        agent: &AgentId,
         policy: LockoutPolicy,
     ) -> Result<bool, Unavailable> {
         let mut invocation = scripts::LOCKOUT_REJECT.prepare_invoke();
@@ -190,7 +191,7 @@ impl Shared {
     }
 
     /// A success: the agent's count starts over.
-    pub async fn lockout_success(&self, agent: &AccountKey) -> Result<(), Unavailable> {
+    pub async fn lockout_success(&self, agent: &AgentId) -> Result<(), Unavailable> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(&format!("lockout:{}", agent.as_str())));
         let _: u32 = self.run(Call::Cmd(cmd)).await?;
@@ -204,11 +205,6 @@ enum Call<'a> {
     Script(redis::ScriptInvocation<'a>),
     /// A plain command.
     Cmd(redis::Cmd),
-}
-
-/// The Redis key id of a caller's quota: `iss` length-prefixed, as both may hold `:`.
-pub fn caller_id(iss: &str, sub: &str) -> String {
-    format!("caller:{}:{iss}:{sub}", iss.len())
 }
 
 /// Lower-case hex of `bytes`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Call, Shared, Unavailable, scripts};
-use crate::request::AccountKey;
+use crate::ids::AgentId;
 
 /// How often a waiting change asks again.
 const POLL_EVERY: Duration = Duration::from_millis(25);
@@ -29,7 +29,7 @@ impl Shared {
     /// holds it then.
     pub async fn take_turn(
         self: &Arc<Self>,
-        agent: &AccountKey,
+        agent: &AgentId,
         lease: Duration,
         deadline: Instant,
     ) -> Result<Option<SharedTurn>, Unavailable> {

@@ -11,7 +11,7 @@
 //! - this file: [`DevIssuer`], the handle tests hold (keys, switches, counters, minting);
 //! - `keys`: key generation, signing, public JWKs, and the ring of keys by kind;
 //! - `jws`: JWS compact serialization over arbitrary header JSON;
-//! - `http`: the JWKS and discovery endpoints on [`crate::server::run`].
+//! - `http`: the JWKS and discovery endpoints on [`crate::serve::run`].
 
 mod http;
 mod jws;

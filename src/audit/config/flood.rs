@@ -1,8 +1,7 @@
-//! `[audit]` flood-control keys, validated (README "Audit trail"; DESIGN.md §5).
+//! `[audit]` flood-control keys, validated (README "Audit trail").
 
-use super::file::AuditSection;
-use super::validate::in_range;
-use super::{ConfigError, invalid};
+use super::AuditSection;
+use crate::config_key::{InvalidKey, in_range, invalid};
 
 /// How refusal records are flood-controlled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +24,14 @@ pub struct FloodConfig {
 /// control would not bound anything worth bounding.
 const MAX_PER_MINUTE: u64 = 1_000_000;
 
-pub(super) fn flood_config(a: &AuditSection) -> Result<FloodConfig, ConfigError> {
+impl FloodConfig {
+    /// Checks the `audit.flood_*` keys, honouring the deprecated names they replaced.
+    pub fn from_section(a: &AuditSection) -> Result<Self, InvalidKey> {
+        flood_config(a)
+    }
+}
+
+fn flood_config(a: &AuditSection) -> Result<FloodConfig, InvalidKey> {
     let caller = renamed(
         "audit.rate_limited_per_minute",
         a.rate_limited_per_minute,
@@ -71,7 +77,7 @@ fn renamed(
     new_key: &str,
     new: u32,
     new_default: u32,
-) -> Result<u32, ConfigError> {
+) -> Result<u32, InvalidKey> {
     let Some(old) = old else {
         return Ok(new);
     };

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use sipgw::sim::{NO_RESPONSE, SimConfig, TOKEN_PATH, UPDATE_PATH, VendorSim};
+use sipgw_dev::sim::{NO_RESPONSE, SimConfig, TOKEN_PATH, UPDATE_PATH, VendorSim};
 use tokio::net::{TcpListener, TcpStream};
 
 const AGENT: &str = "agent1";

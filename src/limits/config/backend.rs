@@ -9,13 +9,28 @@ use std::path::Path;
 
 use secrecy::SecretString;
 
-use super::validate::load_ca_file;
-use super::{ConfigError, LimitsBackend, file, invalid};
+use super::{LimitsBackend, RateLimitSection};
+use crate::config_key::{InvalidKey, invalid, load_ca_file};
 use crate::limits::redis::RedisEndpoint;
+
+/// `rate_limit.backend`, with `rate_limit.redis_url` checked whatever the backend.
+pub(super) fn backend(r: &RateLimitSection) -> Result<LimitsBackend, InvalidKey> {
+    if let Some(url) = &r.redis_url {
+        check_url(url)?;
+    }
+    match r.backend.as_str() {
+        "memory" => Ok(LimitsBackend::Memory),
+        "redis" => redis_backend(r),
+        other => Err(invalid(
+            "rate_limit.backend",
+            format!("must be \"memory\" or \"redis\", got {other:?}"),
+        )),
+    }
+}
 
 /// `backend = "redis"`: a `redis://` or `rediss://` URL without credentials that the client
 /// accepts, the credentials and CA from their files, and a key prefix.
-pub(super) fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend, ConfigError> {
+fn redis_backend(r: &RateLimitSection) -> Result<LimitsBackend, InvalidKey> {
     let key = "rate_limit.redis_url";
     let url = r
         .redis_url
@@ -88,7 +103,7 @@ pub(super) fn redis_backend(r: &file::RateLimitSection) -> Result<LimitsBackend,
 
 /// `rate_limit.redis_url`, whatever the backend: a Redis URL, never with a password in it,
 /// never with `#insecure` (certificate checks off). Never quoted back: it may hold a secret.
-pub(super) fn check_url(url: &str) -> Result<(), ConfigError> {
+fn check_url(url: &str) -> Result<(), InvalidKey> {
     let key = "rate_limit.redis_url";
     let Some((_, rest)) = url
         .split_once("://")
@@ -115,7 +130,7 @@ pub(super) fn check_url(url: &str) -> Result<(), ConfigError> {
 }
 
 /// The password file's contents without a trailing newline; empty is an error.
-fn read_password(path: &str) -> Result<SecretString, ConfigError> {
+fn read_password(path: &str) -> Result<SecretString, InvalidKey> {
     let key = "rate_limit.redis_password_file";
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::DevIssuer;
-use crate::server::Limits;
+use crate::serve::Limits;
 
 /// Path of the JWKS.
 pub const JWKS_PATH: &str = "/jwks.json";
@@ -19,13 +19,11 @@ pub const JWKS_PATH: &str = "/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// Bounds for the listener: a handful of test clients and one gateway, so small.
+/// Its clients are on loopback: the gateways under test and the demo.
 const LIMITS: Limits = Limits {
     max_connections: 256,
-    // Its clients are on loopback: the gateways under test and the demo.
-    max_connections_per_ip: 256,
     max_header_bytes: 16 * 1024,
     header_read_timeout: Duration::from_secs(10),
-    idle_timeout: Duration::from_secs(60),
     shutdown_grace: Duration::from_secs(1),
 };
 
@@ -37,7 +35,7 @@ pub(super) async fn run(issuer: DevIssuer, listener: tokio::net::TcpListener, ad
         let response = handle(&issuer, addr, &request);
         async move { Ok::<_, Infallible>(response) }
     };
-    crate::server::run(listener, LIMITS, handler, std::future::pending()).await;
+    crate::serve::run(listener, LIMITS, handler, std::future::pending()).await;
 }
 
 /// Answers one request. Every request that reaches a known path is counted, whatever its

@@ -1,5 +1,5 @@
 //! `sipgw-vendor-sim`: the vendor simulator as a standalone server, for the demo and
-//! benchmarks. Parses the command line, binds, and hands over to `sipgw::sim`.
+//! benchmarks. Parses the command line, binds, and hands over to `sipgw_dev::sim`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use sipgw::sim::{DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_MAX_TOKEN_TTL_SECS};
-use sipgw::sim::{SimConfig, VendorSim};
+use sipgw_dev::sim::{DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_MAX_TOKEN_TTL_SECS};
+use sipgw_dev::sim::{SimConfig, VendorSim};
 use tracing_subscriber::EnvFilter;
 
 /// Environment variable that may hold the app secret. The secret is never a flag value,
@@ -170,7 +170,10 @@ async fn main() -> ExitCode {
     println!("sipgw-vendor-sim listening on http://{addr}");
     tracing::info!(%addr, agents = agent_count, fast = cli.fast, "vendor simulator started");
 
-    match sim.serve(listener, sipgw::server::shutdown_signal()).await {
+    match sim
+        .serve(listener, sipgw_dev::serve::shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sipgw-vendor-sim: {error}");

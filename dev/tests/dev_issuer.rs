@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
-use sipgw::dev_issuer::{ADMIN_SCOPE, DevIssuer, DevIssuerError, KeyKind, TOKEN_LIFETIME_SECS};
+use sipgw_dev::dev_issuer::{ADMIN_SCOPE, DevIssuer, DevIssuerError, KeyKind, TOKEN_LIFETIME_SECS};
 use tokio::net::TcpListener;
 
 const ISSUER: &str = "https://sso.dev.internal/realms/corp";
