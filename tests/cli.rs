@@ -37,6 +37,85 @@ fn a_bad_config_exits_2_naming_the_key() {
     );
 }
 
+/// The signal handlers come before the config is read: a SIGHUP (`systemctl reload`) that
+/// arrives while `serve` is still reading its config must not take the signal's default
+/// action, which ends the process. The config is a FIFO, so that the test knows when `serve`
+/// is reading it.
+#[test]
+fn a_sighup_while_the_config_is_read_does_not_end_the_process() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    /// `O_NONBLOCK` on Linux.
+    const O_NONBLOCK: i32 = 0o4000;
+    let dir = std::env::temp_dir().join(format!("sipgw-cli-{}-fifo", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("sipgw.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = Command::new(SIPGW)
+        .args(["serve", "--config"])
+        .arg(&fifo)
+        .env("SIPGW_APP_SECRET", "x")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening a FIFO to write without blocking fails until a reader has it open: then
+    // `serve` is reading its config.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut writer = loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo);
+        match opened {
+            Ok(writer) => break writer,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => {
+                let _ = child.kill();
+                panic!("serve never opened its config: {error}");
+            }
+        }
+    };
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A config that stops start-up: the process ends with exit status 2, not by the signal.
+    writer
+        .write_all(b"[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\ntimeout_ms = 0\n")
+        .expect("serve is still reading its config: the SIGHUP did not end it");
+    drop(writer);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not end after reading a bad config");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{:?}: {stderr}",
+        output.status
+    );
+    assert!(stderr.contains("vendor.timeout_ms"), "{stderr}");
+}
+
 #[test]
 fn an_environment_override_is_validated_too() {
     let path = temp_file(

@@ -4,8 +4,8 @@
 //! what they keep fresh. [`serve`] is the one way to run a gateway, for the binary, the
 //! demo and the tests alike.
 //!
-//! - [`parts`]: the parts, built from the config.
-//! - [`error`]: [`StartError`], what failed at start-up, and the exit status it means.
+//! - `parts`: [`Parts`], built from the config.
+//! - `error`: [`StartError`], what failed at start-up, and the exit status it means.
 //! - `restore`: the lockout shield's counts, read back from the audit trail.
 
 mod error;
@@ -28,9 +28,9 @@ pub use parts::{Background, Parts};
 
 use crate::admin;
 use crate::config::Config;
-use crate::limits::config::LimitsBackend;
+use crate::gateway::Gateway;
 use crate::server::{self, ConnectionStats, Transport};
-use crate::tls::Reloads;
+use crate::tls::{Reloading, Reloads};
 
 /// The two listeners of a gateway process, bound before [`serve`] is called.
 #[derive(Debug)]
@@ -72,12 +72,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let tls = tls.start(config.server.tls.as_ref())?;
     let parts = Parts::build(config)?;
-    // A Redis that refuses our credentials is a configuration error: stop now, naming the
-    // key, rather than run a replica that refuses every change. (An unreachable Redis is
-    // not: the replica starts on its fallbacks, as it rides out an outage.)
-    if let Err(cause) = parts.limits.check_redis_credentials().await {
-        return Err(StartError::RedisRefused { cause });
-    }
+    parts.check_redis_credentials().await?;
     let background = parts.spawn_background();
     // Each listener has its own connection slots; the metrics read both.
     let api_connections = Arc::new(ConnectionStats::default());
@@ -102,39 +97,16 @@ pub async fn serve(
             stopped.clone(),
         ))
     });
-    // Before the first request: a restart must not forget the lockout shield's counts. The
-    // admin listener already answers meanwhile (`/healthz` 200, `/readyz` 503
-    // `lockout_rebuilding`), so that a long trail cannot get the process killed by its
-    // liveness probe before it serves; the API listener is bound, and its clients wait in
-    // the backlog until the rebuild is done.
-    if matches!(config.limits.backend, LimitsBackend::Memory) {
-        let new_chain = parts.auditor.writer().started_new_chain().is_some();
-        parts.limits.set_rebuilding(true);
-        restore::restore_lockout(config, Arc::clone(&parts.limits), new_chain).await;
-        parts.limits.set_rebuilding(false);
-    }
-    if let Ok(addr) = listeners.api.local_addr() {
-        let tls_on = tls.tls().is_some();
-        tracing::info!(%addr, tls = tls_on, vendor = %config.vendor.base_url, "sipgw listening");
-    }
-    let transport = match tls.tls() {
-        Some(tls) => Transport::Tls(Arc::clone(tls)),
-        None => Transport::Plain,
-    };
-    let gateway = Arc::new(parts.gateway());
-    // Each request runs in a task of its own, so that a client hanging up cannot cancel a
-    // vendor call half-way: its outcome is still logged (and audited) like any other.
-    let handler = move |request, peer| {
-        let gateway = Arc::clone(&gateway);
-        tokio::spawn(async move { gateway.handle(request, peer).await })
-    };
-    let api = server::run_with(
+    // Before the first request: the API listener is bound, and its clients wait in the
+    // backlog until the rebuild is done; the admin listener already answers.
+    restore::before_serving(config, &parts).await;
+    let api = run_api(
+        config,
         listeners.api,
-        config.server.limits.clone(),
-        transport,
+        &tls,
+        parts.gateway(),
         api_connections,
-        handler,
-        stopped_future(stopped),
+        stopped,
     );
     tokio::pin!(api);
     tokio::select! {
@@ -149,8 +121,45 @@ pub async fn serve(
     }
     // In-flight requests are done (or cut): flush the audit trail.
     parts.auditor.close().await;
-    drop((background, tls));
+    // Stops the refreshers, the janitor and the sweeper (the TLS triggers stop with `tls`).
+    drop(background);
     Ok(())
+}
+
+/// Serves the API listener with `gateway` until `stopped` turns true and in-flight
+/// requests drained.
+async fn run_api(
+    config: &Config,
+    api: TcpListener,
+    tls: &Reloading,
+    gateway: Gateway,
+    connections: Arc<ConnectionStats>,
+    stopped: watch::Receiver<bool>,
+) {
+    if let Ok(addr) = api.local_addr() {
+        let tls_on = tls.tls().is_some();
+        tracing::info!(%addr, tls = tls_on, vendor = %config.vendor.base_url, "sipgw listening");
+    }
+    let transport = match tls.tls() {
+        Some(tls) => Transport::Tls(Arc::clone(tls)),
+        None => Transport::Plain,
+    };
+    let gateway = Arc::new(gateway);
+    // Each request runs in a task of its own, so that a client hanging up cannot cancel a
+    // vendor call half-way: its outcome is still logged (and audited) like any other.
+    let handler = move |request, peer| {
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move { gateway.handle(request, peer).await })
+    };
+    server::run_with(
+        api,
+        config.server.limits.clone(),
+        transport,
+        connections,
+        handler,
+        stopped_future(stopped),
+    )
+    .await;
 }
 
 /// Serves the admin listener until `stopped` turns true. Its own slots and short head

@@ -92,6 +92,16 @@ impl Parts {
         })
     }
 
+    /// A Redis that refuses our credentials is a configuration error: stop now, naming the
+    /// key, rather than run a replica that refuses every change. (An unreachable Redis is
+    /// not: the replica starts on its fallbacks, as it rides out an outage.)
+    pub async fn check_redis_credentials(&self) -> Result<(), StartError> {
+        self.limits
+            .check_redis_credentials()
+            .await
+            .map_err(|cause| StartError::RedisRefused { cause })
+    }
+
     /// The pipeline, over its share of the parts.
     pub fn gateway(&self) -> Gateway {
         Gateway::new(gateway::Parts {

@@ -4,10 +4,23 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::Parts;
 use crate::audit::history::{self, Scan};
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::limits::config::LimitsBackend;
 use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
+
+/// Before the first request, with the `memory` backend: a restart must not forget the
+/// lockout shield's counts. The admin listener already answers meanwhile (`/healthz` 200,
+/// `/readyz` 503 `lockout_rebuilding`), so that a long trail cannot get the process killed
+/// by its liveness probe before it serves.
+pub(super) async fn before_serving(config: &Config, parts: &Parts) {
+    if matches!(config.limits.backend, LimitsBackend::Memory) {
+        let new_chain = parts.auditor.writer().started_new_chain().is_some();
+        restore_lockout(config, Arc::clone(&parts.limits), new_chain).await;
+    }
+}
 
 /// Rebuilds the lockout shield's counts from the audit trail (the `memory` backend; Redis
 /// keeps its own across restarts). Rejections are read back as far as the shield keeps them
@@ -17,7 +30,14 @@ use crate::limits::lockout::{LockoutRebuild, RECORD_TTL};
 /// After a new chain (`audit.allow_new_chain`), the records that were lost may have held
 /// rejections: the rebuild is incomplete by definition, and the shield refuses every change
 /// for one cool-down rather than let a forgotten count become the vendor's third strike.
-pub(super) async fn restore_lockout(config: &Config, limits: Arc<Limits>, new_chain: bool) {
+/// `/readyz` says `lockout_rebuilding` meanwhile.
+async fn restore_lockout(config: &Config, limits: Arc<Limits>, new_chain: bool) {
+    limits.set_rebuilding(true);
+    rebuild(config, Arc::clone(&limits), new_chain).await;
+    limits.set_rebuilding(false);
+}
+
+async fn rebuild(config: &Config, limits: Arc<Limits>, new_chain: bool) {
     let path = config.audit.path.clone();
     let key = config.audit.key.clone();
     let policy = config.limits.lockout;
