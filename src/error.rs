@@ -2,7 +2,7 @@
 //!
 //! Every refusal of the gateway is an [`ApiError`]. [`ApiError::status`] and
 //! [`ApiError::code`] are exhaustive matches (no `_ =>`), so adding a variant forces a
-//! decision about its status and stable code (DESIGN.md §1). Bodies are RFC 9457 problem
+//! decision about its status and stable code (docs/api.md). Bodies are RFC 9457 problem
 //! documents. Internal causes (socket errors, vendor bodies) are logged where they happen and
 //! never copied into a response: a detail is either fixed text or built from values that
 //! cannot hold a secret.
@@ -19,14 +19,14 @@ use crate::auth::AuthError;
 use crate::ids::{QuotaSpec, Scope};
 use crate::password_policy::PolicyViolation;
 
-/// Header echoed on every response (DESIGN.md §1).
+/// Header echoed on every response (docs/api.md).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Media type of every error body (RFC 9457 §3).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Longest vendor `resultMessage` passed on to the caller.
 const MAX_VENDOR_MESSAGE_CHARS: usize = 256;
 
-/// A refusal the client sees. The variants mirror the table in DESIGN.md §1.
+/// A refusal the client sees. The variants mirror the table in docs/api.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// 400: the request is malformed; the detail says which part, never a value.
@@ -42,7 +42,7 @@ pub enum ApiError {
     /// 405: another method on the endpoint.
     MethodNotAllowed,
     /// 408: the body did not arrive within `server.request_timeout_ms` (an addition to the
-    /// contract's table, documented in the README).
+    /// contract's table, documented in docs/api.md).
     RequestTimeout,
     /// 413: the body is over 4 KiB.
     PayloadTooLarge,
@@ -112,7 +112,7 @@ impl ApiError {
         }
     }
 
-    /// The stable machine-readable code (DESIGN.md §1); also used for metrics and audit.
+    /// The stable machine-readable code (docs/api.md); also used for metrics and audit.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
@@ -255,7 +255,7 @@ impl ApiError {
 }
 
 /// Every refusal the gateway can send, as (status, code): the error table that
-/// `openapi.yaml` and the README document (`tests/openapi.rs` compares them both ways).
+/// `openapi.yaml` and docs/api.md document (`tests/openapi.rs` compares them both ways).
 pub fn catalogue() -> impl Iterator<Item = (StatusCode, &'static str)> {
     ApiError::samples()
         .into_iter()

@@ -2,7 +2,7 @@
 //!
 //! Internal applications call one stable endpoint; sipgw checks the request, holds the
 //! vendor's credentials and AccessToken, and forwards the change to the vendor
-//! (the README states the contract and the vendor's side).
+//! (docs/ states the contract and the vendor's side).
 //!
 //! ## Layout
 //! - [`config`]: the TOML file and `SIPGW__*` overrides, validated into typed values; it
@@ -43,7 +43,7 @@
 //!
 //! ## One request
 //! [`server::run`] accepts a connection and hands each request, in a task of its own, to
-//! [`gateway::Gateway::handle`], which runs the checks of DESIGN.md §1 in order: what the
+//! [`gateway::Gateway::handle`], which runs the checks of docs/api.md in order: what the
 //! head shows (route, method, media type, declared length: [`request`]), the JWT
 //! ([`auth`]), the caller's quota ([`limits`]), the authorization ([`auth`]), and only then
 //! the body and its shape ([`request`]), the password rule ([`password_policy`]), the

@@ -149,7 +149,7 @@ impl PasswordPolicy {
 }
 
 impl Default for PasswordPolicy {
-    /// The vendor's default rule group (VENDOR_API.md §2).
+    /// The vendor's default rule group (docs/vendor.md).
     fn default() -> Self {
         Self::new(8, 16, 3, "~@^*_+.?").expect("the vendor default rule is valid")
     }

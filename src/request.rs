@@ -1,7 +1,7 @@
 //! The shape of a password-change request: route, `userAccount`, media type, body.
 //!
 //! The route, `userAccount`, media type and declared length are the first checks of the
-//! pipeline (DESIGN.md §1), from the head: cheap, pure, and done before anything that costs
+//! pipeline (docs/api.md), from the head: cheap, pure, and done before anything that costs
 //! more. The body is parsed only after the caller was authenticated and authorized. Error details describe what is wrong in general
 //! words; they never repeat a value from the body, because the body holds passwords (serde's
 //! own messages can quote a value, so they are not passed on).
@@ -18,9 +18,9 @@ use crate::error::ApiError;
 /// The one stable endpoint: `POST /v1/agents/{userAccount}/sip-phone-password`.
 const PATH_PREFIX: &str = "/v1/agents/";
 const PATH_SUFFIX: &str = "/sip-phone-password";
-/// Body limit of the endpoint (DESIGN.md §1).
+/// Body limit of the endpoint (docs/api.md).
 pub const MAX_BODY_BYTES: usize = 4096;
-/// `userAccount`: 1–64 characters of `[A-Za-z0-9._@-]` (DESIGN.md §1).
+/// `userAccount`: 1–64 characters of `[A-Za-z0-9._@-]` (docs/api.md).
 pub const MAX_USER_ACCOUNT_LEN: usize = 64;
 /// Bound on either password: generous, since older rule groups may have allowed longer
 /// passwords; the rule's own `max_len` (at most this) then refuses long new ones by name.

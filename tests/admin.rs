@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics` (DESIGN.md §6).
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` (docs/operating.md).
 
 mod common;
 

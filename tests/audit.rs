@@ -1,4 +1,4 @@
-//! The audit trail end to end, through the gateway (DESIGN.md §5).
+//! The audit trail end to end, through the gateway (docs/audit.md).
 
 mod common;
 
@@ -99,7 +99,7 @@ async fn a_mixed_run_leaves_exactly_its_records_and_no_secret() {
     .map(|(k, c)| (k.to_string(), c.to_string()))
     .collect();
     assert_eq!(kinds_and_codes(&all), expected);
-    // Fields as DESIGN.md §5 lists them.
+    // Fields as docs/audit.md lists them.
     let ok = &all[1];
     assert_eq!(ok["v"], 1);
     assert_eq!(ok["seq"], 2);
@@ -298,7 +298,7 @@ async fn a_flood_of_garbage_without_a_token_is_bounded_too() {
                 "{garbage",
             )
             .await;
-        // The token is checked before the body (DESIGN.md §1).
+        // The token is checked before the body (docs/api.md).
         assert_eq!(answer.status, 401);
     }
     let all = records(&path);

@@ -1,4 +1,4 @@
-//! JWT authentication and per-agent authorization over real sockets (DESIGN.md §2, issue 3).
+//! JWT authentication and per-agent authorization over real sockets (docs/authentication.md, issue 3).
 //!
 //! Each test starts a vendor simulator, a development issuer (JWKS on `127.0.0.1:0`) and a
 //! gateway, mints real signed tokens, and sends password changes. Accepted tokens must

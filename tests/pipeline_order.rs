@@ -1,4 +1,4 @@
-//! The order of checks (DESIGN.md §1): route, method, media type and declared length from
+//! The order of checks (docs/api.md): route, method, media type and declared length from
 //! the head; then the JWT, the caller's quota and authorization, all before the body is
 //! read; then the body and everything after it (issue 11, findings 1 and 4).
 

@@ -363,7 +363,7 @@ async fn a_slowloris_on_the_admin_port_leaves_healthz_answering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_on_the_api_port_leaves_room_for_other_clients() {
     // The clients share the attacker's address, as in a sidecar. slowhttptest sends no
-    // token: checked from the head, before the body (DESIGN.md §1), it is refused at once
+    // token: checked from the head, before the body (docs/api.md), it is refused at once
     // and the connection closed, so its slow bodies hold no slot for long. (An
     // authenticated slow body is in flight and cannot be shed, but the caller's quota,
     // spent from the head, bounds how many a caller can start.)

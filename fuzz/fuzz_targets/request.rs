@@ -43,7 +43,7 @@ fn check_path(path: &str) {
     );
     assert!(!segment.contains('/'), "segment {segment:?} holds a slash");
     if let Ok(account) = parse_user_account(segment) {
-        // DESIGN.md §1: 1-64 characters of [A-Za-z0-9._@-].
+        // docs/api.md: 1-64 characters of [A-Za-z0-9._@-].
         assert!(
             (1..=MAX_USER_ACCOUNT_LEN).contains(&account.len()),
             "accepted account of {} bytes",

@@ -235,7 +235,7 @@ impl Collector for StateCollector {
 }
 
 /// `sipgw_limit_store_entries{store}` and `sipgw_limit_store_capacity{store}`: every
-/// per-key store's entries and cap (README "Memory budget").
+/// per-key store's entries and cap (docs/operating.md, "Memory budget").
 fn store_gauges(encoder: &mut DescriptorEncoder, sources: &Sources) -> std::fmt::Result {
     let [verified, refused] = sources.auth.cache_sizes();
     let mut sizes: Vec<(&str, usize, Option<usize>)> = sources

@@ -1,4 +1,4 @@
-//! The admin listener (DESIGN.md §6), separate from the API port: `GET /healthz` (alive),
+//! The admin listener (docs/operating.md), separate from the API port: `GET /healthz` (alive),
 //! `GET /readyz` (ready to change passwords) and `GET /metrics` (Prometheus text).
 //!
 //! Readiness: 200 once the JWT key set is loaded and a vendor AccessToken is held, as long
@@ -89,7 +89,7 @@ fn readiness(ready: &Readiness) -> Response<Full<Bytes>> {
         unmet.push("redis_credentials_refused");
     }
     // The trail was removed or altered under the writer: every change is refused until an
-    // operator restarts sipgw (README "Audit trail").
+    // operator restarts sipgw (docs/audit.md).
     let tampered = ready.auditor.writer().halted();
     if tampered.is_some() {
         unmet.push("audit_trail_tampered");

@@ -1,9 +1,9 @@
 //! The hash chain: `mac = HMAC-SHA256(key, prev || record without mac)`, `prev` = the
-//! previous record's `mac` (64 zeros for the first record ever), DESIGN.md §5.
+//! previous record's `mac` (64 zeros for the first record ever), docs/audit.md.
 //!
 //! Without a key the MAC is a plain SHA-256: that still detects accidental damage and
 //! careless edits, but anyone who can write the file can recompute the whole chain. With a
-//! key that lives off the host (see README "Audit trail"), an attacker on the host cannot.
+//! key that lives off the host (see docs/audit.md), an attacker on the host cannot.
 
 use aws_lc_rs::{digest, hmac};
 

@@ -262,7 +262,7 @@ impl Replay<'_> {
         }
         let linked = self.last_mac.as_ref().is_none_or(|last| *last == line.prev);
         if !linked {
-            // A discontinuity links to what the gateway had written (DESIGN.md §5), not to
+            // A discontinuity links to what the gateway had written (docs/audit.md), not to
             // these lines: the chain goes on from it, but records were lost, so the line
             // still counts as unreadable (the caller fails closed).
             if line.kind == DISCONTINUITY && line.last_mac.as_deref() == Some(&line.prev) {

@@ -1,4 +1,4 @@
-//! The tamper-evident audit trail (DESIGN.md §5).
+//! The tamper-evident audit trail (docs/audit.md).
 //!
 //! - [`record`]: the record and its exact bytes.
 //! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).

@@ -1,4 +1,4 @@
-//! The audit record (DESIGN.md §5): one JSON object per line.
+//! The audit record (docs/audit.md): one JSON object per line.
 //!
 //! A record is written as compact JSON with its fields in a fixed order and `mac` last; the
 //! bytes before `,"mac"` (plus the closing brace) are exactly what the MAC covers, so the
@@ -26,7 +26,7 @@ pub struct Event {
     /// The agent concerned, when the request named a valid one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// The stable code (`ok` or one of DESIGN.md §1's); for an attempt, `attempt`.
+    /// The stable code (`ok` or one of docs/api.md's); for an attempt, `attempt`.
     pub code: String,
     /// The HTTP status answered (absent in an attempt).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! Flood control for refusal records (DESIGN.md §5).
+//! Flood control for refusal records (docs/audit.md).
 //!
 //! A refusal that never reached the vendor changed nothing, so its record may be
 //! summarized. Each is counted against a key: the caller (`iss`, `sub`) once known,

@@ -1,4 +1,4 @@
-//! Authentication and authorization of callers (DESIGN.md §2).
+//! Authentication and authorization of callers (docs/authentication.md).
 //!
 //! - [`keys`]: the JWKS, loaded from a file or fetched (URL or OIDC discovery) and kept
 //!   current.

@@ -1,4 +1,4 @@
-//! Who may change which agent's password (DESIGN.md §2): pure functions over claims.
+//! Who may change which agent's password (docs/authentication.md): pure functions over claims.
 //!
 //! What a token grants is worked out once, when it is verified ([`Policy::grants`]), and
 //! cached with it; the per-request decision ([`Policy::authorize`]) is then a comparison.

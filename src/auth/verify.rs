@@ -1,4 +1,4 @@
-//! The token check (DESIGN.md §2, issue 3): from an `Authorization` header to an
+//! The token check (docs/authentication.md, issue 3): from an `Authorization` header to an
 //! [`Identity`], or the [`AuthError`] that says which rule failed.
 //!
 //! Order: the header's scheme and the token's size first (no decoding of an oversized
@@ -35,7 +35,7 @@ pub use strict::RequiredTyp;
 mod compact;
 mod strict;
 
-/// Tokens over this size are refused unread (DESIGN.md §2).
+/// Tokens over this size are refused unread (docs/authentication.md).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The validated `[auth]` settings the check needs.
@@ -263,7 +263,7 @@ impl Authenticator {
             .get("exp")
             .and_then(numeric_date)
             .ok_or(AuthError::BadClaim("exp"))?;
-        // `iat` in the future is as suspect as `nbf` in the future (DESIGN.md §2: honoured).
+        // `iat` in the future is as suspect as `nbf` in the future (docs/authentication.md: honoured).
         let iat = match claims.get("iat") {
             None => None,
             Some(iat) => match numeric_date(iat) {

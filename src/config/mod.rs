@@ -45,7 +45,7 @@ pub enum ConfigError {
 }
 
 /// Names that would hold a secret if written in the file; secrets are only ever read
-/// from files or the environment (README "Configuration").
+/// from files or the environment (docs/configuration.md).
 const INLINE_SECRET_HINTS: [&str; 4] = ["secret", "password", "hmac_key", "token"];
 
 impl From<Box<figment::Error>> for ConfigError {

@@ -214,7 +214,7 @@ fn one_key_of_a_table_can_be_overridden_alone() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("sipgw.toml", MINIMAL)?;
         jail.set_env("SIPGW_APP_SECRET", "env-secret");
-        // The README's example: the rest of the table keeps its default.
+        // The example in docs/configuration.md: the rest of the table keeps its default.
         jail.set_env("SIPGW__RATE_LIMIT__PER_AGENT__BURST", "5");
         let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
         assert_eq!(c.limits.per_agent.burst.get(), 5);

@@ -1,5 +1,5 @@
 //! The pipeline's link to the audit trail: what a request's records say, and when they are
-//! written (DESIGN.md §5).
+//! written (docs/audit.md).
 //!
 //! - An `attempt` record is made durable before the vendor is called; if it cannot be, the
 //!   change is refused (503 `audit_unavailable`) and the vendor never sees it.

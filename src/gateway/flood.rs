@@ -1,4 +1,4 @@
-//! Which refusal records are written in full, and the summaries of the rest (DESIGN.md §5;
+//! Which refusal records are written in full, and the summaries of the rest (docs/audit.md;
 //! the windows themselves are [`crate::audit::throttle`]).
 //!
 //! A refusal is counted against its caller (`iss`, `sub`) once the token was checked, so a

@@ -1,4 +1,4 @@
-//! The password-change pipeline: the ordered checks of DESIGN.md §1, top to bottom.
+//! The password-change pipeline: the ordered checks of docs/api.md, top to bottom.
 //!
 //! [`Gateway::handle`] is the only entry point of the API listener. It reads the request id,
 //! runs `Gateway::change_password` (its phases are in `pipeline`) and renders its result: a

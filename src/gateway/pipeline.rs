@@ -1,5 +1,5 @@
 //! `change_password`: the checks of one password change, as named phases in the order of
-//! DESIGN.md §1.
+//! docs/api.md.
 //!
 //! 1. [`Gateway::shape_head`]: what the head shows (route, method, `userAccount`, media
 //!    type, declared length).

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` (DESIGN.md §1): the first outcome of a change is remembered for 24 h
+//! `Idempotency-Key` (docs/api.md): the first outcome of a change is remembered for 24 h
 //! per (caller, agent, key) and replayed for a retry without calling the vendor again. A
 //! retried change would otherwise carry a current password that is no longer valid and
 //! count towards the vendor's lockout.

@@ -1,4 +1,4 @@
-//! The lockout shield (DESIGN.md §3, `[lockout]`).
+//! The lockout shield (docs/limits.md, `[lockout]`).
 //!
 //! The vendor locks an agent for 30 minutes after three wrong current passwords in a row.
 //! The shield counts the vendor's rejections (`resultCode "1"`) per agent and, at

@@ -1,4 +1,4 @@
-//! Limits on password changes (DESIGN.md §3): quotas per caller and per agent, the lockout
+//! Limits on password changes (docs/limits.md): quotas per caller and per agent, the lockout
 //! shield, one change per agent at a time, and idempotent retries.
 //!
 //! - [`quota`]: keyed GCRA quotas (`governor`).
@@ -194,7 +194,7 @@ impl Limits {
         }
     }
 
-    /// The in-process stores' sizes (README "Memory budget").
+    /// The in-process stores' sizes (docs/operating.md, "Memory budget").
     pub fn store_sizes(&self) -> [StoreSize; 5] {
         let size = |store, entries, capacity| StoreSize {
             store,
@@ -418,7 +418,7 @@ impl Limits {
     }
 }
 
-/// Whose retries an `Idempotency-Key` covers: one caller and one agent (DESIGN.md §1).
+/// Whose retries an `Idempotency-Key` covers: one caller and one agent (docs/api.md).
 pub struct IdempotencyScope<'a> {
     /// The caller.
     pub caller: &'a CallerId,

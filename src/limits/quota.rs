@@ -1,4 +1,4 @@
-//! Keyed GCRA quotas (DESIGN.md §3) over `governor`: "up to `burst` at once, refilling one
+//! Keyed GCRA quotas (docs/limits.md) over `governor`: "up to `burst` at once, refilling one
 //! every `per / burst`", so an empty bucket is full again after `per`.
 //!
 //! The keys held are bounded (`rate_limit.max_agents`, `rate_limit.max_callers`): when the

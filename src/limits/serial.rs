@@ -1,4 +1,4 @@
-//! One change per agent at a time (DESIGN.md §1): a second change for the same agent waits
+//! One change per agent at a time (docs/api.md): a second change for the same agent waits
 //! for the first (bounded), and is never sent to the vendor concurrently. Two concurrent
 //! changes would each carry a current password, at most one of which can be right.
 

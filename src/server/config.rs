@@ -19,7 +19,7 @@ pub struct ServerSection {
     /// Address of the admin listener (`/healthz`, `/readyz`).
     pub admin_listen: String,
     /// Connections the API listener holds at once; at the cap, idle ones give way to new
-    /// clients (README "Connection slots and slow clients").
+    /// clients (docs/operating.md, "Connection slots and slow clients").
     pub max_connections: usize,
     /// Of those, most from one client address (IPv4) or /64 (IPv6).
     pub max_connections_per_ip: usize,

@@ -3,7 +3,7 @@
 //! shutdown. Parts: [`slots`] (who holds a connection slot, whom to shed), `connection`
 //! (one connection: transport, HTTP, idle watchdog).
 //!
-//! Connection slots (STYLE.md §7): at most `max_connections` connections hold a slot, at
+//! Connection slots (docs/architecture.md): at most `max_connections` connections hold a slot, at
 //! most `max_connections_per_ip` of them from one client network (an IPv4 address, an
 //! IPv6 /64). The loop accepts every client rather than leaving it in the kernel backlog,
 //! and at a cap sheds rather than waits:

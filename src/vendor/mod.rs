@@ -24,9 +24,9 @@ use config::VendorConfig;
 pub use token::{AccessToken, TokenCache, TokenSource, TokenUnavailable};
 pub use wire::UpdateOutcome;
 
-/// `tokenByAkSk` (VENDOR_API.md §1).
+/// `tokenByAkSk` (docs/vendor.md).
 pub const TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
-/// `updateSipPhonePassword` (VENDOR_API.md §2).
+/// `updateSipPhonePassword` (docs/vendor.md).
 pub const UPDATE_PATH: &str = "/apiaccess/rest/cc-management/v1/sipPhone/updateSipPhonePassword";
 /// Largest vendor response body we read; the real ones are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

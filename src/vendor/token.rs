@@ -1,4 +1,4 @@
-//! The vendor AccessToken cache (DESIGN.md §4, VENDOR_API.md §1).
+//! The vendor AccessToken cache (docs/vendor.md).
 //!
 //! - One token is cached and shared by every request.
 //! - A background task refreshes it at 80 % of its life, so requests rarely wait for a fetch.

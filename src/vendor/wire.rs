@@ -1,4 +1,4 @@
-//! The vendor's JSON, in and out (VENDOR_API.md). Pure functions, unit-tested.
+//! The vendor's JSON, in and out (docs/vendor.md). Pure functions, unit-tested.
 
 use std::time::Duration;
 
@@ -98,7 +98,7 @@ pub fn parse_update(body: &[u8]) -> Option<UpdateOutcome> {
     })
 }
 
-/// The change's body in the configured shape (VENDOR_API.md §2, "Body shape ambiguity").
+/// The change's body in the configured shape (docs/vendor.md, "Body shape").
 pub fn update_body(shape: BodyShape, change: &UpdateRequest<'_>) -> Bytes {
     let fields = json!({
         "accountPwd": change.account_pwd.expose_secret(),

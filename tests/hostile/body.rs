@@ -320,7 +320,7 @@ async fn lying_and_oversized_framings_are_refused() {
     }
 }
 
-/// Check order (DESIGN.md §1): the token is checked before the body is read, so a bad body
+/// Check order (docs/api.md): the token is checked before the body is read, so a bad body
 /// from a caller without a valid token, or one the policy refuses, says nothing about the
 /// body. Media type and declared length come from the head, before the token.
 // after issue-11 pipeline order

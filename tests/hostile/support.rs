@@ -33,8 +33,8 @@ pub fn valid_body() -> String {
     serde_json::json!({ "accountPwd": CURRENT, "newPhonePwd": NEW }).to_string()
 }
 
-/// Fields an audit record may hold: format v1, and the additions of v2 that DESIGN.md §5
-/// names (so the suite keeps working when the writer moves to v2).
+/// Fields an audit record may hold: format v1, and the additions planned for v2
+/// (docs/decisions.md, "Not built yet"), so the suite keeps working when the writer moves.
 const RECORD_FIELDS: [&str; 19] = [
     "v",
     "seq",

@@ -156,7 +156,7 @@ impl AccountBook {
             return ChangeOutcome::WrongCurrentPassword { locked_now };
         }
         // The current password passed verification, which ends any run of failures "in a
-        // row" (VENDOR_API.md) even if the new password then breaks the rule.
+        // row" (docs/vendor.md) even if the new password then breaks the rule.
         entry.consecutive_failures = 0;
         if let Err(violation) = rule::check(new) {
             return ChangeOutcome::RuleViolation(violation);

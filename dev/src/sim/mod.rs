@@ -1,4 +1,4 @@
-//! A faithful simulator of the vendor's two HTTP calls (see `shared/VENDOR_API.md`), used
+//! A faithful simulator of the vendor's two HTTP calls (see `docs/vendor.md`), used
 //! by integration tests, the demo (`sipgw-vendor-sim`) and benchmarks.
 //!
 //! # Layout

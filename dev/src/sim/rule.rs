@@ -1,6 +1,6 @@
 //! The vendor's default password rule group, applied to `newPhonePwd`.
 //!
-//! VENDOR_API.md: 8 to 16 characters combining at least three of four kinds (upper-case,
+//! docs/vendor.md: 8 to 16 characters combining at least three of four kinds (upper-case,
 //! lower-case, digits, the specials `~ @ ^ * _ + . ?`). The simulator refuses any other
 //! character, which is the strictest reading of "combines ... kinds".
 

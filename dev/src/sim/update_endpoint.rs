@@ -79,7 +79,7 @@ pub(crate) enum BodyError {
 }
 
 impl ChangeRequest {
-    /// Accepts both shapes VENDOR_API.md describes: the fields wrapped in `requestParam`
+    /// Accepts both shapes docs/vendor.md describes: the fields wrapped in `requestParam`
     /// (the reference's table) and flat at the top level (the reference's example). When
     /// `requestParam` is present it is the one read.
     pub(crate) fn from_json(value: &Value) -> Result<Self, BodyError> {

@@ -1,4 +1,4 @@
-//! `[audit]` flood-control keys, validated (README "Audit trail").
+//! `[audit]` flood-control keys, validated (docs/audit.md).
 
 use super::AuditSection;
 use crate::config_key::{InvalidKey, in_range, invalid};

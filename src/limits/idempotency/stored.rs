@@ -44,7 +44,7 @@ pub struct Stored {
     text: Box<str>,
 }
 
-/// The success body (DESIGN.md §1); the gateway's first answer uses it too.
+/// The success body (docs/api.md); the gateway's first answer uses it too.
 pub fn success_body(message: &str, request_id: &str) -> serde_json::Value {
     json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
 }

@@ -1,6 +1,6 @@
 //! The `redis` backend: quotas, lockout counts, agents' turns and `Idempotency-Key`
 //! records shared by every replica through one Redis, so that scaling out does not multiply
-//! an agent's quota (DESIGN.md §3).
+//! an agent's quota (docs/limits.md).
 //!
 //! Every decision is one atomic server-side script ([`scripts`]) on the server's clock.
 //! Keys (all under `rate_limit.key_prefix`, all expiring):
