@@ -1,6 +1,6 @@
 //! `[audit]`: the trail's file, key, durability, rotation and flood control; the section as
 //! the file holds it ([`AuditSection`]) and validated ([`AuditConfig`], with the HMAC key
-//! loaded). The flood-control keys are checked in [`flood`]. Every error names its key.
+//! loaded). The flood-control keys are checked in `flood`. Every error names its key.
 
 mod flood;
 

@@ -1,6 +1,6 @@
 //! `[rate_limit]`, `[lockout]` and `[idempotency]`: the sections as the file holds them and
 //! validated together ([`LimitsConfig`]); the Redis keys of `[rate_limit]` are checked in
-//! [`backend`]. Every error names its key.
+//! `backend`. Every error names its key.
 
 mod backend;
 

@@ -27,46 +27,44 @@ const MAX_PER_MINUTE: u64 = 1_000_000;
 impl FloodConfig {
     /// Checks the `audit.flood_*` keys, honouring the deprecated names they replaced.
     pub fn from_section(a: &AuditSection) -> Result<Self, InvalidKey> {
-        flood_config(a)
+        let caller = renamed(
+            "audit.rate_limited_per_minute",
+            a.rate_limited_per_minute,
+            "audit.flood_caller_per_minute",
+            a.flood_caller_per_minute,
+            AuditSection::default().flood_caller_per_minute,
+        )?;
+        let network = renamed(
+            "audit.unauthenticated_per_minute",
+            a.unauthenticated_per_minute,
+            "audit.flood_network_per_minute",
+            a.flood_network_per_minute,
+            AuditSection::default().flood_network_per_minute,
+        )?;
+        let per_minute = |key: &str, value: u32| {
+            in_range(key, u64::from(value), 0, MAX_PER_MINUTE).map(|_| value)
+        };
+        Ok(FloodConfig {
+            caller_per_minute: per_minute("audit.flood_caller_per_minute", caller)?,
+            network_per_minute: per_minute("audit.flood_network_per_minute", network)?,
+            // Wider networks than a /8 or a /16 would lump unrelated clients together.
+            ipv4_prefix: in_range("audit.flood_ipv4_prefix", a.flood_ipv4_prefix.into(), 8, 32)?
+                as u8,
+            ipv6_prefix: in_range(
+                "audit.flood_ipv6_prefix",
+                a.flood_ipv6_prefix.into(),
+                16,
+                128,
+            )? as u8,
+            max_keys: in_range(
+                "audit.flood_max_keys",
+                a.flood_max_keys.into(),
+                1,
+                1_000_000,
+            )? as usize,
+            total_per_minute: per_minute("audit.flood_total_per_minute", a.flood_total_per_minute)?,
+        })
     }
-}
-
-fn flood_config(a: &AuditSection) -> Result<FloodConfig, InvalidKey> {
-    let caller = renamed(
-        "audit.rate_limited_per_minute",
-        a.rate_limited_per_minute,
-        "audit.flood_caller_per_minute",
-        a.flood_caller_per_minute,
-        AuditSection::default().flood_caller_per_minute,
-    )?;
-    let network = renamed(
-        "audit.unauthenticated_per_minute",
-        a.unauthenticated_per_minute,
-        "audit.flood_network_per_minute",
-        a.flood_network_per_minute,
-        AuditSection::default().flood_network_per_minute,
-    )?;
-    let per_minute =
-        |key: &str, value: u32| in_range(key, u64::from(value), 0, MAX_PER_MINUTE).map(|_| value);
-    Ok(FloodConfig {
-        caller_per_minute: per_minute("audit.flood_caller_per_minute", caller)?,
-        network_per_minute: per_minute("audit.flood_network_per_minute", network)?,
-        // Wider networks than a /8 or a /16 would lump unrelated clients together.
-        ipv4_prefix: in_range("audit.flood_ipv4_prefix", a.flood_ipv4_prefix.into(), 8, 32)? as u8,
-        ipv6_prefix: in_range(
-            "audit.flood_ipv6_prefix",
-            a.flood_ipv6_prefix.into(),
-            16,
-            128,
-        )? as u8,
-        max_keys: in_range(
-            "audit.flood_max_keys",
-            a.flood_max_keys.into(),
-            1,
-            1_000_000,
-        )? as usize,
-        total_per_minute: per_minute("audit.flood_total_per_minute", a.flood_total_per_minute)?,
-    })
 }
 
 /// The value of a key that replaced a deprecated one: the old key, when set, is still
@@ -101,7 +99,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let flood = flood_config(&AuditSection::default()).unwrap();
+        let flood = FloodConfig::from_section(&AuditSection::default()).unwrap();
         assert_eq!(
             flood,
             FloodConfig {
@@ -122,7 +120,7 @@ mod tests {
             rate_limited_per_minute: Some(4),
             ..AuditSection::default()
         };
-        let flood = flood_config(&section).unwrap();
+        let flood = FloodConfig::from_section(&section).unwrap();
         assert_eq!((flood.network_per_minute, flood.caller_per_minute), (3, 4));
         // The same value under both names is fine; different ones are not.
         let both_same = AuditSection {
@@ -130,13 +128,20 @@ mod tests {
             flood_network_per_minute: 3,
             ..AuditSection::default()
         };
-        assert_eq!(flood_config(&both_same).unwrap().network_per_minute, 3);
+        assert_eq!(
+            FloodConfig::from_section(&both_same)
+                .unwrap()
+                .network_per_minute,
+            3
+        );
         let conflict = AuditSection {
             rate_limited_per_minute: Some(4),
             flood_caller_per_minute: 5,
             ..AuditSection::default()
         };
-        let error = flood_config(&conflict).unwrap_err().to_string();
+        let error = FloodConfig::from_section(&conflict)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("audit.rate_limited_per_minute"), "{error}");
         assert!(error.contains("audit.flood_caller_per_minute"), "{error}");
     }
@@ -174,7 +179,7 @@ mod tests {
             ),
         ];
         for (key, section) in cases {
-            let error = flood_config(&section).unwrap_err().to_string();
+            let error = FloodConfig::from_section(&section).unwrap_err().to_string();
             assert!(error.starts_with(key), "{key}: {error}");
         }
     }
