@@ -7,6 +7,8 @@
 //! serving with `--keep-running`). The passwords shown are the demo's own, made up for it.
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -59,6 +61,34 @@ pub enum DemoError {
 
 /// Runs the demo, writing what happens to `out`.
 pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoError> {
+    let (sim, sim_addr, idp, idp_addr) = start_upstreams(out).await?;
+    let token = mint_token(&idp);
+    // The demo's audit trail goes to a directory of its own, shown at the end.
+    let audit_dir = std::env::temp_dir().join(format!("sipgw-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&audit_dir);
+    let audit_path = audit_dir.join("sipgw-audit.jsonl");
+    let gateway = Running::start(sim_addr, idp_addr, &audit_path).await?;
+    writeln!(out, "sipgw gateway      http://{}\n", gateway.addr)?;
+
+    let url = format!(
+        "http://{}/v1/agents/{AGENT}/sip-phone-password",
+        gateway.addr
+    );
+    send_the_changes(out, &sim, &gateway, &url, &token).await?;
+    show_the_trail(out, &audit_path)?;
+    show_the_curl_line(out, keep_running, &url, &token)?;
+    if keep_running {
+        writeln!(out, "\nServing until Ctrl-C.")?;
+        out.flush()?;
+        crate::server::shutdown_signal().await;
+    }
+    gateway.stop().await
+}
+
+/// The vendor simulator (one agent) and the development issuer (a fresh ES256 key).
+async fn start_upstreams(
+    out: &mut impl Write,
+) -> Result<(VendorSim, SocketAddr, DevIssuer, SocketAddr), DemoError> {
     let sim = VendorSim::new(SimConfig {
         app_key: DEMO_APP_KEY.into(),
         app_secret: DEMO_APP_SECRET.into(),
@@ -70,73 +100,100 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         out,
         "vendor simulator   http://{sim_addr} (agent {AGENT}, current password {CURRENT_PASSWORD})"
     )?;
-
     let idp = DevIssuer::new(DEMO_ISSUER);
     let idp_addr = idp.spawn(TcpListener::bind("127.0.0.1:0").await?)?;
     writeln!(
         out,
         "development issuer http://{idp_addr}/jwks.json (a fresh ES256 key)"
     )?;
-    // Alice is agent a1001 and may change her own password (self-service).
+    Ok((sim, sim_addr, idp, idp_addr))
+}
+
+/// Alice is agent a1001 and may change her own password (self-service).
+fn mint_token(idp: &DevIssuer) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let token = idp.mint(
+    idp.mint(
         KeyKind::Es256,
         &serde_json::json!({
             "iss": DEMO_ISSUER, "sub": "alice", "aud": "sipgw", "preferred_username": AGENT,
             "iat": now, "nbf": now, "exp": now + DEMO_TOKEN_LIFETIME_SECS,
         }),
-    );
+    )
+}
 
-    // The demo's audit trail goes to a directory of its own, shown at the end.
-    let audit_dir = std::env::temp_dir().join(format!("sipgw-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&audit_dir);
-    let audit_path = audit_dir.join("sipgw-audit.jsonl");
-    let figment = Figment::from(Toml::string(DEMO_TOML))
-        .merge(Serialized::default(
-            "vendor.base_url",
-            format!("http://{sim_addr}"),
-        ))
-        .merge(Serialized::default(
-            "auth.jwks_url",
-            format!("http://{idp_addr}/jwks.json"),
-        ))
-        .merge(Serialized::default(
-            "audit.path",
-            audit_path.display().to_string(),
-        ));
-    let config = Config::from_figment(figment, |name| {
-        (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
-    })?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(async move {
-        let listeners = crate::app::Listeners {
-            api: listener,
-            admin: None,
-        };
-        let tls = crate::tls::Reloads::when_files_change();
-        crate::app::serve(&config, listeners, tls, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    writeln!(out, "sipgw gateway      http://{addr}\n")?;
+/// The gateway, serving `config/demo.toml` against the two upstreams until stopped.
+struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), crate::app::StartError>>,
+}
 
-    let url = format!("http://{addr}/v1/agents/{AGENT}/sip-phone-password");
+impl Running {
+    async fn start(
+        sim_addr: SocketAddr,
+        idp_addr: SocketAddr,
+        audit_path: &Path,
+    ) -> Result<Self, DemoError> {
+        let figment = Figment::from(Toml::string(DEMO_TOML))
+            .merge(Serialized::default(
+                "vendor.base_url",
+                format!("http://{sim_addr}"),
+            ))
+            .merge(Serialized::default(
+                "auth.jwks_url",
+                format!("http://{idp_addr}/jwks.json"),
+            ))
+            .merge(Serialized::default(
+                "audit.path",
+                audit_path.display().to_string(),
+            ));
+        let config = Config::from_figment(figment, |name| {
+            (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
+        })?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let listeners = crate::app::Listeners {
+                api: listener,
+                admin: None,
+            };
+            let tls = crate::tls::Reloads::when_files_change();
+            crate::app::serve(&config, listeners, tls, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Self { addr, stop, task })
+    }
+
+    async fn stop(self) -> Result<(), DemoError> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| DemoError::Unexpected(format!("gateway task: {e}")))??;
+        Ok(())
+    }
+}
+
+/// The four requests: a change that succeeds, a weak password, another agent, a forged
+/// token; each answer printed and checked.
+async fn send_the_changes(
+    out: &mut impl Write,
+    sim: &VendorSim,
+    gateway: &Running,
+    url: &str,
+    token: &str,
+) -> Result<(), DemoError> {
     let body = format!(r#"{{"accountPwd":"{CURRENT_PASSWORD}","newPhonePwd":"{NEW_PASSWORD}"}}"#);
-    let (status, answer) = post(&url, &token, &body).await?;
+    let (status, answer) = post(url, token, &body).await?;
     writeln!(
         out,
         "1. as alice (self-service), change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}"
     )?;
-    if status != StatusCode::OK {
-        return Err(DemoError::Unexpected(format!(
-            "the change was refused: {status}"
-        )));
-    }
+    expect(status, StatusCode::OK, "the change was refused")?;
     let held = sim.agent_password(AGENT);
     writeln!(
         out,
@@ -149,16 +206,16 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     )?;
 
     let weak = format!(r#"{{"accountPwd":"{NEW_PASSWORD}","newPhonePwd":"password"}}"#);
-    let (status, answer) = post(&url, &token, &weak).await?;
+    let (status, answer) = post(url, token, &weak).await?;
     writeln!(
         out,
         "2. try the weak password \"password\"\n   -> {status} {answer}"
     )?;
-    if status != StatusCode::BAD_REQUEST {
-        return Err(DemoError::Unexpected(format!(
-            "the weak password was not refused: {status}"
-        )));
-    }
+    expect(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the weak password was not refused",
+    )?;
     if sim.update_count() != 1 {
         return Err(DemoError::Unexpected(
             "the weak password reached the vendor".into(),
@@ -169,26 +226,33 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         "   refused by the gateway: the vendor never saw this request\n"
     )?;
 
-    let other = format!("http://{addr}/v1/agents/a1002/sip-phone-password");
-    let (status, answer) = post(&other, &token, &weak).await?;
+    let other = format!("http://{}/v1/agents/a1002/sip-phone-password", gateway.addr);
+    let (status, answer) = post(&other, token, &weak).await?;
     writeln!(
         out,
         "3. as alice, change another agent's password (a1002)\n   -> {status} {answer}\n"
     )?;
-    if status != StatusCode::FORBIDDEN {
-        return Err(DemoError::Unexpected(format!(
-            "alice was not refused: {status}"
-        )));
-    }
-    let (status, answer) = post(&url, "not-a-token", &body).await?;
+    expect(status, StatusCode::FORBIDDEN, "alice was not refused")?;
+    let (status, answer) = post(url, "not-a-token", &body).await?;
     writeln!(out, "4. with a forged token\n   -> {status} {answer}\n")?;
-    if status != StatusCode::UNAUTHORIZED {
-        return Err(DemoError::Unexpected(format!(
-            "a forged token was not refused: {status}"
-        )));
-    }
+    expect(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a forged token was not refused",
+    )
+}
 
-    let files = vec![audit_path.clone()];
+fn expect(status: StatusCode, wanted: StatusCode, otherwise: &str) -> Result<(), DemoError> {
+    if status == wanted {
+        Ok(())
+    } else {
+        Err(DemoError::Unexpected(format!("{otherwise}: {status}")))
+    }
+}
+
+/// The trail the four requests left, and what `sipgw audit verify` says of it.
+fn show_the_trail(out: &mut impl Write, audit_path: &Path) -> Result<(), DemoError> {
+    let files = vec![audit_path.to_path_buf()];
     let records = crate::audit::verify::select(&files, &crate::audit::verify::Filter::default())?;
     writeln!(out, "The audit trail ({}):", audit_path.display())?;
     for record in &records {
@@ -202,7 +266,15 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
             )));
         }
     }
+    Ok(())
+}
 
+fn show_the_curl_line(
+    out: &mut impl Write,
+    keep_running: bool,
+    url: &str,
+    token: &str,
+) -> Result<(), DemoError> {
     writeln!(
         out,
         "Try it by hand{}:",
@@ -217,15 +289,6 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
         "  curl -i -X POST {url} -H 'Content-Type: application/json' \\\n    -H 'Authorization: Bearer {token}' \\\n    -d '{{\"accountPwd\":\"{NEW_PASSWORD}\",\"newPhonePwd\":\"{NEXT_PASSWORD}\"}}'"
     )?;
     out.flush()?;
-    if keep_running {
-        writeln!(out, "\nServing until Ctrl-C.")?;
-        out.flush()?;
-        crate::server::shutdown_signal().await;
-    }
-    let _ = stop.send(());
-    gateway
-        .await
-        .map_err(|e| DemoError::Unexpected(format!("gateway task: {e}")))??;
     Ok(())
 }
 
