@@ -85,14 +85,7 @@ fn a_sighup_while_the_config_is_read_does_not_end_the_process() {
             }
         }
     };
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "HUP");
     // A config that stops start-up: the process ends with exit status 2, not by the signal.
     writer
         .write_all(b"[vendor]\nbase_url = \"https://v.example\"\napp_key = \"k\"\ntimeout_ms = 0\n")
@@ -215,11 +208,7 @@ async fn sigterm_drains_and_exits_0() {
         .trim_start_matches("Bearer ")
         .to_owned();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "TERM");
     let mut stdout = child.stdout.take().unwrap();
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await

@@ -127,11 +127,7 @@ impl Drop for Gateway {
 
 impl Gateway {
     fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(&self.child, "TERM");
         assert_eq!(self.child.wait().unwrap().code(), Some(0));
     }
 

@@ -883,14 +883,7 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
     assert_eq!(conn.change(&token, AGENT).await.status, 200);
 
     volume.rotate_to(&second);
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "HUP");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while presented(addr, &ca).await != second.der {
         assert!(
@@ -923,13 +916,7 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
         );
     }
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "TERM");
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

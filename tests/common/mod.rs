@@ -407,6 +407,15 @@ impl Harness {
     }
 }
 
+/// Sends `signal` (`"TERM"`, `"HUP"`) to `child` with kill(1), as an operator would.
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {}", child.id());
+}
+
 /// The lines `child` writes to stderr, as they come (a thread reads them). The child must
 /// have been spawned with `stderr(Stdio::piped())`.
 pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
