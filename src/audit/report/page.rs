@@ -1,0 +1,453 @@
+//! The page's sections, top to bottom, each a function from the counted [`Facts`] (or the
+//! trails' checks) to HTML. Every trail value passes through [`text`] here.
+
+use std::fmt::Write as _;
+
+use super::chart;
+use super::facts::{CallerCount, Class, Facts, class};
+use super::html::{day, or_dash, text, thousands, when};
+use crate::audit::chain::UNKEYED_WARNING;
+use crate::audit::review::{Review, Row, TrailCheck};
+
+/// How many failures each trail lists by name before "and N more".
+const LISTED_FAILURES: usize = 20;
+
+/// The overall verdict at the very top, and one status block per trail.
+pub fn status(review: &Review) -> String {
+    let failed: usize = review.trails.iter().map(|t| t.failures.len()).sum();
+    let gaps: usize = review.trails.iter().map(|t| t.discontinuities.len()).sum();
+    let trails = review.trails.len();
+    let (class, verdict) = if failed > 0 {
+        (
+            "failed",
+            format!(
+                "{} record{} FAILED verification: this trail cannot be trusted as it stands.",
+                thousands(failed as u64),
+                plural(failed)
+            ),
+        )
+    } else if gaps > 0 {
+        (
+            "gap",
+            format!(
+                "Every record verified, but {gaps} discontinuit{}: records were lost and a new chain began.",
+                if gaps == 1 { "y" } else { "ies" }
+            ),
+        )
+    } else if trails == 0 {
+        ("gap", "No trail was given.".to_owned())
+    } else {
+        (
+            "ok",
+            format!(
+                "Intact: every record of {trails} trail{} verified.",
+                plural(trails)
+            ),
+        )
+    };
+    let mut out = format!(
+        "<section id=\"status\">\n<h2>Chain status</h2>\n<p id=\"verdict\" class=\"verdict {class}\">{}</p>\n",
+        text(&verdict)
+    );
+    if !review.keyed {
+        let _ = writeln!(
+            out,
+            "<p id=\"unkeyed\" class=\"warning\"><strong>No key was given (--key-file):</strong> {}</p>",
+            text(UNKEYED_WARNING)
+        );
+    } else {
+        out.push_str("<p id=\"keyed\">Verified with the HMAC key given (--key-file).</p>\n");
+    }
+    for (i, trail) in review.trails.iter().enumerate() {
+        out.push_str(&trail_status(i, trail));
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+fn trail_status(index: usize, trail: &TrailCheck) -> String {
+    let instance = trail
+        .instance
+        .as_deref()
+        .map(|name| format!(" (instance {})", text(name)))
+        .unwrap_or_default();
+    let mut out = format!(
+        "<div class=\"trail\" id=\"trail-{index}\">\n<h3>{}{instance}</h3>\n",
+        text(&trail.source.display().to_string())
+    );
+    let seqs = match (trail.first_seq, trail.last_seq) {
+        (Some(first), Some(last)) => format!(", seq {} to {}", thousands(first), thousands(last)),
+        _ => String::new(),
+    };
+    let dates = match (&trail.first_ts, &trail.last_ts) {
+        (Some(first), Some(last)) => format!(", {} to {}", day(first), day(last)),
+        _ => String::new(),
+    };
+    let checkpoint = trail.last_checkpoint.map_or_else(
+        || ", no checkpoint yet".to_owned(),
+        |seq| format!(", last checkpoint seq {}", thousands(seq)),
+    );
+    let counted = format!(
+        "{} record{}{seqs}{dates}{checkpoint}",
+        thousands(trail.records),
+        plural(trail.records as usize)
+    );
+    if trail.intact() {
+        let _ = writeln!(
+            out,
+            "<p class=\"line ok\">Intact: {}.</p>",
+            // `counted` holds only numbers and formatted dates.
+            counted
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"line failed\">{} record{} FAILED verification ({counted}):</p>\n<ul class=\"failures\">",
+            thousands(trail.failures.len() as u64),
+            plural(trail.failures.len())
+        );
+        for failure in trail.failures.iter().take(LISTED_FAILURES) {
+            let _ = writeln!(
+                out,
+                "<li>{}:{}: {}</li>",
+                text(&failure.file.display().to_string()),
+                failure.line,
+                text(&failure.reason)
+            );
+        }
+        if trail.failures.len() > LISTED_FAILURES {
+            let _ = writeln!(
+                out,
+                "<li>and {} more</li>",
+                thousands((trail.failures.len() - LISTED_FAILURES) as u64)
+            );
+        }
+        out.push_str("</ul>\n");
+    }
+    for gap in &trail.discontinuities {
+        let after = gap.held_seq.map_or_else(
+            || "the start".to_owned(),
+            |seq| format!("seq {}", thousands(seq)),
+        );
+        let _ = writeln!(
+            out,
+            "<p class=\"line gap\">Discontinuity: records lost. At {}:{} a new chain began after the trail was found {}: records after {after} up to seq {} are not in these files.</p>",
+            text(&gap.file.display().to_string()),
+            gap.line,
+            text(&gap.detected),
+            thousands(gap.last_seq)
+        );
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+/// The headline numbers, each a `<div class="number" data-name=...>`.
+pub fn headline(facts: &Facts) -> String {
+    let h = &facts.headline;
+    let numbers = [
+        (
+            "changes",
+            "Changes",
+            h.changes,
+            "applied by the vendor (ok)",
+        ),
+        (
+            "vendor-rejections",
+            "Vendor rejections",
+            h.vendor_rejections,
+            "refused by the vendor",
+        ),
+        (
+            "vendor-failures",
+            "Vendor errors",
+            h.vendor_failures,
+            "vendor error or timeout",
+        ),
+        (
+            "refusals",
+            "Refusals",
+            h.refusals,
+            "refused before the vendor",
+        ),
+        (
+            "lockouts",
+            "Lockout-shield events",
+            h.lockouts,
+            "of those, by the lockout shield",
+        ),
+        ("orphans", "Orphaned attempts", h.orphans, "outcome unknown"),
+        (
+            "replays",
+            "Replays",
+            h.replays,
+            "answered from a first outcome",
+        ),
+        (
+            "suppressed",
+            "Suppressed by flood control",
+            h.suppressed,
+            "refusals summarized",
+        ),
+        (
+            "failed",
+            "Records failing verification",
+            h.failed,
+            "in every trail given",
+        ),
+    ];
+    let mut out =
+        String::from("<section id=\"numbers\">\n<h2>In numbers</h2>\n<div class=\"numbers\">\n");
+    for (name, label, value, note) in numbers {
+        let alert = if value > 0 && matches!(name, "orphans" | "failed") {
+            " alert"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "<div class=\"number{alert}\" data-name=\"{name}\"><span class=\"value\">{}</span>\
+             <span class=\"label\">{label}</span><span class=\"note\">{note}</span></div>",
+            thousands(value)
+        );
+    }
+    out.push_str("</div>\n</section>\n");
+    out
+}
+
+/// The two charts.
+pub fn charts(facts: &Facts) -> String {
+    format!(
+        "<section id=\"charts\">\n<h2>Over time</h2>\n<h3>Changes per day</h3>\n{}\
+         <h3>Refusals per day, by code</h3>\n{}</section>\n",
+        chart::bars("changes-chart", &facts.changes_per_day, "changes"),
+        chart::bars("refusals-chart", &facts.refusals_per_day, "refusals"),
+    )
+}
+
+/// The two top-callers lists.
+pub fn top_callers(facts: &Facts) -> String {
+    format!(
+        "<section id=\"callers\">\n<h2>Top callers</h2>\n<div class=\"pair\">\n{}{}</div>\n</section>\n",
+        callers_table(
+            "top-changes",
+            "By changes",
+            "changes",
+            &facts.top_by_changes
+        ),
+        callers_table(
+            "top-refusals",
+            "By refusals",
+            "refusals",
+            &facts.top_by_refusals
+        ),
+    )
+}
+
+fn callers_table(id: &str, title: &str, what: &str, list: &[CallerCount]) -> String {
+    let mut out = format!("<div>\n<h3>{title}</h3>\n");
+    if list.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"empty\" id=\"{id}\">No {what} by a known caller.</p>"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<table id=\"{id}\"><thead><tr><th>Caller (sub)</th><th>Name</th><th>Issuer</th><th>{what}</th></tr></thead><tbody>"
+        );
+        for entry in list {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                text(&entry.caller.sub),
+                or_dash(entry.name.as_deref()),
+                text(&entry.caller.iss),
+                thousands(entry.count)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+/// Lockout-shield events and orphaned attempts.
+pub fn incidents(facts: &Facts) -> String {
+    let mut out = String::from("<section id=\"incidents\">\n<h2>Lockout-shield events</h2>\n");
+    if facts.lockouts.is_empty() {
+        out.push_str("<p class=\"empty\" id=\"lockouts\">None in this period.</p>\n");
+    } else {
+        out.push_str("<table id=\"lockouts\"><thead><tr><th>Time</th><th>Agent</th><th>Caller</th><th>Client</th><th>Request id</th></tr></thead><tbody>\n");
+        for row in &facts.lockouts {
+            let r = &row.record;
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(&r.ts),
+                or_dash(r.agent.as_deref()),
+                caller(row),
+                or_dash(r.client()),
+                or_dash(r.request_id.as_deref())
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str("<h2>Orphaned attempts</h2>\n");
+    if facts.orphans.is_empty() {
+        out.push_str(
+            "<p class=\"empty\" id=\"orphans\">None: every attempt has its outcome.</p>\n",
+        );
+    } else {
+        out.push_str(
+            "<p class=\"warning\">Outcome unknown: the vendor may have applied these changes. \
+             Check each with the vendor.</p>\n<table id=\"orphans\"><thead><tr><th>Time</th><th>Agent</th>\
+             <th>Caller</th><th>Client</th><th>Request id</th></tr></thead><tbody>\n",
+        );
+        for row in &facts.orphans {
+            let r = &row.record;
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(&r.ts),
+                or_dash(r.agent.as_deref()),
+                caller(row),
+                or_dash(r.client()),
+                or_dash(r.request_id.as_deref())
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+/// One collapsible history per agent.
+pub fn agents(facts: &Facts) -> String {
+    let mut out = String::from("<section id=\"agents\">\n<h2>Per agent</h2>\n");
+    if facts.agents.is_empty() {
+        out.push_str("<p class=\"empty\">No agent named in this period.</p>\n");
+    }
+    for (agent, rows) in &facts.agents {
+        let changes = rows
+            .iter()
+            .filter(|r| class(&r.record) == Class::Change)
+            .count();
+        let refusals = rows.len() - changes;
+        let _ = writeln!(
+            out,
+            "<details class=\"agent\"><summary><span class=\"name\">{}</span>: {changes} change{}, {refusals} other</summary>\n\
+             <table><thead><tr><th>Time</th><th>Kind</th><th>Code</th><th>Caller</th><th>Request id</th><th>Mark</th></tr></thead><tbody>",
+            text(agent),
+            plural(changes)
+        );
+        for row in rows {
+            let r = &row.record;
+            let _ = writeln!(
+                out,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                row_class(row),
+                when(&r.ts),
+                text(&r.kind),
+                or_dash(r.code.as_deref()),
+                caller(row),
+                or_dash(r.request_id.as_deref()),
+                mark(row)
+            );
+        }
+        out.push_str("</tbody></table></details>\n");
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+/// Every attempt and outcome, with the filter box.
+pub fn records(facts: &Facts) -> String {
+    let total = facts.changes.len();
+    let mut out = format!(
+        "<section id=\"all\">\n<h2>Every attempt and outcome</h2>\n\
+         <p class=\"filter\"><label for=\"filter\">Filter</label> \
+         <input id=\"filter\" type=\"search\" placeholder=\"words that every shown row contains\" disabled> \
+         <span id=\"shown\">{total} of {total} rows shown</span></p>\n\
+         <table id=\"records\"><thead><tr><th>Time</th><th>Kind</th><th>Code</th><th>Status</th>\
+         <th>Agent</th><th>Caller</th><th>Grant</th><th>Client</th><th>Request id</th><th>Mark</th></tr></thead><tbody>\n"
+    );
+    for row in &facts.changes {
+        let r = &row.record;
+        let _ = writeln!(
+            out,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row_class(row),
+            when(&r.ts),
+            text(&r.kind),
+            or_dash(r.code.as_deref()),
+            r.http_status
+                .map_or_else(|| "–".to_owned(), |s| s.to_string()),
+            or_dash(r.agent.as_deref()),
+            caller(row),
+            or_dash(r.grant.as_deref()),
+            or_dash(r.client()),
+            or_dash(r.request_id.as_deref()),
+            mark(row)
+        );
+    }
+    out.push_str("</tbody></table>\n</section>\n");
+    out
+}
+
+/// The caller: `sub`, the display name after it, the issuer as a tooltip.
+fn caller(row: &Row) -> String {
+    let r = &row.record;
+    let Some(sub) = &r.sub else {
+        return "<span class=\"anon\">not authenticated</span>".to_owned();
+    };
+    let name = r
+        .caller_name
+        .as_deref()
+        .map(|name| format!(" <span class=\"callername\">({})</span>", text(name)))
+        .unwrap_or_default();
+    format!(
+        "<span class=\"caller\" title=\"{}\">{}</span>{name}",
+        or_dash(r.iss.as_deref()),
+        text(sub)
+    )
+}
+
+/// What a reviewer should notice about a row.
+fn mark(row: &Row) -> String {
+    let r = &row.record;
+    let mut marks = Vec::new();
+    if let Some(problem) = &row.problem {
+        marks.push(format!("FAILED verification: {}", text(problem)));
+    }
+    if row.outcome_unknown {
+        marks.push("outcome unknown: the vendor may have applied this change".to_owned());
+    }
+    if let Some(first) = &r.replay_of {
+        marks.push(format!("replay of {}", text(first)));
+    }
+    if r.kind == "outcome" && r.code.as_deref() == Some("lockout_protection") {
+        marks.push("lockout shield".to_owned());
+    }
+    marks.join("; ")
+}
+
+fn row_class(row: &Row) -> &'static str {
+    if row.problem.is_some() {
+        "failed"
+    } else if row.outcome_unknown {
+        "orphan"
+    } else {
+        match class(&row.record) {
+            Class::Change => "change",
+            Class::VendorRejection | Class::VendorFailure => "vendor",
+            Class::Refusal => "refusal",
+            Class::Replay => "replay",
+            Class::Attempt | Class::Other => "attempt",
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
