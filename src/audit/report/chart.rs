@@ -17,6 +17,8 @@ const PLOT: usize = 160;
 const TOP: usize = 24;
 /// Space below it (for the day labels and the x axis label).
 const BOTTOM: usize = 70;
+/// Width of one legend entry.
+const LEGEND: usize = 190;
 /// Colours of the series, in order (the legend names them).
 const PALETTE: [&str; 8] = [
     "#2b6cb0", "#c05621", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#2c7a7b", "#4a5568",
@@ -36,7 +38,8 @@ pub fn bars(id: &str, daily: &Daily, what: &str) -> String {
         .map(|i| daily.series.iter().map(|(_, values)| values[i]).sum())
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1);
-    let width = LEFT + days * SLOT + 16;
+    // Wide enough for the bars, and for three legend entries and the axis label.
+    let width = (LEFT + days * SLOT + 16).max(LEFT + 3 * LEGEND);
     let height = TOP + PLOT + BOTTOM + 24 * daily.series.len().div_ceil(3);
     let scale = |n: u64| (n as f64 * PLOT as f64 / max as f64).round() as usize;
     let base = TOP + PLOT;
@@ -117,12 +120,12 @@ pub fn bars(id: &str, daily: &Daily, what: &str) -> String {
     let _ = writeln!(
         svg,
         "<text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">day (UTC, month-day)</text>",
-        LEFT + days * SLOT / 2,
+        LEFT + (days * SLOT).max(2 * LEGEND) / 2,
         base + 60
     );
     // The legend: one swatch and total per series, three to a line.
     for (s, (name, values)) in daily.series.iter().enumerate() {
-        let x = LEFT + (s % 3) * 170;
+        let x = LEFT + (s % 3) * LEGEND;
         let y = base + BOTTOM + 8 + (s / 3) * 24;
         let total: u64 = values.iter().sum();
         let _ = writeln!(

@@ -163,7 +163,8 @@ impl Daily {
 /// Everything the page shows besides the chain status.
 #[derive(Debug, Clone, Default)]
 pub struct Facts<'a> {
-    /// The password-change records (attempts and outcomes) in the period, in time order.
+    /// The password-change records (attempts and outcomes) in the period, in time order,
+    /// and every record that failed verification.
     pub changes: Vec<&'a Row>,
     /// The headline numbers.
     pub headline: Headline,
@@ -216,6 +217,12 @@ impl<'a> Facts<'a> {
                 days.insert(day);
             }
             let class = class(record);
+            // A record that failed verification is shown (marked) but not counted: what
+            // it says cannot be trusted, and a forged `ok` must not become a change.
+            if row.problem.is_some() {
+                facts.changes.push(row);
+                continue;
+            }
             if record.kind == "summary" {
                 facts.headline.suppressed += record.suppressed.unwrap_or(0);
             }

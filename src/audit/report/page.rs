@@ -329,17 +329,32 @@ pub fn agents(facts: &Facts) -> String {
         out.push_str("<p class=\"empty\">No agent named in this period.</p>\n");
     }
     for (agent, rows) in &facts.agents {
-        let changes = rows
-            .iter()
-            .filter(|r| class(&r.record) == Class::Change)
-            .count();
-        let refusals = rows.len() - changes;
+        let count = |wanted: &[Class]| {
+            rows.iter()
+                .filter(|row| row.problem.is_none() && wanted.contains(&class(&row.record)))
+                .count()
+        };
+        let mut parts = vec![counted(count(&[Class::Change]), "change")];
+        let refused = count(&[Class::Refusal, Class::VendorRejection, Class::VendorFailure]);
+        parts.push(counted(refused, "refusal or failure"));
+        for (n, what) in [
+            (count(&[Class::Attempt]), "outcome unknown"),
+            (count(&[Class::Replay]), "replay"),
+            (
+                rows.iter().filter(|row| row.problem.is_some()).count(),
+                "FAILED verification",
+            ),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
         let _ = writeln!(
             out,
-            "<details class=\"agent\"><summary><span class=\"name\">{}</span>: {changes} change{}, {refusals} other</summary>\n\
+            "<details class=\"agent\"><summary><span class=\"name\">{}</span>: {}</summary>\n\
              <table><thead><tr><th>Time</th><th>Kind</th><th>Code</th><th>Caller</th><th>Request id</th><th>Mark</th></tr></thead><tbody>",
             text(agent),
-            plural(changes)
+            parts.join(", ")
         );
         for row in rows {
             let r = &row.record;
@@ -445,6 +460,15 @@ fn row_class(row: &Row) -> &'static str {
             Class::Replay => "replay",
             Class::Attempt | Class::Other => "attempt",
         }
+    }
+}
+
+/// `1 change`, `2 changes`.
+fn counted(n: usize, what: &str) -> String {
+    match (n, what) {
+        (1, _) => format!("1 {what}"),
+        (_, "refusal or failure") => format!("{n} refusals or failures"),
+        _ => format!("{n} {what}s"),
     }
 }
 

@@ -397,3 +397,16 @@ fn numbers_read_with_thousands_separators() {
     assert_eq!(thousands(1204), "1,204");
     assert_eq!(thousands(1_234_567), "1,234,567");
 }
+
+#[test]
+fn a_record_that_failed_verification_is_listed_but_not_counted() {
+    let mut review = week();
+    // A forged `ok`: shown and marked, never a change.
+    review.rows[2].problem = Some("mac does not match".to_owned());
+    let facts = Facts::gather(&review, Period::default());
+    assert_eq!(facts.headline.changes, 1);
+    assert_eq!(facts.changes.len(), 10);
+    let page = render(&review, &options());
+    assert!(page.contains("<tr class=\"failed\">"));
+    assert!(page.contains("FAILED verification: mac does not match"));
+}
