@@ -6,6 +6,8 @@
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
+//! - [`review`]: every trail given, checked and merged, as reviewers' tools read it;
+//!   [`report`]: `sipgw audit report`, the trail as one self-contained HTML page.
 
 pub mod chain;
 pub mod cli;
