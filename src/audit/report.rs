@@ -62,7 +62,7 @@ pub fn render(review: &Review, options: &Options) -> String {
         callers = page::top_callers(&facts),
         incidents = page::incidents(&facts),
         agents = page::agents(&facts),
-        records = page::records(&facts),
+        records = page::records(&facts, &review.trails),
         data = html::json_for_script(&data),
     )
 }

@@ -377,21 +377,29 @@ pub fn agents(facts: &Facts) -> String {
 }
 
 /// Every attempt and outcome, with the filter box.
-pub fn records(facts: &Facts) -> String {
+pub fn records(facts: &Facts, trails: &[TrailCheck]) -> String {
     let total = facts.changes.len();
+    // Merged trails (one per replica): a column says which trail each row is from.
+    let merged = trails.len() > 1;
+    let trail_head = if merged { "<th>Trail</th>" } else { "" };
     let mut out = format!(
         "<section id=\"all\">\n<h2>Every attempt and outcome</h2>\n\
          <p class=\"filter\"><label for=\"filter\">Filter</label> \
          <input id=\"filter\" type=\"search\" placeholder=\"words that every shown row contains\" disabled> \
          <span id=\"shown\">{total} of {total} rows shown</span></p>\n\
-         <table id=\"records\"><thead><tr><th>Time</th><th>Kind</th><th>Code</th><th>Status</th>\
+         <table id=\"records\"><thead><tr>{trail_head}<th>Time</th><th>Kind</th><th>Code</th><th>Status</th>\
          <th>Agent</th><th>Caller</th><th>Grant</th><th>Client</th><th>Request id</th><th>Mark</th></tr></thead><tbody>\n"
     );
     for row in &facts.changes {
         let r = &row.record;
+        let trail = if merged {
+            format!("<td>{}</td>", trail_name(trails, row.trail))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{}\">{trail}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             row_class(row),
             when(&r.ts),
             text(&r.kind),
@@ -408,6 +416,18 @@ pub fn records(facts: &Facts) -> String {
     }
     out.push_str("</tbody></table>\n</section>\n");
     out
+}
+
+/// A trail as a row names it: its instance, else its directory's name, else its number.
+fn trail_name(trails: &[TrailCheck], index: usize) -> String {
+    let Some(trail) = trails.get(index) else {
+        return (index + 1).to_string();
+    };
+    match (&trail.instance, trail.source.file_name()) {
+        (Some(instance), _) => text(instance),
+        (None, Some(name)) => text(&name.to_string_lossy()),
+        (None, None) => (index + 1).to_string(),
+    }
 }
 
 /// The caller: `sub`, the display name after it, the issuer as a tooltip.

@@ -410,3 +410,23 @@ fn a_record_that_failed_verification_is_listed_but_not_counted() {
     assert!(page.contains("<tr class=\"failed\">"));
     assert!(page.contains("FAILED verification: mac does not match"));
 }
+
+#[test]
+fn merged_trails_name_the_trail_of_each_row() {
+    let mut review = week();
+    assert!(!render(&review, &options()).contains("<th>Trail</th>"));
+    let mut second = review.trails[0].clone();
+    second.source = PathBuf::from("/replica-b");
+    second.instance = Some("sipgw-<b>".to_owned());
+    review.trails.push(second);
+    review.rows[3].trail = 1;
+    let page = render(&review, &options());
+    assert!(page.contains("<th>Trail</th>"));
+    assert_eq!(
+        page.matches("<td>trail</td>").count(),
+        9,
+        "the others by directory name"
+    );
+    assert_eq!(page.matches("<td>sipgw-&lt;b&gt;</td>").count(), 1);
+    assert!(page.contains("Intact: every record of 2 trails verified."));
+}
