@@ -360,7 +360,7 @@ pub fn agents(facts: &Facts) -> String {
             let r = &row.record;
             let _ = writeln!(
                 out,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mark\">{}</td></tr>",
                 row_class(row),
                 when(&r.ts),
                 text(&r.kind),
@@ -399,7 +399,7 @@ pub fn records(facts: &Facts, trails: &[TrailCheck]) -> String {
         };
         let _ = writeln!(
             out,
-            "<tr class=\"{}\">{trail}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{}\">{trail}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mark\">{}</td></tr>",
             row_class(row),
             when(&r.ts),
             text(&r.kind),
