@@ -430,3 +430,42 @@ fn merged_trails_name_the_trail_of_each_row() {
     assert_eq!(page.matches("<td>sipgw-&lt;b&gt;</td>").count(), 1);
     assert!(page.contains("Intact: every record of 2 trails verified."));
 }
+
+#[test]
+fn a_discontinuity_is_named_with_the_records_lost() {
+    let mut review = week();
+    review.trails[0]
+        .discontinuities
+        .push(crate::audit::verify::Gap {
+            file: PathBuf::from("/trail/sipgw-audit.jsonl"),
+            line: 5,
+            detected: "missing".to_owned(),
+            last_seq: 19,
+            held_seq: Some(15),
+        });
+    let page = render(&review, &options());
+    assert!(page.contains("class=\"verdict gap\">Every record verified, but 1 discontinuity"));
+    assert!(page.contains(
+        "Discontinuity: records lost. At /trail/sipgw-audit.jsonl:5 a new chain began after the \
+         trail was found missing: records after seq 15 up to seq 19 are not in these files."
+    ));
+}
+
+#[test]
+fn the_header_names_the_period_covered() {
+    let page = render(&week(), &options());
+    assert!(page.contains(
+        "Period covered: <strong>1 Dec 2026 09:00:00 UTC to 3 Dec 2026 11:00:00 UTC</strong>."
+    ));
+    let bounded = Options {
+        period: Period {
+            since: Some(at("2026-12-02T00:00:00Z")),
+            until: None,
+        },
+        ..options()
+    };
+    let page = render(&week(), &bounded);
+    assert!(page.contains(
+        "Period covered: <strong>2 Dec 2026 00:00:00 UTC to the end (--since/--until)</strong>."
+    ));
+}
