@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::verify;
 
 /// Every trail given, checked, and its records in one merged, time-ordered list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Review {
     /// One entry per trail given.
     pub trails: Vec<TrailCheck>,
@@ -17,7 +17,7 @@ pub struct Review {
 }
 
 /// One trail (a directory, or the files given by name in one directory), as verified.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrailCheck {
     /// The directory the trail's files are in.
     pub source: PathBuf,
@@ -51,7 +51,7 @@ impl TrailCheck {
 }
 
 /// One record, as a reviewer sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Index into [`Review::trails`].
     pub trail: usize,
@@ -69,7 +69,7 @@ pub struct Row {
 
 /// A record of format v1 or v2; absent fields are `None`. Values are the raw strings from
 /// the trail, not escaped: every tool escapes for its own output.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// Format version.
     pub v: u32,
