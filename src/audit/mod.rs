@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod history;
 pub mod record;
+pub mod review;
 pub mod throttle;
 pub mod verify;
 pub mod writer;
