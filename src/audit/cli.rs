@@ -53,6 +53,8 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the records as documents for a SIEM (Elastic Common Schema JSON lines).
+    Export(super::export::ExportArgs),
 }
 
 /// Runs one `audit` command; its result is the exit status.
@@ -70,6 +72,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
             code,
             json,
         } => run_show(&files, &verify::Filter { agent, since, code }, json),
+        AuditCommand::Export(args) => super::export::run(args),
     }
 }
 

@@ -5,11 +5,14 @@
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
+//! - [`export`]: `sipgw audit export`, the trail as ECS documents for a SIEM.
+//! - [`review`]: the trails read and checked for reviewers' tools.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
 
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod history;
 pub mod record;
 pub mod review;
