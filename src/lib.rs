@@ -28,8 +28,8 @@
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
 //! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer
 //!   that stops when its file is removed or altered, flood control, `audit verify` /
-//!   `show` / `export` (ECS documents for a SIEM) and their command line, the trail read back at start-up to rebuild the lockout
-//!   shield).
+//!   `show` / `export` (ECS documents for a SIEM) and their command line, the trail
+//!   read back at start-up to rebuild the lockout shield).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
