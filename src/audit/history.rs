@@ -40,13 +40,11 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::chain::MacKey;
-use super::record::{DISCONTINUITY, unseal};
+use super::record::{DISCONTINUITY, MAX_LINE, unseal};
 use super::writer::rotated_files;
 use crate::ids::{AccountFolding, AgentId};
 use crate::limits::lockout::VendorAnswer;
 
-/// Longest line read; a longer one is not a record (the writer never writes one).
-const MAX_LINE: u64 = 64 * 1024;
 /// Most attempts awaiting their outcome; beyond it the oldest is taken as an orphan
 /// (counted), which bounds memory on a trail full of orphans. Also the most orphans
 /// remembered for their late outcome.
@@ -63,6 +61,13 @@ const AFTER_ATTEMPT: [&str; 6] = [
     "upstream_auth_unavailable",
     "audit_unavailable",
 ];
+
+/// Whether an outcome with `code` (and a `vendor` object when `called_vendor`) can answer
+/// an attempt: only a change that reached its attempt record ends this way. Shared with
+/// the reviewers' reading of the trail (`super::review`), which matches the same way.
+pub fn can_follow_attempt(code: Option<&str>, called_vendor: bool) -> bool {
+    called_vendor || code.is_some_and(|code| AFTER_ATTEMPT.contains(&code))
+}
 
 /// What reading the trail found, for the log and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -358,12 +363,7 @@ impl Replay<'_> {
         let (Some(id), Some(agent)) = (line.request_id.as_deref(), line.agent.as_deref()) else {
             return;
         };
-        let follows_attempt = line.vendor.is_some()
-            || line
-                .code
-                .as_deref()
-                .is_some_and(|code| AFTER_ATTEMPT.contains(&code));
-        if !follows_attempt {
+        if !can_follow_attempt(line.code.as_deref(), line.vendor.is_some()) {
             // A refusal decided before any attempt: it resolves none, and says nothing.
             return;
         }

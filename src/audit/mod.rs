@@ -6,12 +6,15 @@
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
+//! - [`review`]: the reading API for reviewers' tools: trails verified record by record,
+//!   merged in time order.
 
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod history;
 pub mod record;
+pub mod review;
 pub mod throttle;
 pub mod verify;
 pub mod writer;

@@ -173,6 +173,10 @@ pub fn discontinuity_json(
     .expect("records always serialize")
 }
 
+/// Longest line a reader takes in; a longer one is not a record (the writer never writes
+/// one), and is skipped rather than held in memory.
+pub const MAX_LINE: u64 = 64 * 1024;
+
 /// `kind` of a discontinuity record.
 pub const DISCONTINUITY: &str = "discontinuity";
 
