@@ -404,7 +404,8 @@ fn the_deprecated_flood_keys_still_work_with_a_warning() {
 fn verify_and_show_read_old_and_new_summaries() {
     use sipgw::audit::chain::GENESIS;
     use sipgw::audit::record::{CallerInfo, Event, FloodSummary, Kind, seal, unsealed_json};
-    use sipgw::audit::verify::{Filter, select};
+    use sipgw::audit::review::load;
+    use sipgw::audit::show::Filter;
     let summary = |http_status, flood| Event {
         kind: Kind::Summary,
         request_id: None,
@@ -449,8 +450,14 @@ fn verify_and_show_read_old_and_new_summaries() {
         code: Some("suppressed".into()),
         ..Filter::default()
     };
-    let shown = select(&[path], &filter).unwrap();
+    let review = load(&[path], &MacKey::Plain, false).unwrap();
+    let shown: Vec<_> = review
+        .rows
+        .iter()
+        .filter(|row| row.problem.is_none() && filter.matches(&row.record))
+        .collect();
     assert_eq!(shown.len(), 2);
-    assert_eq!(shown[0]["httpStatus"], 429);
-    assert_eq!(shown[1]["codes"], json!({ "forbidden": 7 }));
+    assert_eq!(shown[0].record.http_status, Some(429));
+    assert_eq!(shown[1].record.suppressed, Some(7));
+    assert_eq!(shown[1].record.raw["codes"], json!({ "forbidden": 7 }));
 }

@@ -4,7 +4,8 @@
 //! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
-//! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
+//! - [`verify`]: `sipgw audit verify`; [`show`]: `sipgw audit show`; [`cli`]: their
+//!   command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
 //! - [`review`]: the reading API for reviewers' tools: trails verified record by record,
 //!   merged in time order.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod history;
 pub mod record;
 pub mod review;
+pub mod show;
 pub mod throttle;
 pub mod verify;
 pub mod writer;

@@ -1,5 +1,6 @@
 //! `sipgw audit verify`: recomputes the chain over the files of one trail, in order, and
-//! names the first bad line. `sipgw audit show`: prints matching records for a reviewer.
+//! names the first bad line. Its per-line check, [`ChainCheck`], is also the reviewers'
+//! reading API's ([`super::review`]), which goes on after a failure.
 //!
 //! A `discontinuity` record (written when an operator let the gateway start a new chain
 //! after records went missing) is not a silent gap: its own link must hold (`seq` =
@@ -68,19 +69,25 @@ impl fmt::Display for Summary {
             escape(self.last_ts.as_deref().unwrap_or("-")),
         )?;
         for gap in &self.discontinuities {
-            let after = gap
-                .held_seq
-                .map_or_else(|| "the start".to_owned(), |seq| format!("seq {seq}"));
-            write!(
-                f,
-                "\n  {}:{}: a new chain after the trail was found {}: records after {after} up to seq {} are not in these files",
-                escape(&gap.file.display().to_string()),
-                gap.line,
-                escape(&gap.detected),
-                gap.last_seq,
-            )?;
+            write!(f, "\n  {gap}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let after = self
+            .held_seq
+            .map_or_else(|| "the start".to_owned(), |seq| format!("seq {seq}"));
+        write!(
+            f,
+            "{}:{}: a new chain after the trail was found {}: records after {after} up to seq {} are not in these files",
+            escape(&self.file.display().to_string()),
+            self.line,
+            escape(&self.detected),
+            self.last_seq,
+        )
     }
 }
 
@@ -372,98 +379,5 @@ impl<'k> ChainCheck<'k> {
             return Err("mac does not match: the record was altered (or the key is wrong)".into());
         }
         Ok(gap)
-    }
-}
-
-/// What `audit show` selects.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    /// Only this agent, in any ASCII letter case: the per-agent limits key accounts
-    /// case-folded by default, so `A1002` and `a1002` are one account to review.
-    pub agent: Option<String>,
-    /// Only records at or after this RFC 3339 time (string comparison of UTC `ts`).
-    pub since: Option<String>,
-    /// Only this code.
-    pub code: Option<String>,
-}
-
-impl Filter {
-    /// Whether a parsed record matches.
-    pub fn matches(&self, record: &Value) -> bool {
-        let field = |name: &str| record.get(name).and_then(Value::as_str);
-        self.agent
-            .as_deref()
-            .is_none_or(|a| field("agent").is_some_and(|f| f.eq_ignore_ascii_case(a)))
-            && self
-                .code
-                .as_deref()
-                .is_none_or(|c| field("code") == Some(c))
-            && self
-                .since
-                .as_deref()
-                .is_none_or(|s| field("ts").is_some_and(|ts| ts >= s))
-    }
-}
-
-/// Reads the records of `files` that match `filter` (lines that are not JSON are skipped:
-/// `verify` is the tool that reports them).
-pub fn select(files: &[PathBuf], filter: &Filter) -> std::io::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for file in files {
-        for line in BufReader::new(std::fs::File::open(file)?).lines() {
-            if let Ok(record) = serde_json::from_str::<Value>(&line?)
-                && filter.matches(&record)
-            {
-                out.push(record);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// One record as a table row: ts, kind, code, status, agent, caller, request id. Every
-/// cell is escaped ([`crate::terminal`]): a `sub` is whatever the identity provider
-/// issued, and a trail may have been edited; neither may drive the reviewer's terminal.
-pub fn table_row(record: &Value) -> String {
-    let s = |v: &Value| {
-        v.as_str()
-            .map(|text| escape(text).into_owned())
-            .or_else(|| v.as_u64().map(|n| n.to_string()))
-            .unwrap_or_else(|| "-".into())
-    };
-    format!(
-        "{:<24} {:<8} {:<26} {:>4} {:<16} {:<24} {}",
-        s(&record["ts"]),
-        s(&record["kind"]),
-        s(&record["code"]),
-        s(&record["httpStatus"]),
-        s(&record["agent"]),
-        s(&record["caller"]["sub"]),
-        s(&record["requestId"]),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_agent_filter_ignores_ascii_case() {
-        let record = serde_json::json!({"agent": "A1002", "code": "ok"});
-        let filter = |agent: &str| Filter {
-            agent: Some(agent.into()),
-            ..Filter::default()
-        };
-        assert!(filter("a1002").matches(&record));
-        assert!(filter("A1002").matches(&record));
-        assert!(!filter("a1003").matches(&record));
-    }
-
-    #[test]
-    fn table_cells_are_escaped() {
-        let record = serde_json::json!({"caller": {"sub": "x\u{1b}]0;pwned\u{7}"}, "seq": 1});
-        let row = table_row(&record);
-        assert!(row.contains("x\\u{1b}]0;pwned\\u{7}"), "{row}");
-        assert!(!row.contains('\u{1b}'));
     }
 }
