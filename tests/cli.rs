@@ -420,10 +420,24 @@ async fn audit_verify_and_show_read_a_trail() {
         out.starts_with("FAILED: ") && out.contains("audit.jsonl:"),
         "{out}"
     );
-    let (code, out) = run(&["audit", "show", trail_arg, "--agent", "a1001", "--json"]);
-    assert_eq!(code, Some(0));
+    // `show` verifies as it reads: the edited record is shown, marked, and fails the run.
+    let show = |extra: &[&str]| {
+        let args = [&["audit", "show", trail_arg, "--key-file", key_arg], extra].concat();
+        run(&args)
+    };
+    let (code, out) = show(&["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["_verified"] == false).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed[0]["code"], "OK");
+    let (_, out) = show(&["--agent", "A1001", "--json"]);
     assert_eq!(out.lines().count(), 3, "{out}");
-    let (_, out) = run(&["audit", "show", trail_arg, "--code", "vendor_rejected"]);
-    assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("req-2"));
+    let (_, out) = show(&["--code", "vendor_rejected"]);
+    assert_eq!(out.lines().count(), 2, "a header and one row: {out}");
+    assert!(out.lines().nth(1).unwrap().contains("req-2"), "{out}");
 }

@@ -102,9 +102,11 @@ async fn audit_show_into_a_closed_pipe_ends_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
+    let (mut header, mut first) = (String::new(), String::new());
     let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut header).unwrap();
     reader.read_line(&mut first).unwrap();
+    assert!(header.starts_with("TIME "), "{header}");
     assert!(first.contains("req-0"), "{first}");
     // `head -1` exits: the read end closes.
     drop(reader);
