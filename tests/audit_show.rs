@@ -27,7 +27,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 /// One record to write: a v1 event (its bytes as the writer makes them), or v2 fields.
 enum Line {
-    V1(&'static str, Event),
+    V1(&'static str, Box<Event>),
     V2(Value),
 }
 
@@ -57,7 +57,7 @@ fn write_trail(dir: &Path, key: &MacKey, lines: Vec<Line>) -> Vec<String> {
 fn v1(ts: &'static str, id: &str, sub: &str, code: &str) -> Line {
     Line::V1(
         ts,
-        Event {
+        Box::new(Event {
             kind: Kind::Outcome,
             request_id: Some(id.into()),
             caller: CallerInfo {
@@ -76,7 +76,7 @@ fn v1(ts: &'static str, id: &str, sub: &str, code: &str) -> Line {
             latency_ms: Some(5),
             suppressed: None,
             flood: None,
-        },
+        }),
     )
 }
 

@@ -72,7 +72,7 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t)]
         format: show::Format,
         /// The same as --format json (kept for older scripts).
-        #[arg(long, hide = true)]
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
     },
 }

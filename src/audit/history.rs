@@ -33,14 +33,15 @@
 //! true lines after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Deserialize;
 
 use super::chain::MacKey;
-use super::record::{DISCONTINUITY, MAX_LINE, unseal};
+use super::record::{DISCONTINUITY, unseal};
+use super::verify::{RawLine, next_line};
 use super::writer::rotated_files;
 use crate::ids::{AccountFolding, AgentId};
 use crate::limits::lockout::VendorAnswer;
@@ -206,19 +207,14 @@ fn read_file(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(std::fs::File::open(file)?);
     let mut raw = Vec::with_capacity(1024);
-    loop {
-        raw.clear();
-        let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut raw)?;
-        if n == 0 {
-            return Ok(());
-        }
+    while let Some(read) = next_line(&mut reader, &mut raw)? {
         scan.lines += 1;
-        if raw.last() != Some(&b'\n') && n as u64 == MAX_LINE {
+        let RawLine::Bytes(raw) = read else {
+            // Longer than any record: read to its end and dropped.
             scan.unreadable += 1;
-            skip_line(&mut reader)?;
             continue;
-        }
-        let Some((ts, line)) = state.authentic(&raw) else {
+        };
+        let Some((ts, line)) = state.authentic(raw) else {
             scan.unreadable += 1;
             continue;
         };
@@ -236,21 +232,7 @@ fn read_file(
             _ => {}
         }
     }
-}
-
-/// Reads and drops the rest of an over-long line.
-fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
-    let mut scratch = Vec::new();
-    loop {
-        scratch.clear();
-        let n = reader
-            .by_ref()
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut scratch)?;
-        if n == 0 || scratch.last() == Some(&b'\n') {
-            return Ok(());
-        }
-    }
+    Ok(())
 }
 
 impl Replay<'_> {
