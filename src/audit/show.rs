@@ -35,7 +35,7 @@ pub enum Format {
     /// Aligned columns for a terminal, with a header line.
     #[default]
     Table,
-    /// One JSON object per line: the record as written plus `_`-prefixed fields.
+    /// One JSON object per line: the record's fields plus `_`-prefixed ones.
     Json,
     /// RFC 4180 CSV with a header row, safe to open in a spreadsheet.
     Csv,
