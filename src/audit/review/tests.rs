@@ -317,3 +317,26 @@ fn unreadable_input_is_an_error_that_names_it() {
     assert!(error.to_string().contains("no *.jsonl"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn an_over_long_line_fails_alone_without_being_held() {
+    let dir = temp_dir("long");
+    let records: Vec<Value> = (0..2)
+        .map(|i| v1_outcome(&format!("2026-12-01T05:00:0{i}.000Z"), &format!("r-{i}")))
+        .collect();
+    let mut lines = sealed(&MacKey::Plain, 1, &records);
+    let long = "x".repeat(3 * crate::audit::record::MAX_LINE as usize);
+    lines.insert(1, long);
+    write(&dir.join("audit.jsonl"), &lines);
+    let review = load(std::slice::from_ref(&dir), &MacKey::Plain, false).unwrap();
+    let problems = problems(&review);
+    assert_eq!(problems.len(), 3);
+    assert!(
+        problems[1].unwrap().starts_with("longer than 65536 bytes"),
+        "{problems:?}"
+    );
+    assert_eq!([problems[0], problems[2]], [None, None]);
+    assert_eq!(review.rows[1].record.raw, Value::Null);
+    assert_eq!(review.rows[2].line, 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
