@@ -306,12 +306,9 @@ impl<'k> ChainCheck<'k> {
         let verdict = self
             .link(raw, text, value.as_ref())
             .map(|gap| {
-                gap.map(|(detected, last_seq, held_seq)| Gap {
-                    file: file.to_owned(),
-                    line: number,
-                    detected,
-                    last_seq,
-                    held_seq,
+                gap.map(|mut gap| {
+                    (gap.file, gap.line) = (file.to_owned(), number);
+                    gap
                 })
             })
             .map_err(|reason| Failure {
@@ -323,14 +320,13 @@ impl<'k> ChainCheck<'k> {
     }
 
     /// The checks of one line, in the order `verify` has always named them; `Ok` carries
-    /// a discontinuity's (detected, last seq, held seq).
-    #[allow(clippy::type_complexity)]
+    /// the gap a discontinuity record declares (its place is filled in by the caller).
     fn link(
         &mut self,
         raw: &[u8],
         text: Option<&str>,
         value: Option<&Value>,
-    ) -> Result<Option<(String, u64, Option<u64>)>, String> {
+    ) -> Result<Option<Gap>, String> {
         if raw.last() != Some(&b'\n') {
             return Err("truncated mid-line (no line end)".into());
         }
@@ -351,8 +347,13 @@ impl<'k> ChainCheck<'k> {
                         "a discontinuity record that does not link to the record it names".into(),
                     );
                 }
-                let detected = value["detected"].as_str().unwrap_or("-").to_owned();
-                gap = Some((detected, seq - 1, last.as_ref().map(|(seq, _)| *seq)));
+                gap = Some(Gap {
+                    file: PathBuf::new(),
+                    line: 0,
+                    detected: value["detected"].as_str().unwrap_or("-").to_owned(),
+                    last_seq: seq - 1,
+                    held_seq: last.as_ref().map(|(seq, _)| *seq),
+                });
             }
             Some((last_seq, last_mac)) => {
                 if seq != last_seq + 1 {
