@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
+pub mod forwarded;
+
 /// The one stable endpoint: `POST /v1/agents/{userAccount}/sip-phone-password`.
 const PATH_PREFIX: &str = "/v1/agents/";
 const PATH_SUFFIX: &str = "/sip-phone-password";

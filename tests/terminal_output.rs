@@ -49,6 +49,10 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
             http_status: Some(403),
             vendor: None,
             latency_ms: Some(1),
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: None,
             flood: None,
         };
