@@ -22,9 +22,9 @@ use http::{HeaderMap, Method, Request};
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 
+use super::audit::grant_kind;
 use super::reply::{idempotency_key, read_body, stored_outcome};
 use super::vendor_call::scrub;
-use super::audit::grant_kind;
 use super::{Deadline, Gateway, Reply, Trace};
 use crate::auth::{AuthError, Caller};
 use crate::error::ApiError;

@@ -122,11 +122,16 @@ impl TrustedProxies {
         let hops: Vec<Option<IpAddr>> = match joined(headers, "forwarded") {
             Some(value) => {
                 let value = value.ok()?;
-                split_outside_quotes(&value, ',').map(forwarded_for).collect()
+                split_outside_quotes(&value, ',')
+                    .map(forwarded_for)
+                    .collect()
             }
             None => {
                 let value = joined(headers, "x-forwarded-for")?.ok()?;
-                value.split(',').map(|element| node(element.trim())).collect()
+                value
+                    .split(',')
+                    .map(|element| node(element.trim()))
+                    .collect()
             }
         };
         for hop in hops.into_iter().rev() {

@@ -162,7 +162,10 @@ fn only_refusals_that_cannot_turn_into_acceptances_are_remembered() {
 #[test]
 fn display_names_are_strings_cut_to_64_characters() {
     use serde_json::json;
-    assert_eq!(display_name(&json!("Alice Example")).as_deref(), Some("Alice Example"));
+    assert_eq!(
+        display_name(&json!("Alice Example")).as_deref(),
+        Some("Alice Example")
+    );
     assert_eq!(display_name(&json!(42)), None);
     assert_eq!(display_name(&json!({"given": "Alice"})), None);
     assert_eq!(display_name(&json!("  ")), None);

@@ -39,8 +39,17 @@ fn cidrs_parse_with_and_without_a_prefix() {
         assert_eq!(Cidr::parse(text).unwrap().to_string(), shown, "{text}");
     }
     for bad in [
-        "", "10.0.0.0/", "10.0.0.0/33", "2001:db8::/129", "10.0.0/8", "10.0.0.0/+8",
-        "10.0.0.0/8/8", "host.example", " 10.0.0.1", "10.0.0.0/-1", "[::1]",
+        "",
+        "10.0.0.0/",
+        "10.0.0.0/33",
+        "2001:db8::/129",
+        "10.0.0/8",
+        "10.0.0.0/+8",
+        "10.0.0.0/8/8",
+        "host.example",
+        " 10.0.0.1",
+        "10.0.0.0/-1",
+        "[::1]",
     ] {
         assert_eq!(Cidr::parse(bad), None, "{bad:?}");
     }
@@ -56,12 +65,19 @@ fn cidrs_contain_their_addresses_and_mapped_ipv4_peers() {
     let v6 = Cidr::parse("2001:db8::/32").unwrap();
     assert!(v6.contains(ip("2001:db8:1::9")));
     assert!(!v6.contains(ip("2001:db9::1")));
-    assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.1")));
+    assert!(
+        Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains(ip("203.0.113.1"))
+    );
 }
 
 #[test]
 fn an_untrusted_peer_is_never_believed() {
-    let spoof = [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9")];
+    let spoof = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+    ];
     assert_eq!(client(&[], "127.0.0.1", &spoof), None);
     assert_eq!(client(&["10.0.0.0/8"], "127.0.0.1", &spoof), None);
 }
@@ -72,22 +88,44 @@ fn x_forwarded_for_is_walked_from_the_right_past_trusted_proxies() {
     let cases: [(&[(&'static str, &str)], Option<&str>); 9] = [
         (&[("x-forwarded-for", "203.0.113.9")], Some("203.0.113.9")),
         // The left-most entry is the client's own claim: never taken past an untrusted hop.
-        (&[("x-forwarded-for", "6.6.6.6, 203.0.113.9")], Some("203.0.113.9")),
-        (&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.1.1")], Some("203.0.113.9")),
-        // Several header lines are one list, in order.
         (
-            &[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-for", "10.1.1.1")],
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.9")],
             Some("203.0.113.9"),
         ),
-        (&[("x-forwarded-for", "2001:db8::7, 10.0.0.2")], Some("2001:db8::7")),
-        (&[("x-forwarded-for", "[2001:db8::7]:443")], Some("2001:db8::7")),
-        (&[("x-forwarded-for", "198.51.100.4:5555")], Some("198.51.100.4")),
+        (
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.1.1")],
+            Some("203.0.113.9"),
+        ),
+        // Several header lines are one list, in order.
+        (
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-forwarded-for", "10.1.1.1"),
+            ],
+            Some("203.0.113.9"),
+        ),
+        (
+            &[("x-forwarded-for", "2001:db8::7, 10.0.0.2")],
+            Some("2001:db8::7"),
+        ),
+        (
+            &[("x-forwarded-for", "[2001:db8::7]:443")],
+            Some("2001:db8::7"),
+        ),
+        (
+            &[("x-forwarded-for", "198.51.100.4:5555")],
+            Some("198.51.100.4"),
+        ),
         // Nothing but proxies: no end user to name.
         (&[("x-forwarded-for", "10.0.0.3, 10.0.0.2")], None),
         (&[], None),
     ];
     for (lines, expected) in cases {
-        assert_eq!(client(&trusted, "127.0.0.1", lines), expected.map(ip), "{lines:?}");
+        assert_eq!(
+            client(&trusted, "127.0.0.1", lines),
+            expected.map(ip),
+            "{lines:?}"
+        );
     }
 }
 
@@ -112,7 +150,11 @@ fn an_element_that_is_not_an_address_ends_the_walk_with_nothing() {
     }
     // But a client's garbage left of the first untrusted address is never reached.
     assert_eq!(
-        client(&trusted, "127.0.0.1", &[("x-forwarded-for", "garbage, 203.0.113.9")]),
+        client(
+            &trusted,
+            "127.0.0.1",
+            &[("x-forwarded-for", "garbage, 203.0.113.9")]
+        ),
         Some(ip("203.0.113.9"))
     );
 }
@@ -121,15 +163,30 @@ fn an_element_that_is_not_an_address_ends_the_walk_with_nothing() {
 fn forwarded_is_read_as_rfc_7239_writes_it() {
     let trusted = ["127.0.0.1", "10.0.0.0/8"];
     let cases = [
-        ("for=192.0.2.60;proto=http;by=203.0.113.43", Some("192.0.2.60")),
+        (
+            "for=192.0.2.60;proto=http;by=203.0.113.43",
+            Some("192.0.2.60"),
+        ),
         ("For=\"192.0.2.60:4711\"", Some("192.0.2.60")),
-        ("for=\"[2001:db8:cafe::17]:4711\"", Some("2001:db8:cafe::17")),
+        (
+            "for=\"[2001:db8:cafe::17]:4711\"",
+            Some("2001:db8:cafe::17"),
+        ),
         ("for=\"[2001:db8:cafe::17]\"", Some("2001:db8:cafe::17")),
         ("for=192.0.2.43, for=198.51.100.17", Some("198.51.100.17")),
-        ("for=192.0.2.43, for=\"[2001:db8::1]\";by=x, for=10.0.0.9", Some("2001:db8::1")),
-        ("proto=https;for=192.0.2.43 ; host=example.com", Some("192.0.2.43")),
+        (
+            "for=192.0.2.43, for=\"[2001:db8::1]\";by=x, for=10.0.0.9",
+            Some("2001:db8::1"),
+        ),
+        (
+            "proto=https;for=192.0.2.43 ; host=example.com",
+            Some("192.0.2.43"),
+        ),
         // A quoted value may hold a comma; it does not split the element.
-        ("for=192.0.2.43;host=\"a,b\", for=10.0.0.9", Some("192.0.2.43")),
+        (
+            "for=192.0.2.43;host=\"a,b\", for=10.0.0.9",
+            Some("192.0.2.43"),
+        ),
         // Obfuscated or unknown nodes, a missing `for`, two `for`s: no address.
         ("for=unknown", None),
         ("for=_hidden, for=10.0.0.9", None),
@@ -156,15 +213,24 @@ fn forwarded_wins_over_x_forwarded_for_and_spans_header_lines() {
         ("forwarded", "for=192.0.2.60"),
     ];
     assert_eq!(client(&trusted, "127.0.0.1", &both), Some(ip("192.0.2.60")));
-    let lines = [("forwarded", "for=192.0.2.60"), ("forwarded", "for=10.0.0.9")];
-    assert_eq!(client(&trusted, "127.0.0.1", &lines), Some(ip("192.0.2.60")));
+    let lines = [
+        ("forwarded", "for=192.0.2.60"),
+        ("forwarded", "for=10.0.0.9"),
+    ];
+    assert_eq!(
+        client(&trusted, "127.0.0.1", &lines),
+        Some(ip("192.0.2.60"))
+    );
 }
 
 #[test]
 fn a_mapped_ipv4_peer_and_hop_are_matched_as_ipv4() {
     let trusted = ["127.0.0.1", "10.0.0.0/8"];
     let lines = [("x-forwarded-for", "::ffff:203.0.113.9, ::ffff:10.0.0.2")];
-    assert_eq!(client(&trusted, "::ffff:127.0.0.1", &lines), Some(ip("203.0.113.9")));
+    assert_eq!(
+        client(&trusted, "::ffff:127.0.0.1", &lines),
+        Some(ip("203.0.113.9"))
+    );
 }
 
 #[test]
@@ -174,5 +240,8 @@ fn a_header_that_is_not_text_gives_no_address() {
         "x-forwarded-for",
         HeaderValue::from_bytes(b"203.0.113.9\xff").unwrap(),
     );
-    assert_eq!(trusting(&["127.0.0.1"]).client_address(ip("127.0.0.1"), &map), None);
+    assert_eq!(
+        trusting(&["127.0.0.1"]).client_address(ip("127.0.0.1"), &map),
+        None
+    );
 }
