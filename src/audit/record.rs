@@ -23,8 +23,8 @@ pub struct Event {
     pub request_id: Option<String>,
     /// Who asked.
     pub caller: CallerInfo,
-    /// The caller's display name (the token's `auth.display_claim`), at most
-    /// [`MAX_CALLER_NAME_CHARS`] characters; once authenticated, when the token has one.
+    /// The caller's display name (the token's `auth.display_claim`, cut to 64 characters
+    /// when verified); once authenticated, when the token has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_name: Option<String>,
     /// The end user's address as a trusted proxy reported it (`Forwarded` or
@@ -73,9 +73,6 @@ pub struct FloodSummary {
     /// Suppressed records per problem code (`forbidden`, `unauthenticated`, ...).
     pub codes: BTreeMap<String, u64>,
 }
-
-/// Longest `callerName` written, in characters (a longer one is cut and ends with `…`).
-pub const MAX_CALLER_NAME_CHARS: usize = 64;
 
 /// The rule that authorized a change, as the record names it (`grant`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,6 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyStore;
 use super::{AuthError, Identity, Policy};
-use crate::audit::record::MAX_CALLER_NAME_CHARS;
 use crate::ids::CallerId;
 pub use compact::{TokenHeader, bearer_token, check_header};
 pub use strict::RequiredTyp;
@@ -85,6 +84,10 @@ struct Refused {
 
 /// How long a refusal is remembered.
 const REFUSED_TTL: Duration = Duration::from_secs(60);
+
+/// Longest display name kept (`auth.display_claim`), in characters: the audit trail's
+/// `callerName` is a label for readers, not a place for a claim's whole text.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
 /// Longest `iss` + `sub` + agent claim + display name of a verified token that is cached. Bounds an
 /// entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds the
@@ -301,16 +304,16 @@ impl Authenticator {
 }
 
 /// The display name a claim value gives: a non-blank string, cut to
-/// [`MAX_CALLER_NAME_CHARS`] characters on a character boundary (the last one then `…`, so
+/// [`MAX_DISPLAY_NAME_CHARS`] characters on a character boundary (the last one then `…`, so
 /// a reader sees it was cut). Other types (an object, a number) give none.
 pub fn display_name(value: &Value) -> Option<String> {
     let name = value.as_str().filter(|name| !name.trim().is_empty())?;
-    match name.char_indices().nth(MAX_CALLER_NAME_CHARS) {
+    match name.char_indices().nth(MAX_DISPLAY_NAME_CHARS) {
         None => Some(name.to_owned()),
         Some(_) => {
             let (cut, _) = name
                 .char_indices()
-                .nth(MAX_CALLER_NAME_CHARS - 1)
+                .nth(MAX_DISPLAY_NAME_CHARS - 1)
                 .expect("longer than the bound");
             Some(format!("{}…", &name[..cut]))
         }
