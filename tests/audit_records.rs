@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use sipgw::config::FileConfig;
 use sipgw_dev::dev_issuer::KeyKind;
 
+/// Request headers, as (name, value).
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// A gateway writing its trail to a known file; `tweak` may change its config further.
 async fn gateway(name: &str, tweak: impl FnOnce(&mut FileConfig)) -> (Harness, PathBuf) {
     let path = fresh_dir(name).join("sipgw-audit.jsonl");
@@ -205,7 +208,7 @@ async fn forwarded_for_is_taken_from_a_trusted_proxy_only() {
     })
     .await;
     let admin = h.admin_token.clone();
-    let cases: [(&[(&str, &str)], Option<&str>); 5] = [
+    let cases: [(Headers, Option<&str>); 5] = [
         (&[("x-forwarded-for", "203.0.113.9")], Some("203.0.113.9")),
         // The client's own claim on the left is not believed past an untrusted hop; a
         // trusted hop on the right is skipped.

@@ -188,9 +188,7 @@ fn split_outside_quotes(text: &str, separator: char) -> impl Iterator<Item = &st
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     let mut found = None;
     for pair in split_outside_quotes(element, ';') {
-        let Some((name, value)) = pair.trim().split_once('=') else {
-            return None;
-        };
+        let (name, value) = pair.trim().split_once('=')?;
         if name.trim().eq_ignore_ascii_case("for") {
             if found.is_some() {
                 return None;

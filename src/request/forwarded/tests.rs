@@ -2,6 +2,9 @@ use http::{HeaderMap, HeaderValue};
 
 use super::*;
 
+/// Header lines, as (name, value).
+type Lines<'a> = &'a [(&'static str, &'a str)];
+
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
@@ -85,7 +88,7 @@ fn an_untrusted_peer_is_never_believed() {
 #[test]
 fn x_forwarded_for_is_walked_from_the_right_past_trusted_proxies() {
     let trusted = ["127.0.0.1", "10.0.0.0/8"];
-    let cases: [(&[(&'static str, &str)], Option<&str>); 9] = [
+    let cases: [(Lines, Option<&str>); 9] = [
         (&[("x-forwarded-for", "203.0.113.9")], Some("203.0.113.9")),
         // The left-most entry is the client's own claim: never taken past an untrusted hop.
         (
