@@ -89,9 +89,9 @@ const REFUSED_TTL: Duration = Duration::from_secs(60);
 /// `callerName` is a label for readers, not a place for a claim's whole text.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
-/// Longest `iss` + `sub` + agent claim + display name of a verified token that is cached. Bounds an
-/// entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds the
-/// cache's memory; a token with longer claims is verified every time instead. (Refused
+/// Longest `iss` + `sub` + agent claim + display name of a verified token that is cached.
+/// Bounds an entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds
+/// the cache's memory; a token with longer claims is verified every time instead. (Refused
 /// tokens are fixed-size entries; `auth.refused_cache_entries` bounds them. A flood of
 /// distinct refused tokens only evicts other refusals, never an accepted token: the caches
 /// are separate.)
