@@ -32,6 +32,10 @@ fn event() -> Event {
             latency_ms: 41,
         }),
         latency_ms: Some(43),
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }

@@ -20,7 +20,8 @@
 //! - [`tls`]: optional inbound TLS on the API listener (h2 and HTTP/1.1 by ALPN, mTLS),
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
-//! - [`request`]: the request's shape: route, `userAccount`, media type, body.
+//! - [`request`]: the request's shape: route, `userAccount`, media type, body; and the end
+//!   user's address behind a trusted proxy ([`request::forwarded`]).
 //! - [`ids`]: one type per caller ([`ids::CallerId`]) and per agent ([`ids::AgentId`]), and
 //!   which quota refused ([`ids::Scope`]).
 //! - [`password_policy`]: the vendor's password rule, checked locally.

@@ -419,6 +419,10 @@ fn verify_and_show_read_old_and_new_summaries() {
         http_status,
         vendor: None,
         latency_ms: None,
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: Some(7),
         flood,
     };

@@ -388,6 +388,10 @@ async fn audit_verify_and_show_read_a_trail() {
             http_status: Some(200),
             vendor: None,
             latency_ms: Some(1),
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: None,
             flood: None,
         };

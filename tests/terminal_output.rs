@@ -49,6 +49,10 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
             http_status: Some(403),
             vendor: None,
             latency_ms: Some(1),
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: None,
             flood: None,
         };
@@ -146,7 +150,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [audit]\npath = {audit_path:?}\n{sections}"
+             trusted_proxies = [\"127.0.0.1\"]\n[audit]\npath = {audit_path:?}\n{sections}"
         ),
     )
     .unwrap();
@@ -160,8 +164,9 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         .spawn()
         .unwrap();
     let (lines, mut log, addr) = listening(&mut child, Duration::from_secs(20));
-    // A caller whose `sub` is hostile, asking for an agent it may not change (403), and a
-    // path holding a raw U+202E (404), sent as bytes.
+    // A caller whose `sub` is hostile, asking for an agent it may not change (403) through
+    // a trusted proxy (its span names the end user's address too), and a path holding a
+    // raw U+202E (404), sent as bytes.
     let token = idp.mint_for(HOSTILE_SUB, AUDIENCE, Some("someone-else"), false);
     let exchange = |head: Vec<u8>| {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
@@ -174,6 +179,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
     let forbidden = exchange(
         format!(
             "POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\
+             x-forwarded-for: 6.6.6.6, 203.0.113.9\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             Harness::endpoint(AGENT),
             body.len()
@@ -211,6 +217,10 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
     );
     assert!(
         spans.iter().any(|s| s["route"] == "/v1/x\\u{202e}gnp"),
+        "{spans:?}"
+    );
+    assert!(
+        spans.iter().any(|s| s["forwarded_for"] == "203.0.113.9"),
         "{spans:?}"
     );
 }

@@ -23,14 +23,29 @@ pub struct Event {
     pub request_id: Option<String>,
     /// Who asked.
     pub caller: CallerInfo,
+    /// The caller's display name (the token's `auth.display_claim`, cut to 64 characters
+    /// when verified); once authenticated, when the token has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_name: Option<String>,
+    /// The end user's address as a trusted proxy reported it (`Forwarded` or
+    /// `X-Forwarded-For`, only from a peer in `server.trusted_proxies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
     /// The agent concerned, when the request named a valid one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Why the caller may change this agent's password, once authorized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantKind>,
     /// The stable code (`ok` or one of docs/api.md's); for an attempt, `attempt`.
     pub code: String,
     /// The HTTP status answered (absent in an attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// On the outcome of an `Idempotency-Key` replay: the `requestId` of the request whose
+    /// outcome it repeats (that one reached the vendor; the replay did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
     /// What the vendor said, when it was called.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<VendorInfo>,
@@ -57,6 +72,19 @@ pub struct FloodSummary {
     pub since: String,
     /// Suppressed records per problem code (`forbidden`, `unauthenticated`, ...).
     pub codes: BTreeMap<String, u64>,
+}
+
+/// The rule that authorized a change, as the record names it (`grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// `self`: the token's agent claim names the agent itself.
+    #[serde(rename = "self")]
+    SelfService,
+    /// `admin_scope`: the token holds an admin scope.
+    AdminScope,
+    /// `admin_role`: the token holds an admin role.
+    AdminRole,
 }
 
 /// Record kinds.
@@ -246,6 +274,10 @@ mod tests {
                 latency_ms: 12,
             }),
             latency_ms: Some(15),
+            caller_name: Some("Alice Example".into()),
+            forwarded_for: Some("203.0.113.9".into()),
+            grant: Some(GrantKind::SelfService),
+            replay_of: Some("r-0".into()),
             suppressed: None,
             flood: None,
         }
@@ -254,11 +286,41 @@ mod tests {
     #[test]
     fn fields_come_in_the_documented_order_and_caller_values_are_escaped() {
         let json = unsealed_json(7, "2026-11-27T20:00:00.000Z", &event(), &"0".repeat(64));
-        assert!(json.starts_with(r#"{"v":1,"seq":7,"ts":"2026-11-27T20:00:00.000Z","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"agent":"a1001","code":"ok","httpStatus":200,"vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
+        // The envelope (`v`, `seq`, `ts`, ...) comes first; the event's fields follow in order.
+        assert!(json.starts_with(r#"{"v":"#), "{json}");
+        assert!(json.contains(r#","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"callerName":"Alice Example","forwardedFor":"203.0.113.9","agent":"a1001","grant":"self","code":"ok","httpStatus":200,"replayOf":"r-0","vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
         assert!(
             !json.contains('\n'),
             "a caller's line break cannot split a record"
         );
+    }
+
+    #[test]
+    fn grants_are_named_as_the_record_format_says() {
+        for (grant, name) in [
+            (GrantKind::SelfService, "self"),
+            (GrantKind::AdminScope, "admin_scope"),
+            (GrantKind::AdminRole, "admin_role"),
+        ] {
+            assert_eq!(serde_json::to_value(grant).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn a_v1_record_without_the_v2_fields_still_reads_and_writes_none_of_them() {
+        let v1 = r#"{"v":1,"seq":3,"ts":"2026-11-27T20:00:00.000Z","kind":"outcome","requestId":"r-1","caller":{"iss":null,"sub":null,"clientIp":"10.0.0.1"},"code":"unauthenticated","httpStatus":401,"latencyMs":1,"prev":"00"}"#;
+        let event: Event = serde_json::from_str(v1).unwrap();
+        let v2 = (
+            &event.caller_name,
+            &event.forwarded_for,
+            event.grant,
+            &event.replay_of,
+        );
+        assert_eq!(v2, (&None, &None, None, &None));
+        let json = unsealed_json(3, "2026-11-27T20:00:00.000Z", &event, "00");
+        for field in ["callerName", "forwardedFor", "grant", "replayOf"] {
+            assert!(!json.contains(field), "{json}");
+        }
     }
 
     #[test]
@@ -276,6 +338,10 @@ mod tests {
             http_status: None,
             vendor: None,
             latency_ms: None,
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: Some(12),
             flood: Some(FloodSummary {
                 network: Some("2001:db8:1:2::/64".into()),

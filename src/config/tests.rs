@@ -285,6 +285,45 @@ fn audit_file_modes_are_owner_only_or_a_reviewers_group() {
     assert!(allowed.audit.allow_new_chain);
 }
 
+#[test]
+fn trusted_proxies_are_none_by_default_and_each_entry_is_checked() {
+    assert!(
+        load(MINIMAL)
+            .unwrap()
+            .server
+            .trusted_proxies
+            .networks()
+            .is_empty()
+    );
+    let some = load(&format!(
+        "{MINIMAL}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\"]\n"
+    ))
+    .unwrap();
+    let shown: Vec<String> = some
+        .server
+        .trusted_proxies
+        .networks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
+    for bad in [
+        "10.0.0.0/33",
+        "proxy.internal",
+        "10.0.0.0/",
+        "",
+        "2001:db8::/200",
+    ] {
+        let err = error_of(&format!(
+            "{MINIMAL}[server]\ntrusted_proxies = [\"127.0.0.1\", \"{bad}\"]\n"
+        ));
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains(&format!("{bad:?}")),
+            "{bad}: {err}"
+        );
+    }
+}
+
 mod auth;
 mod redis;
 mod tls;

@@ -27,6 +27,10 @@ fn event(n: u64) -> Event {
         http_status: Some(200),
         vendor: None,
         latency_ms: Some(3),
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }

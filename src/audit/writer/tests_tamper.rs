@@ -27,6 +27,10 @@ fn event(n: u64) -> Event {
         http_status: None,
         vendor: None,
         latency_ms: None,
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }
