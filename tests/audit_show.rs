@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use sipgw::audit::chain::{GENESIS, MacKey, UNKEYED_WARNING};
-use sipgw::audit::record::{CallerInfo, Event, Kind, VendorInfo, seal, unsealed_json};
+use sipgw::audit::record::seal;
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 const KEY: &[u8] = b"an-hmac-key-kept-off-the-host-0123\n";
@@ -25,9 +25,10 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// One record to write: a v1 event (its bytes as the writer makes them), or v2 fields.
+/// One record to write: a v1 outcome (its bytes as the v1 writer made them, up to `prev`),
+/// or v2 fields.
 enum Line {
-    V1(&'static str, Box<Event>),
+    V1(String),
     V2(Value),
 }
 
@@ -37,7 +38,7 @@ fn write_trail(dir: &Path, key: &MacKey, lines: Vec<Line>) -> Vec<String> {
     let mut sealed = Vec::new();
     for (seq, line) in (1..).zip(lines) {
         let unsealed = match line {
-            Line::V1(ts, event) => unsealed_json(seq, ts, &event, &prev),
+            Line::V1(head) => format!("{{\"v\":1,\"seq\":{seq},{head},\"prev\":\"{prev}\"}}"),
             Line::V2(mut fields) => {
                 let mut record = json!({"v": 2, "seq": seq});
                 let object = record.as_object_mut().unwrap();
@@ -55,29 +56,13 @@ fn write_trail(dir: &Path, key: &MacKey, lines: Vec<Line>) -> Vec<String> {
 }
 
 fn v1(ts: &'static str, id: &str, sub: &str, code: &str) -> Line {
-    Line::V1(
-        ts,
-        Box::new(Event {
-            kind: Kind::Outcome,
-            request_id: Some(id.into()),
-            caller: CallerInfo {
-                iss: Some("https://sso".into()),
-                sub: Some(sub.into()),
-                client_ip: "127.0.0.1".into(),
-            },
-            agent: Some("a1001".into()),
-            code: code.into(),
-            http_status: Some(200),
-            vendor: Some(VendorInfo {
-                status: Some(200),
-                result_code: Some("0".into()),
-                latency_ms: 3,
-            }),
-            latency_ms: Some(5),
-            suppressed: None,
-            flood: None,
-        }),
-    )
+    // The v1 writer's field order; `sub` escaped as serde_json does (C0 controls), plus
+    // what the writer escapes beyond it (C1, separators, bidi controls).
+    let sub = sipgw::terminal::escape_json(&serde_json::to_string(sub).unwrap()).into_owned();
+    let id = serde_json::to_string(id).unwrap();
+    Line::V1(format!(
+        r#""ts":"{ts}","kind":"outcome","requestId":{id},"caller":{{"iss":"https://sso","sub":{sub},"clientIp":"127.0.0.1"}},"agent":"a1001","code":"{code}","httpStatus":200,"vendor":{{"status":200,"resultCode":"0","latencyMs":3}},"latencyMs":5"#
+    ))
 }
 
 /// A v2 record of `kind` at `ts` for request `id` of agent `agent`, by alice.
