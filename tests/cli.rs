@@ -365,6 +365,9 @@ async fn audit_verify_and_show_read_a_trail() {
         key: MacKey::from_file_bytes(&std::fs::read(&key_file).unwrap()).unwrap(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap();
     for (n, agent) in ["a1001", "a1002", "a1001", "a1003", "a1001", "a1002"]

@@ -361,7 +361,12 @@ fn a_discontinuity_restarts_the_chain_but_is_reported() {
         super::super::chain::GENESIS,
     );
     let known = "2".repeat(64);
-    let gap = super::super::record::discontinuity_json(9, &ts(3), "missing", &known, None);
+    let envelope = super::super::record::Envelope {
+        seq: 9,
+        ts: &ts(3),
+        instance: "gw-1",
+    };
+    let gap = super::super::record::discontinuity_json(envelope, "missing", &known, None);
     let mac = key().mac(&known, &gap);
     trail.push(super::super::record::seal(&gap, &mac));
     let (more, _) = sealed(

@@ -45,6 +45,9 @@ fn open(path: &Path, fsync: Fsync, max_bytes: u64) -> AuditWriter {
         key: key(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap()
 }

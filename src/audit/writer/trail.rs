@@ -6,13 +6,13 @@ use std::fs::{File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::state::{self, State};
 use super::tamper::Tamper;
 use super::{TAIL_BYTES, WriterConfig};
 use crate::audit::chain::GENESIS;
-use crate::audit::record::{discontinuity_json, seal, unseal};
+use crate::audit::record::{Envelope, discontinuity_json, seal, unseal};
 
 /// `(seq, mac)` of a record.
 type Head = (u64, String);
@@ -43,6 +43,11 @@ pub(super) struct Trail {
     pub(super) halted: Option<Tamper>,
     /// The last state file update failed (logged once until one succeeds).
     pub(super) state_failing: bool,
+    /// Records written since the last checkpoint (by this run).
+    pub(super) unanchored: u64,
+    /// When the first of them was written: a checkpoint is due one
+    /// `checkpoint_interval` later.
+    pub(super) unanchored_since: Option<Instant>,
 }
 
 impl Trail {
@@ -138,6 +143,8 @@ impl Trail {
                     keeps_state,
                     halted: None,
                     state_failing: false,
+                    unanchored: 0,
+                    unanchored_since: None,
                 }
             }
         };
@@ -222,7 +229,12 @@ fn new_chain(
     let mut file = open_created(path, &append_read(), config.file_mode)?;
     let seq = state.seq + 1;
     let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let unsealed = discontinuity_json(seq, &ts, kind.as_str(), &state.mac, found_seq);
+    let envelope = Envelope {
+        seq,
+        ts: &ts,
+        instance: &config.instance,
+    };
+    let unsealed = discontinuity_json(envelope, kind.as_str(), &state.mac, found_seq);
     let mac = config.key.mac(&state.mac, &unsealed);
     let line = format!("{}\n", seal(&unsealed, &mac));
     file.write_all(line.as_bytes())?;
@@ -245,6 +257,9 @@ fn new_chain(
         keeps_state: true,
         halted: None,
         state_failing: false,
+        // The discontinuity is worth an anchor as soon as one is due.
+        unanchored: 1,
+        unanchored_since: Some(Instant::now()),
     })
 }
 
