@@ -6,7 +6,9 @@
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
 //! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
+//! - [`anchor`]: checkpoint records kept off the host, and `verify --anchor`.
 
+pub mod anchor;
 pub mod chain;
 pub mod cli;
 pub mod config;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
-use super::record::{DISCONTINUITY, unseal};
+use super::record::{CHECKPOINT, DISCONTINUITY, unseal};
 use crate::terminal::escape;
 
 /// What an intact trail holds.
@@ -259,6 +259,16 @@ pub fn verify_readers<R: BufRead>(
                         ));
                     }
                 }
+            }
+            // A checkpoint names the record before it; an anchor is matched against it.
+            if value["kind"] == CHECKPOINT
+                && (value["lastSeq"].as_u64() != seq.checked_sub(1)
+                    || value["lastMac"].as_str() != Some(prev))
+            {
+                return Err(fail(
+                    number,
+                    "a checkpoint record that does not name the record before it".into(),
+                ));
             }
             if key.mac(prev, &unsealed) != mac {
                 return Err(fail(
