@@ -94,6 +94,13 @@ pub struct WriterConfig {
     pub checkpoint_interval: Option<Duration>,
 }
 
+impl WriterConfig {
+    /// Whether checkpoints are written at all (by count or time, then also at shutdown).
+    fn checkpoints(&self) -> bool {
+        self.checkpoint_every.is_some() || self.checkpoint_interval.is_some()
+    }
+}
+
 /// Why a record is not durable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -395,7 +402,7 @@ fn write_checkpoint(
     config: &WriterConfig,
     stats: &Stats,
 ) -> Result<(), AuditError> {
-    if trail.unanchored == 0 {
+    if trail.unanchored == 0 || !config.checkpoints() {
         return Ok(());
     }
     let result = write_batch(trail, config, &[], true, stats).map(drop);

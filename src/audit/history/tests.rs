@@ -424,3 +424,37 @@ fn an_outcome_after_the_agents_next_attempt_counts_as_itself() {
     );
     assert_eq!(scan.orphans, 0);
 }
+
+#[test]
+fn checkpoints_say_nothing_but_the_chain_goes_on_across_them() {
+    use super::super::record::{Envelope, checkpoint_json, seal};
+    let checkpoint = |seq: u64, prev: &str| {
+        let envelope = Envelope {
+            seq,
+            ts: &ts(4),
+            instance: "gw-1",
+        };
+        let unsealed = checkpoint_json(envelope, prev);
+        let mac = key().mac(prev, &unsealed);
+        (seal(&unsealed, &mac), mac)
+    };
+    let (mut trail, mac) = sealed(&[attempt("r1", "a1")], &key(), super::super::chain::GENESIS);
+    let (line, mac) = checkpoint(2, &mac);
+    trail.push(line);
+    let (more, mac) = sealed(
+        &[outcome("r1", "a1", "vendor_rejected", Some("200"))],
+        &key(),
+        &mac,
+    );
+    trail.extend(more);
+    trail.push(checkpoint(4, &mac).0);
+    let (seen, scan) = replayed_sealed("checkpoints", &trail);
+    assert_eq!(seen, [a("a1", VendorAnswer::Rejected)]);
+    assert_eq!((scan.lines, scan.unreadable, scan.orphans), (4, 0, 0));
+    // An altered checkpoint is not skipped quietly: it fails its mac like any line, and
+    // the lines after it no longer link (the caller fails closed).
+    let mut altered = trail.clone();
+    altered[1] = altered[1].replace("\"lastSeq\":1", "\"lastSeq\":7");
+    let (_, scan) = replayed_sealed("checkpoints-altered", &altered);
+    assert_eq!(scan.unreadable, 3);
+}
