@@ -272,13 +272,18 @@ async fn sigterm_drains_and_exits_0() {
         );
     }
     // The audit trail holds the run (an attempt and an outcome per vendor call, one outcome
-    // for the refusal), verifies, and holds no secret either.
+    // for the refusal, the checkpoint written at shutdown), verifies, and holds no secret
+    // either.
     let trail = std::fs::read_to_string(&audit_path).unwrap();
     assert_eq!(
         printed, trail,
         "stdout = true prints the same records as the file"
     );
-    assert_eq!(trail.lines().count(), 5, "{trail}");
+    assert_eq!(trail.lines().count(), 6, "{trail}");
+    assert!(
+        trail.lines().last().unwrap().contains(r#""kind":"checkpoint","lastSeq":5,"#),
+        "{trail}"
+    );
     for secret in secrets {
         assert!(
             !trail.contains(secret),
