@@ -79,7 +79,11 @@ fn key_file(name: &str) -> PathBuf {
 fn kept(name: &str, lines: &[String]) -> PathBuf {
     let dir = fresh_dir(&format!("anchors-kept-{name}"));
     let path = dir.join("anchors.jsonl");
-    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
     path
 }
 
@@ -158,12 +162,12 @@ async fn an_anchor_catches_a_swapped_in_trail() {
     let anchor = checkpoints.last().unwrap();
     let (code, stdout, stderr) = verify(&[swapped.as_os_str()]);
     assert_eq!(code, Some(0), "a valid trail by itself: {stdout}");
-    assert!(stderr.contains(&format!("warning: {UNKEYED_WARNING}")), "{stderr}");
-    let (code, stdout, stderr) = verify(&[
-        swapped.as_os_str(),
-        "--anchor".as_ref(),
-        anchor.as_ref(),
-    ]);
+    assert!(
+        stderr.contains(&format!("warning: {UNKEYED_WARNING}")),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        verify(&[swapped.as_os_str(), "--anchor".as_ref(), anchor.as_ref()]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
         stdout.contains(
@@ -206,7 +210,8 @@ async fn a_forged_anchor_is_refused_with_the_key() {
     ]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
-        stdout.contains("FAILED: anchor: the anchor is not genuine: its mac does not match the key"),
+        stdout
+            .contains("FAILED: anchor: the anchor is not genuine: its mac does not match the key"),
         "{stdout}"
     );
     // The genuine one shows the cut.
@@ -225,14 +230,19 @@ async fn a_forged_anchor_is_refused_with_the_key() {
 async fn anchors_of_other_instances_are_ignored_and_none_is_exit_2() {
     let (dir, _) = trail("instance", &MacKey::Plain, "gw-1", 5).await;
     let (_, others) = trail("other-instance", &MacKey::Plain, "gw-2", 5).await;
-    let (code, stdout, stderr) = verify(&[dir.as_os_str(), "--anchor".as_ref(), others[0].as_ref()]);
+    let (code, stdout, stderr) =
+        verify(&[dir.as_os_str(), "--anchor".as_ref(), others[0].as_ref()]);
     assert_eq!(code, Some(2), "{stdout}{stderr}");
     assert!(
         stderr.contains("none of the 1 anchor(s) given is of this trail's instance (gw-1)"),
         "{stderr}"
     );
     let not_an_anchor = kept("none", &["{\"kind\":\"outcome\"}".to_owned()]);
-    let (code, _, stderr) = verify(&[dir.as_os_str(), "--anchor".as_ref(), not_an_anchor.as_os_str()]);
+    let (code, _, stderr) = verify(&[
+        dir.as_os_str(),
+        "--anchor".as_ref(),
+        not_an_anchor.as_os_str(),
+    ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no checkpoint record in it"), "{stderr}");
 }
@@ -281,7 +291,10 @@ fn check_config_warns_about_a_trail_without_a_key() {
     let output = run(None);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("warning: {UNKEYED_WARNING}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: {UNKEYED_WARNING}")),
+        "{stderr}"
+    );
     let key = key_file("check-config");
     let output = run(Some(&key));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -350,7 +363,10 @@ async fn anchors_from_a_real_log_stream_prove_the_trail() {
     let key = key_file("serve");
     let (log, stdout, trail) = serve_once(
         "log",
-        &format!("hmac_key_file = {:?}\nstdout = true", key.display().to_string()),
+        &format!(
+            "hmac_key_file = {:?}\nstdout = true",
+            key.display().to_string()
+        ),
     )
     .await;
     let checkpoint = log

@@ -281,7 +281,11 @@ async fn sigterm_drains_and_exits_0() {
     );
     assert_eq!(trail.lines().count(), 6, "{trail}");
     assert!(
-        trail.lines().last().unwrap().contains(r#""kind":"checkpoint","lastSeq":5,"#),
+        trail
+            .lines()
+            .last()
+            .unwrap()
+            .contains(r#""kind":"checkpoint","lastSeq":5,"#),
         "{trail}"
     );
     for secret in secrets {

@@ -266,8 +266,10 @@ mod tests {
     #[test]
     fn anchors_are_read_from_records_and_from_log_lines() {
         let line = checkpoint(5, &"a".repeat(64), &MacKey::Plain);
-        let log = serde_json::json!({"level": "INFO", "message": "audit checkpoint", "checkpoint": line});
-        let nested = serde_json::json!({"fields": {"message": "audit checkpoint", "checkpoint": line}});
+        let log =
+            serde_json::json!({"level": "INFO", "message": "audit checkpoint", "checkpoint": line});
+        let nested =
+            serde_json::json!({"fields": {"message": "audit checkpoint", "checkpoint": line}});
         let text = format!("not json\n{line}\n{log}\n{nested}\n{{\"kind\":\"outcome\"}}\n");
         let anchors = read(text.as_bytes()).unwrap();
         assert_eq!(anchors.len(), 3);

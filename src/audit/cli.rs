@@ -190,7 +190,10 @@ fn check_anchor(
     let text = match verdict {
         Verdict::Held => format!("{summary}\nANCHOR OK: {}\n", terminal::escape(&explained)),
         Verdict::StartsAfter { .. } => {
-            format!("{summary}\nANCHOR NOT CHECKED: {}\n", terminal::escape(&explained))
+            format!(
+                "{summary}\nANCHOR NOT CHECKED: {}\n",
+                terminal::escape(&explained)
+            )
         }
         Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => {
             format!("FAILED: anchor: {}\n", terminal::escape(&explained))
@@ -200,9 +203,7 @@ fn check_anchor(
         Verdict::Held if summary.discontinuities.is_empty() => ExitCode::SUCCESS,
         Verdict::Held => ExitCode::from(EXIT_DISCONTINUITY),
         Verdict::StartsAfter { .. } => ExitCode::from(EXIT_UNREADABLE),
-        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => {
-            ExitCode::FAILURE
-        }
+        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => ExitCode::FAILURE,
     };
     print_all(CONTEXT, &text, status)
 }

@@ -124,6 +124,10 @@ struct Job {
 }
 
 /// What a job asks of the writer thread.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records are the jobs; flushes are rare, and a Box would cost every record an allocation"
+)]
 enum Work {
     /// Write this record.
     Record(Event),

@@ -298,15 +298,28 @@ fn audit_instance_and_checkpoints_are_checked() {
     .unwrap()
     .audit;
     assert_eq!(set.instance, "gw-2.eu_west");
-    assert_eq!((set.checkpoint_every, set.checkpoint_interval), (None, None));
+    assert_eq!(
+        (set.checkpoint_every, set.checkpoint_interval),
+        (None, None)
+    );
     for refused in ["", "gw 2", "gw/2", "\\u001b[31m", &"x".repeat(65)] {
         let err = error_of(&format!("{MINIMAL}[audit]\ninstance = \"{refused}\"\n"));
-        assert!(err.contains("audit.instance must be 1 to 64"), "{refused}: {err}");
+        assert!(
+            err.contains("audit.instance must be 1 to 64"),
+            "{refused}: {err}"
+        );
         assert!(!err.contains('\u{1b}'), "{err}");
     }
-    let err = error_of(&format!("{MINIMAL}[audit]\ncheckpoint_interval_secs = 86401\n"));
-    assert!(err.contains("audit.checkpoint_interval_secs must be 1 to 86400"), "{err}");
-    let err = error_of(&format!("{MINIMAL}[audit]\ncheckpoint_every = 2000000000\n"));
+    let err = error_of(&format!(
+        "{MINIMAL}[audit]\ncheckpoint_interval_secs = 86401\n"
+    ));
+    assert!(
+        err.contains("audit.checkpoint_interval_secs must be 1 to 86400"),
+        "{err}"
+    );
+    let err = error_of(&format!(
+        "{MINIMAL}[audit]\ncheckpoint_every = 2000000000\n"
+    ));
     assert!(err.contains("audit.checkpoint_every must be"), "{err}");
 }
 

@@ -318,7 +318,10 @@ async fn a_checkpoint_follows_every_n_records_and_closes_the_run_once() {
     drop(writer);
     let written = records(&dir);
     assert_eq!(kinds(&written), "rrrCrrrCrC");
-    assert!(expand(std::slice::from_ref(&dir)).unwrap().len() > 1, "rotated");
+    assert!(
+        expand(std::slice::from_ref(&dir)).unwrap().len() > 1,
+        "rotated"
+    );
     for (i, record) in written.iter().enumerate() {
         assert_eq!(record["v"], 2);
         assert_eq!(record["instance"], "test-gw");
@@ -356,7 +359,11 @@ async fn records_of_one_batch_get_their_own_seqs_around_checkpoints() {
     }
     writer.close().await.unwrap();
     let written = records(&dir);
-    assert_eq!(written.len(), 50, "40 records and a checkpoint after every 4");
+    assert_eq!(
+        written.len(),
+        50,
+        "40 records and a checkpoint after every 4"
+    );
     for (n, seq) in acknowledged {
         let record = &written[usize::try_from(seq).unwrap() - 1];
         assert_eq!(record["seq"], seq);
@@ -380,7 +387,10 @@ async fn a_checkpoint_comes_an_interval_after_a_record_and_not_without_one() {
     // Polled with a generous bound: the machine may be slow, the interval is short.
     let started = Instant::now();
     while writer.stats().checkpoints.load(Ordering::Relaxed) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no checkpoint came");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no checkpoint came"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The timed checkpoint closes what was written: shutdown adds none after it.
