@@ -18,9 +18,10 @@
 //! Checkpoints: after every `checkpoint_every` records, when a record has waited
 //! `checkpoint_interval` for one, and at shutdown, the thread appends a `checkpoint` record
 //! naming the record before it, through the same write, fsync and rotation as any record.
-//! Once it is written (durable, with `fsync = "always"`), its sealed line also goes to the
-//! log stream (and stdout, with `audit.stdout`), where a shipper can keep it off the host as
-//! an anchor (docs/audit.md, "Anchors").
+//! Once it is durable (at once with `fsync = "always"`, after the next sync with
+//! `"interval"`), its sealed line also goes to the log stream (and, like every record, to
+//! stdout with `audit.stdout`), where a shipper can keep it off the host as an anchor
+//! (docs/audit.md, "Anchors").
 //!
 //! - [`trail`]: the files, the start-up check, rotation, file modes.
 //! - [`state`]: how far the trail was written, beside it.
@@ -348,6 +349,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             if synced.is_ok() {
                 unsynced_since = None;
                 remember(&mut trail, &config, true);
+                emit_synced(&mut trail);
             }
             for job in flushes {
                 let closed = match job.work {
@@ -364,6 +366,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Ok(()) => {
                     unsynced_since = None;
                     remember(&mut trail, &config, false);
+                    emit_synced(&mut trail);
                 }
                 Err(error) => {
                     // These records were acknowledged at write time (that is what
@@ -385,6 +388,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             return;
         }
         remember(&mut trail, &config, true);
+        emit_synced(&mut trail);
     }
 }
 
@@ -540,13 +544,30 @@ fn write_batch(
         let _ = out.write_all(lines.as_bytes());
         let _ = out.flush();
     }
-    // Written (durable, with "always") before it leaves the host as an anchor.
+    // Durable before it leaves the host as an anchor: with "always" it is now; with
+    // "interval" once the next sync succeeds ("never" leaves durability to the OS).
     for range in &sealed.checkpoints {
         stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         let line = &lines[range.clone()];
-        tracing::info!(target: "sipgw::audit::checkpoint", checkpoint = %line, "audit checkpoint");
+        match config.fsync {
+            Fsync::Interval(_) => trail.unsent.push(line.to_owned()),
+            Fsync::Always | Fsync::Never => emit(line),
+        }
     }
     Ok(sealed.seqs)
+}
+
+/// Sends a checkpoint's sealed line to the log stream, where a shipper keeps it off the
+/// host as an anchor.
+fn emit(line: &str) {
+    tracing::info!(target: "sipgw::audit::checkpoint", checkpoint = %line, "audit checkpoint");
+}
+
+/// After a sync: the checkpoints it made durable are sent.
+fn emit_synced(trail: &mut Trail) {
+    for line in trail.unsent.drain(..) {
+        emit(&line);
+    }
 }
 
 /// A batch sealed in memory, not yet written: the trail's head moves only once it is.

@@ -48,6 +48,9 @@ pub(super) struct Trail {
     /// When the first of them was written: a checkpoint is due one
     /// `checkpoint_interval` later.
     pub(super) unanchored_since: Option<Instant>,
+    /// Checkpoint lines written but not yet synced (`fsync = "interval"`): they go to the
+    /// log stream once durable.
+    pub(super) unsent: Vec<String>,
 }
 
 impl Trail {
@@ -145,6 +148,7 @@ impl Trail {
                     state_failing: false,
                     unanchored: 0,
                     unanchored_since: None,
+                    unsent: Vec::new(),
                 }
             }
         };
@@ -260,6 +264,7 @@ fn new_chain(
         // The discontinuity is worth an anchor as soon as one is due.
         unanchored: 1,
         unanchored_since: Some(Instant::now()),
+        unsent: Vec::new(),
     })
 }
 
