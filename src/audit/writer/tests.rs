@@ -404,6 +404,25 @@ async fn a_checkpoint_comes_an_interval_after_a_record_and_not_without_one() {
 }
 
 #[tokio::test]
+async fn a_run_after_a_crash_anchors_what_the_last_one_left_unanchored() {
+    let dir = temp_dir("checkpoint-crash");
+    let path = dir.join("audit.jsonl");
+    // A run that wrote no checkpoint (as if it crashed before its shutdown one).
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    writer.append(event(1)).await.unwrap();
+    writer.flush().await.unwrap();
+    drop(writer);
+    let writer = open_with(&path, Fsync::Always, 1 << 20, Some(1000), None);
+    writer.close().await.unwrap();
+    assert_eq!(kinds(&records(&dir)), "rC", "its record is anchored now");
+    drop(writer);
+    // A trail that ends with a checkpoint needs no other.
+    let writer = open_with(&path, Fsync::Always, 1 << 20, Some(1000), None);
+    writer.close().await.unwrap();
+    assert_eq!(kinds(&records(&dir)), "rC");
+}
+
+#[tokio::test]
 async fn no_checkpoints_when_both_cadences_are_off() {
     let dir = temp_dir("checkpoint-off");
     let writer = open(&dir.join("audit.jsonl"), Fsync::Always, 1 << 20);
