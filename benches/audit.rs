@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sipgw::audit::chain::MacKey;
-use sipgw::audit::record::{CallerInfo, Event, Kind, VendorInfo, seal, unsealed_json};
+use sipgw::audit::record::{CallerInfo, Envelope, Event, Kind, VendorInfo, seal, unsealed_json};
 use sipgw::audit::writer::{AuditWriter, Fsync, WriterConfig};
 
 fn event() -> Event {
@@ -59,6 +59,9 @@ fn writer(fsync: Fsync) -> AuditWriter {
         key: key(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap()
 }
@@ -67,7 +70,12 @@ fn bench_seal(c: &mut Criterion) {
     let (key, event, prev) = (key(), event(), "0".repeat(64));
     c.bench_function("audit/seal_record", |b| {
         b.iter(|| {
-            let unsealed = unsealed_json(42, "2026-11-27T20:00:00.000Z", black_box(&event), &prev);
+            let envelope = Envelope {
+                seq: 42,
+                ts: "2026-11-27T20:00:00.000Z",
+                instance: "gw-1",
+            };
+            let unsealed = unsealed_json(envelope, black_box(&event), &prev);
             let mac = key.mac(&prev, &unsealed);
             black_box(seal(&unsealed, &mac))
         })

@@ -28,10 +28,10 @@
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
 //! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer
-//!   that stops when its file is removed or altered, flood control, `audit verify` /
-//!   `show` and their command line, the reviewers' reading API (trails verified record by
-//!   record, merged in time order), the trail read back at start-up to rebuild the lockout
-//!   shield).
+//!   that stops when its file is removed or altered, checkpoints and anchors, flood
+//!   control, `audit verify` / `show` and their command line, the reviewers' reading API
+//!   (trails verified record by record, merged in time order), the trail read back at
+//!   start-up to rebuild the lockout shield).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.

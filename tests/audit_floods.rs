@@ -403,7 +403,9 @@ fn the_deprecated_flood_keys_still_work_with_a_warning() {
 #[test]
 fn verify_and_show_read_old_and_new_summaries() {
     use sipgw::audit::chain::GENESIS;
-    use sipgw::audit::record::{CallerInfo, Event, FloodSummary, Kind, seal, unsealed_json};
+    use sipgw::audit::record::{
+        CallerInfo, Envelope, Event, FloodSummary, Kind, seal, unsealed_json,
+    };
     use sipgw::audit::review::load;
     use sipgw::audit::show::Filter;
     let summary = |http_status, flood| Event {
@@ -436,7 +438,12 @@ fn verify_and_show_read_old_and_new_summaries() {
     let mut prev = GENESIS.to_owned();
     let mut text = String::new();
     for (seq, event) in (1..).zip(&events) {
-        let unsealed = unsealed_json(seq, "2026-12-01T05:01:00.000Z", event, &prev);
+        let envelope = Envelope {
+            seq,
+            ts: "2026-12-01T05:01:00.000Z",
+            instance: "gw-1",
+        };
+        let unsealed = unsealed_json(envelope, event, &prev);
         let mac = MacKey::Plain.mac(&prev, &unsealed);
         text.push_str(&seal(&unsealed, &mac));
         text.push('\n');

@@ -272,13 +272,22 @@ async fn sigterm_drains_and_exits_0() {
         );
     }
     // The audit trail holds the run (an attempt and an outcome per vendor call, one outcome
-    // for the refusal), verifies, and holds no secret either.
+    // for the refusal, the checkpoint written at shutdown), verifies, and holds no secret
+    // either.
     let trail = std::fs::read_to_string(&audit_path).unwrap();
     assert_eq!(
         printed, trail,
         "stdout = true prints the same records as the file"
     );
-    assert_eq!(trail.lines().count(), 5, "{trail}");
+    assert_eq!(trail.lines().count(), 6, "{trail}");
+    assert!(
+        trail
+            .lines()
+            .last()
+            .unwrap()
+            .contains(r#""kind":"checkpoint","lastSeq":5,"#),
+        "{trail}"
+    );
     for secret in secrets {
         assert!(
             !trail.contains(secret),
@@ -365,6 +374,9 @@ async fn audit_verify_and_show_read_a_trail() {
         key: MacKey::from_file_bytes(&std::fs::read(&key_file).unwrap()).unwrap(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap();
     for (n, agent) in ["a1001", "a1002", "a1001", "a1003", "a1001", "a1002"]

@@ -33,6 +33,9 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
         key: MacKey::Plain,
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap();
     for i in 0..n {

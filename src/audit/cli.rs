@@ -4,12 +4,15 @@
 //! The verdict of `verify` is the exit status, so that a script or a cron job can act on
 //! it without parsing: 0 intact, 1 a broken chain (the first bad line is named), 2 the
 //! files or the key could not be read, 3 a chain that holds but records discontinuities
-//! (records were lost, and a new chain began).
+//! (records were lost, and a new chain began). With `--anchor`, 1 also when the trail no
+//! longer holds the anchor's record (cut off its end, replaced, or a forged anchor), and 2
+//! when no anchor of the trail's instance was given.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::chain::MacKey;
+use super::anchor::{self, Verdict};
+use super::chain::{MacKey, UNKEYED_WARNING};
 use super::{show, verify};
 use crate::terminal::{self, print_all};
 
@@ -34,6 +37,11 @@ pub enum AuditCommand {
         /// taken on trust).
         #[arg(long)]
         partial: bool,
+        /// A checkpoint kept off the host: the line itself, or a file of checkpoint records
+        /// or sipgw JSON log lines; the trail must still hold the latest one of its
+        /// instance (repeatable).
+        #[arg(long, value_name = "FILE_OR_LINE")]
+        anchor: Vec<String>,
     },
     /// Print the records of one or more trails, verified as they are read, that match
     /// the filters: a table, JSON lines or CSV (docs/audit.md#verify-and-read).
@@ -84,7 +92,8 @@ pub fn run(command: AuditCommand) -> ExitCode {
             files,
             key_file,
             partial,
-        } => run_verify(&files, key_file, partial),
+            anchor,
+        } => run_verify(&files, key_file, partial, &anchor),
         AuditCommand::Show {
             files,
             key_file,
@@ -131,12 +140,26 @@ fn load_key(context: &str, key_file: Option<PathBuf>) -> Result<MacKey, ExitCode
         })
 }
 
-fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> ExitCode {
+fn run_verify(
+    files: &[PathBuf],
+    key_file: Option<PathBuf>,
+    partial: bool,
+    anchors: &[String],
+) -> ExitCode {
     const CONTEXT: &str = "sipgw audit verify";
     let key = match load_key(CONTEXT, key_file) {
         Ok(key) => key,
         Err(status) => return status,
     };
+    if !key.is_keyed() {
+        eprintln!("warning: {UNKEYED_WARNING}");
+        if !anchors.is_empty() {
+            eprintln!(
+                "warning: without --key-file an anchor cannot be authenticated either: \
+                 whoever can rewrite the trail can forge an anchor that matches it"
+            );
+        }
+    }
     let files = match verify::expand(files) {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
@@ -149,11 +172,21 @@ fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> Ex
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
+    let anchors = match anchor::load(anchors) {
+        Ok(anchors) => anchors,
+        Err(error) => {
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    };
     let checked = if partial {
         verify::verify_from_any(&files, &key)
     } else {
         verify::verify(&files, &key)
     };
+    if let (Ok(summary), false) = (&checked, anchors.is_empty()) {
+        return check_anchor(&files, &key, &anchors, summary);
+    }
     // The verdict is the exit status, whether or not anyone still reads the line.
     match checked {
         // The chain holds, but records were lost before a new chain began: not OK.
@@ -165,4 +198,61 @@ fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> Ex
         Ok(summary) => print_all(CONTEXT, &format!("{summary}\n"), ExitCode::SUCCESS),
         Err(failure) => print_all(CONTEXT, &format!("{failure}\n"), ExitCode::FAILURE),
     }
+}
+
+/// After the chain verified: does the trail still hold its latest anchor?
+fn check_anchor(
+    files: &[PathBuf],
+    key: &MacKey,
+    anchors: &[anchor::Anchor],
+    summary: &verify::Summary,
+) -> ExitCode {
+    const CONTEXT: &str = "sipgw audit verify";
+    let seqs = anchors.iter().map(|anchor| anchor.seq).collect();
+    let held = match anchor::held(files, &seqs) {
+        Ok(held) => held,
+        Err(error) => {
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error.to_string()));
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    };
+    let Some(latest) = anchor::latest(anchors, &held.instances) else {
+        let instances: Vec<&str> = held.instances.iter().map(String::as_str).collect();
+        let message = if instances.is_empty() {
+            format!(
+                "none of the {} anchor(s) given can be checked: the trail's records name no \
+                 instance (written before format v2)",
+                anchors.len()
+            )
+        } else {
+            format!(
+                "none of the {} anchor(s) given is of this trail's instance ({})",
+                anchors.len(),
+                instances.join(", ")
+            )
+        };
+        eprintln!("{CONTEXT}: {}", terminal::escape(&message));
+        return ExitCode::from(EXIT_UNREADABLE);
+    };
+    let verdict = anchor::judge(latest, &held, key);
+    let explained = verdict.explain(latest, key.is_keyed());
+    let text = match verdict {
+        Verdict::Held => format!("{summary}\nANCHOR OK: {}\n", terminal::escape(&explained)),
+        Verdict::StartsAfter { .. } => {
+            format!(
+                "{summary}\nANCHOR NOT CHECKED: {}\n",
+                terminal::escape(&explained)
+            )
+        }
+        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => {
+            format!("FAILED: anchor: {}\n", terminal::escape(&explained))
+        }
+    };
+    let status = match verdict {
+        Verdict::Held if summary.discontinuities.is_empty() => ExitCode::SUCCESS,
+        Verdict::Held => ExitCode::from(EXIT_DISCONTINUITY),
+        Verdict::StartsAfter { .. } => ExitCode::from(EXIT_UNREADABLE),
+        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => ExitCode::FAILURE,
+    };
+    print_all(CONTEXT, &text, status)
 }

@@ -7,9 +7,11 @@
 //! - [`verify`]: `sipgw audit verify`; [`show`]: `sipgw audit show`; [`cli`]: their
 //!   command line.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
+//! - [`anchor`]: checkpoint records kept off the host, and `verify --anchor`.
 //! - [`review`]: the reading API for reviewers' tools: trails verified record by record,
 //!   merged in time order.
 
+pub mod anchor;
 pub mod chain;
 pub mod cli;
 pub mod config;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
-use super::record::{DISCONTINUITY, MAX_LINE, unseal};
+use super::record::{CHECKPOINT, DISCONTINUITY, MAX_LINE, unseal};
 use crate::terminal::escape;
 
 /// What an intact trail holds.
@@ -375,6 +375,13 @@ impl<'k> ChainCheck<'k> {
                     return Err("the first record's prev is not the genesis value".into());
                 }
             }
+        }
+        // A checkpoint names the record before it; an anchor is matched against it.
+        if value["kind"] == CHECKPOINT
+            && (value["lastSeq"].as_u64() != seq.checked_sub(1)
+                || value["lastMac"].as_str() != Some(prev))
+        {
+            return Err("a checkpoint record that does not name the record before it".into());
         }
         if self.key.mac(prev, &unsealed) != mac {
             return Err("mac does not match: the record was altered (or the key is wrong)".into());

@@ -70,6 +70,9 @@ impl Auditor {
             key: config.key.clone(),
             file_mode: config.file_mode,
             allow_new_chain: config.allow_new_chain,
+            instance: config.instance.clone(),
+            checkpoint_every: config.checkpoint_every,
+            checkpoint_interval: config.checkpoint_interval,
         })?;
         Ok(Self {
             writer,
@@ -147,11 +150,11 @@ impl Auditor {
         }
     }
 
-    /// On shutdown: writes the summaries of open flood windows and makes every record
-    /// durable, whatever the `fsync` policy.
+    /// On shutdown: writes the summaries of open flood windows, then a last checkpoint, and
+    /// makes every record durable, whatever the `fsync` policy.
     pub async fn close(&self) {
         self.write_summaries(self.flood.close_all()).await;
-        if let Err(error) = self.writer.flush().await {
+        if let Err(error) = self.writer.close().await {
             tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
     }

@@ -49,6 +49,9 @@ fn config(path: &Path, file_mode: u32, allow_new_chain: bool) -> WriterConfig {
         key: key(),
         file_mode,
         allow_new_chain,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     }
 }
 
