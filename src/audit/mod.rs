@@ -4,11 +4,15 @@
 //! - [`chain`]: `prev` and `mac` (HMAC-SHA256, or plain SHA-256 without a key).
 //! - [`writer`]: one thread owns the file; group commit; rotation; the chain across restarts.
 //! - [`throttle`]: flood control for the records of refusals (per caller or client network).
-//! - [`verify`]: `sipgw audit verify` and `sipgw audit show`; [`cli`]: their command line.
+//! - [`verify`]: `sipgw audit verify`; [`show`]: `sipgw audit show`; [`cli`]: their
+//!   command line.
 //! - [`export`]: `sipgw audit export`, the trail as ECS documents for a SIEM.
-//! - [`review`]: the trails read and checked for reviewers' tools.
 //! - [`history`]: the trail read back at start-up, for the lockout shield.
+//! - [`anchor`]: checkpoint records kept off the host, and `verify --anchor`.
+//! - [`review`]: the reading API for reviewers' tools: trails verified record by record,
+//!   merged in time order.
 
+pub mod anchor;
 pub mod chain;
 pub mod cli;
 pub mod config;
@@ -16,6 +20,7 @@ pub mod export;
 pub mod history;
 pub mod record;
 pub mod review;
+pub mod show;
 pub mod throttle;
 pub mod verify;
 pub mod writer;
