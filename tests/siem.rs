@@ -38,6 +38,8 @@ const MANIFEST: &str = "deploy/kubernetes/sidecar.yaml";
 /// `src/multiline/flb_ml_parser_cri.c`, `FLB_ML_CRI_REGEX`). node-agent.yaml names that
 /// parser (`multiline.parser: cri`) rather than spelling out a copy of it.
 const FLUENT_BIT_CRI_REGEX: &str = r"^(?<time>.+?) (?<stream>stdout|stderr) (?<_p>F|P) (?<log>.*)$";
+/// `audit.instance` of the gateways the tests run.
+const INSTANCE: &str = "sipgw-siem-test";
 /// A `sub` that would drive a terminal if it reached one raw.
 const HOSTILE_SUB: &str = "mallory\u{1b}[31m\u{9b}2J\u{202e}gnp";
 
@@ -65,7 +67,7 @@ async fn serve_and_change(name: &str) -> Run {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
-             [audit]\npath = {:?}\nstdout = true\nhmac_key_file = {:?}\n{}",
+             [audit]\npath = {:?}\nstdout = true\nhmac_key_file = {:?}\ninstance = \"{INSTANCE}\"\n{}",
             audit_path.display().to_string(),
             key_file.display().to_string(),
             upstreams.config_sections()
@@ -357,6 +359,21 @@ async fn stdout_is_the_trail_and_survives_the_container_log_route() {
     std::fs::write(&copy, &shipped).unwrap();
     let (code, said) = verify(&copy, &run.key_file);
     assert_eq!(code, Some(0), "{said}");
+    // The shutdown checkpoint travelled with the records: the SIEM's copy of it is an
+    // anchor that the trail on the host must still hold.
+    let anchor = shipped.lines().last().unwrap();
+    assert!(anchor.contains("\"kind\":\"checkpoint\""), "{anchor}");
+    let (code, stdout, stderr) = sipgw(&[
+        "audit",
+        "verify",
+        run.dir.to_str().unwrap(),
+        "--key-file",
+        run.key_file.to_str().unwrap(),
+        "--anchor",
+        anchor,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("ANCHOR OK"), "{stdout}");
 
     // Decoded as the sipgw_audit parser does, `ts` reads with its time_format (in both
     // files) as the record's own time.
@@ -694,6 +711,18 @@ async fn audit_export_writes_ecs_documents_of_a_real_trail() {
     assert_eq!(done["source"]["ip"], "127.0.0.1");
     assert_eq!(done["client"]["ip"], "127.0.0.1");
     assert_eq!(done["http"]["response"]["status_code"], 200);
+    assert_eq!(done["host"]["name"], INSTANCE);
+    assert_eq!(done["labels"]["grant"], "self");
+    assert_eq!(done["sipgw"]["v"], 2);
+    let checkpoint = docs.last().unwrap();
+    assert_eq!(
+        checkpoint["event"]["action"], "audit-checkpoint",
+        "{checkpoint}"
+    );
+    assert_eq!(checkpoint["event"]["type"], serde_json::json!(["info"]));
+    assert_eq!(checkpoint["host"]["name"], INSTANCE);
+    let before = records.iter().rev().nth(1).unwrap();
+    assert_eq!(checkpoint["sipgw"]["lastMac"], before["mac"]);
     assert_eq!(done["sipgw"]["mac"], record["mac"]);
     let attempts = docs
         .iter()
@@ -772,4 +801,41 @@ async fn audit_export_writes_ecs_documents_of_a_real_trail() {
     assert!(stderr.contains("--until"), "{stderr}");
     let (code, _, _) = sipgw(&["audit", "export", dir, "--format", "csv"]);
     assert_eq!(code, Some(2));
+
+    // Without the key: the MACs do not match, and the reader is told what a plain chain is.
+    let (code, _, stderr) = sipgw(&["audit", "export", dir, "--format", "ecs"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(sipgw::audit::chain::UNKEYED_WARNING),
+        "{stderr}"
+    );
+
+    // `| head -1`: the reader goes away after one line; the export ends quietly with the
+    // status it had. Copies of the trail (one trail each) make more output than a pipe holds.
+    let copies: Vec<PathBuf> = (0..80)
+        .map(|n| {
+            let copy = run.dir.parent().unwrap().join(format!("copy-{n}"));
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::write(copy.join("sipgw-audit.jsonl"), &run.trail).unwrap();
+            copy
+        })
+        .collect();
+    let mut child = Command::new(SIPGW)
+        .args(["audit", "export", "--format", "ecs", "--key-file", key])
+        .args(&copies)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(serde_json::from_str::<Value>(&first).is_ok(), "{first}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -5,7 +5,8 @@
 //! The trail is read and checked by [`super::review::load`]; [`ecs`] maps one checked
 //! record to one document, as a plain function. A record that failed verification is
 //! still exported, with `sipgw.verified = false` and the reason in `sipgw.problem`, so that
-//! the SIEM holds what the files hold; the exit status says that it happened (1).
+//! the SIEM holds what the files hold; the exit status says that it happened, as
+//! `audit show`'s does ([`super::show::exit_status`]).
 //!
 //! ECS has no field for some of what a record says (the token issuer, the grant, the
 //! chain); those go under `sipgw.*`, named as in the trail.
@@ -17,19 +18,15 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use super::chain::MacKey;
+use super::chain::{MacKey, UNKEYED_WARNING};
 use super::review::{self, Row};
+use super::show::{EXIT_UNREADABLE, exit_status, parse_time_arg};
 use crate::terminal::{self, write_failed};
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.17.0";
 /// `event.action` of the attempt and the outcome of a password change.
 pub const ACTION_CHANGE: &str = "sip-phone-password-change";
-
-/// Exit status when some record failed verification (it is exported all the same).
-const EXIT_FAILED: u8 = 1;
-/// Exit status when the trail or the key cannot be read, or an argument is wrong.
-const EXIT_UNREADABLE: u8 = 2;
 
 /// The formats `audit export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,12 +50,13 @@ pub struct ExportArgs {
     /// Accept trails that start after seq 1 (archived tails).
     #[arg(long)]
     pub partial: bool,
-    /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only records before this RFC 3339 time.
-    #[arg(long)]
-    pub until: Option<String>,
+    /// Only records at or after this time: RFC 3339 (2026-11-27T00:00:00Z), a date
+    /// (midnight UTC) or a time ago (30m, 24h, 7d), as for `audit show`.
+    #[arg(long, value_parser = parse_time_arg)]
+    pub since: Option<jiff::Timestamp>,
+    /// Only records before this time (the same forms).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub until: Option<jiff::Timestamp>,
 }
 
 /// Runs `audit export`; its result is the exit status.
@@ -68,13 +66,7 @@ pub fn run(args: ExportArgs) -> ExitCode {
         eprintln!("{CONTEXT}: {}", terminal::escape(&what));
         ExitCode::from(EXIT_UNREADABLE)
     };
-    let window = match (
-        time_arg("--since", &args.since),
-        time_arg("--until", &args.until),
-    ) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(error), _) | (_, Err(error)) => return unreadable(error),
-    };
+    let window = (args.since, args.until);
     let key = match &args.key_file {
         None => MacKey::Plain,
         Some(path) => match std::fs::read(path)
@@ -89,13 +81,10 @@ pub fn run(args: ExportArgs) -> ExitCode {
         Ok(review) => review,
         Err(error) => return unreadable(error.to_string()),
     };
-    let failed = review.trails.iter().any(|trail| !trail.intact())
-        || review.rows.iter().any(|row| row.problem.is_some());
-    let status = if failed {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    };
+    if !review.keyed {
+        eprintln!("{CONTEXT}: warning: {UNKEYED_WARNING}");
+    }
+    let status = ExitCode::from(exit_status(&review));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = review
         .rows
@@ -110,17 +99,6 @@ pub fn run(args: ExportArgs) -> ExitCode {
         Ok(()) => status,
         Err(error) => write_failed(CONTEXT, &error, status),
     }
-}
-
-/// An optional RFC 3339 time argument.
-fn time_arg(name: &str, value: &Option<String>) -> Result<Option<jiff::Timestamp>, String> {
-    value
-        .as_deref()
-        .map(|text| {
-            text.parse::<jiff::Timestamp>()
-                .map_err(|e| format!("{name} {text}: not an RFC 3339 time: {e}"))
-        })
-        .transpose()
 }
 
 /// Whether `row` falls in `[since, until)`. A record whose time cannot be read is kept:
@@ -286,35 +264,9 @@ mod tests {
     use super::*;
     use crate::audit::review::Record;
 
-    /// A row for `raw`, with the typed fields filled from it as the loader would.
+    /// A row for `raw`, read as the loader reads it.
     fn row(raw: Value) -> Row {
-        let s = |v: &Value| v.as_str().map(str::to_owned);
-        let n = |v: &Value| v.as_u64();
-        let record = Record {
-            v: raw["v"].as_u64().unwrap_or(2) as u32,
-            seq: raw["seq"].as_u64().unwrap_or(0),
-            ts: s(&raw["ts"]).unwrap_or_default(),
-            time: raw["ts"].as_str().and_then(|ts| ts.parse().ok()),
-            instance: s(&raw["instance"]),
-            kind: s(&raw["kind"]).unwrap_or_default(),
-            request_id: s(&raw["requestId"]),
-            iss: s(&raw["caller"]["iss"]),
-            sub: s(&raw["caller"]["sub"]),
-            client_ip: s(&raw["caller"]["clientIp"]),
-            caller_name: s(&raw["callerName"]),
-            forwarded_for: s(&raw["forwardedFor"]),
-            grant: s(&raw["grant"]),
-            replay_of: s(&raw["replayOf"]),
-            agent: s(&raw["agent"]),
-            code: s(&raw["code"]),
-            http_status: n(&raw["httpStatus"]).map(|n| n as u16),
-            vendor_status: n(&raw["vendor"]["status"]).map(|n| n as u16),
-            vendor_result_code: s(&raw["vendor"]["resultCode"]),
-            vendor_latency_ms: n(&raw["vendor"]["latencyMs"]),
-            latency_ms: n(&raw["latencyMs"]),
-            suppressed: n(&raw["suppressed"]),
-            raw,
-        };
+        let record = Record::from_value(raw);
         Row {
             trail: 0,
             file: PathBuf::from("/trail/sipgw-audit.jsonl"),
