@@ -144,6 +144,10 @@ pub fn ecs(row: &Row) -> Value {
         event.insert("duration".into(), json!(ms.saturating_mul(1_000_000)));
     }
     put(&mut event, "reason", &record.code);
+    // A line that is not a record at all is kept as its text: all there is to see.
+    if let Value::String(text) = &record.raw {
+        event.insert("original".into(), json!(text));
+    }
 
     let mut doc = Map::new();
     doc.insert("@timestamp".into(), json!(record.ts));
@@ -417,6 +421,17 @@ mod tests {
         assert!(line.chars().all(|c| !terminal::is_unsafe(c)), "{line}");
         let back: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["user"]["id"], doc["user"]["id"]);
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_is_exported_as_its_text() {
+        let mut row = row(Value::String("{\"seq\":3,\"ts\":\"2026-12-01T0".into()));
+        row.problem = Some("truncated mid-line (no line end)".into());
+        let doc = ecs(&row);
+        assert_eq!(doc["event"]["original"], "{\"seq\":3,\"ts\":\"2026-12-01T0");
+        assert_eq!(doc["event"]["action"], "audit-record");
+        assert_eq!(doc["sipgw"]["verified"], false);
+        assert!(doc["event"].get("outcome").is_none());
     }
 
     #[test]
