@@ -12,8 +12,9 @@
 //! - both Fluent Bit files parse as YAML and say what docs/audit.md says they do (offsets
 //!   DB, read from head, TLS, the endpoint and credential from the environment only);
 //! - `deploy/kubernetes/sidecar.yaml` with its `#fluentbit` lines agrees with the sidecar
-//!   config (mounts, paths, env, user, stop order), and the checks catch a broken one;
-//! - `sipgw audit export --format ecs` over a trail the gateway wrote.
+//!   config (mounts, paths, env, user, stop order), and the checks catch a broken one
+//!   (`siem/manifest.rs`);
+//! - `sipgw audit export --format ecs` over a trail the gateway wrote (`siem/export.rs`).
 
 #[path = "deploy/checks.rs"]
 mod checks;
