@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sipgw::audit::chain::MacKey;
-use sipgw::audit::record::{CallerInfo, Event, Kind, VendorInfo, seal, unsealed_json};
+use sipgw::audit::record::{CallerInfo, Envelope, Event, Kind, VendorInfo, seal, unsealed_json};
 use sipgw::audit::writer::{AuditWriter, Fsync, WriterConfig};
 
 fn event() -> Event {
@@ -32,6 +32,10 @@ fn event() -> Event {
             latency_ms: 41,
         }),
         latency_ms: Some(43),
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }
@@ -55,6 +59,9 @@ fn writer(fsync: Fsync) -> AuditWriter {
         key: key(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap()
 }
@@ -63,7 +70,12 @@ fn bench_seal(c: &mut Criterion) {
     let (key, event, prev) = (key(), event(), "0".repeat(64));
     c.bench_function("audit/seal_record", |b| {
         b.iter(|| {
-            let unsealed = unsealed_json(42, "2026-11-27T20:00:00.000Z", black_box(&event), &prev);
+            let envelope = Envelope {
+                seq: 42,
+                ts: "2026-11-27T20:00:00.000Z",
+                instance: "gw-1",
+            };
+            let unsealed = unsealed_json(envelope, black_box(&event), &prev);
             let mac = key.mac(&prev, &unsealed);
             black_box(seal(&unsealed, &mac))
         })

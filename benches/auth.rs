@@ -66,6 +66,7 @@ fn authenticator(idp: &DevIssuer, cache_entries: usize) -> Authenticator {
         refused_cache_entries: 4096,
         required_typ: None,
         max_lifetime: None,
+        display_claim: Some("name".into()),
     };
     Authenticator::new(settings, keys)
 }

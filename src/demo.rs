@@ -253,10 +253,11 @@ fn expect(status: StatusCode, wanted: StatusCode, otherwise: &str) -> Result<(),
 /// The trail the four requests left, and what `sipgw audit verify` says of it.
 fn show_the_trail(out: &mut impl Write, audit_path: &Path) -> Result<(), DemoError> {
     let files = vec![audit_path.to_path_buf()];
-    let records = crate::audit::verify::select(&files, &crate::audit::verify::Filter::default())?;
+    let review = crate::audit::review::load(&files, &crate::audit::chain::MacKey::Plain, false)?;
     writeln!(out, "The audit trail ({}):", audit_path.display())?;
-    for record in &records {
-        writeln!(out, "  {}", crate::audit::verify::table_row(record))?;
+    writeln!(out, "  {}", crate::audit::show::table_header())?;
+    for row in &review.rows {
+        writeln!(out, "  {}", crate::audit::show::table_row(row))?;
     }
     match crate::audit::verify::verify(&files, &crate::audit::chain::MacKey::Plain) {
         Ok(summary) => writeln!(out, "  sipgw audit verify: {summary}\n")?,

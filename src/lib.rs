@@ -20,16 +20,19 @@
 //! - [`tls`]: optional inbound TLS on the API listener (h2 and HTTP/1.1 by ALPN, mTLS),
 //!   reloaded on SIGHUP or when the certificate files change.
 //! - [`gateway`]: the pipeline, the ordered checks of one password change.
-//! - [`request`]: the request's shape: route, `userAccount`, media type, body.
+//! - [`request`]: the request's shape: route, `userAccount`, media type, body; and the end
+//!   user's address behind a trusted proxy ([`request::forwarded`]).
 //! - [`ids`]: one type per caller ([`ids::CallerId`]) and per agent ([`ids::AgentId`]), and
 //!   which quota refused ([`ids::Scope`]).
 //! - [`password_policy`]: the vendor's password rule, checked locally.
 //! - [`limits`]: quotas, the lockout shield, one change per agent, `Idempotency-Key`; in
 //!   this process or shared by replicas through Redis ([`limits::redis`]).
 //! - [`audit`]: the tamper-evident audit trail (records, HMAC chain, group-commit writer
-//!   that stops when its file is removed or altered, flood control, `audit verify` /
-//!   `show` / `report` and their command line, the trail read back at start-up to rebuild the lockout
-//!   shield).
+//!   that stops when its file is removed or altered, checkpoints and anchors, flood
+//!   control, `audit verify` / `show` / `export` (ECS documents for a SIEM) / `report` (HTML)
+//!   and their command line, the reviewers' reading API
+//!   (trails verified record by record, merged in time order), the trail read back at
+//!   start-up to rebuild the lockout shield).
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.

@@ -118,11 +118,17 @@ fn check_config(path: &Path) -> ExitCode {
     drop(log);
     // The file and the environment may hold any text; echoed values are escaped.
     match checked {
-        Ok(effective) => print_all(
-            "sipgw check-config",
-            &terminal::escape_keeping_lines(&effective),
-            ExitCode::SUCCESS,
-        ),
+        Ok(checked) => {
+            // Allowed, but weaker than it looks: said on stderr; the status stays 0.
+            for warning in checked.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print_all(
+                "sipgw check-config",
+                &terminal::escape_keeping_lines(&checked.effective),
+                ExitCode::SUCCESS,
+            )
+        }
         Err(error) => {
             let error = error.to_string();
             eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));

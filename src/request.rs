@@ -5,6 +5,8 @@
 //! more. The body is parsed only after the caller was authenticated and authorized. Error details describe what is wrong in general
 //! words; they never repeat a value from the body, because the body holds passwords (serde's
 //! own messages can quote a value, so they are not passed on).
+//!
+//! [`forwarded`]: who the end user is behind a trusted reverse proxy, for the audit trail.
 
 use std::borrow::Cow;
 
@@ -14,6 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+
+pub mod forwarded;
 
 /// The one stable endpoint: `POST /v1/agents/{userAccount}/sip-phone-password`.
 const PATH_PREFIX: &str = "/v1/agents/";

@@ -101,7 +101,8 @@ async fn a_mixed_run_leaves_exactly_its_records_and_no_secret() {
     assert_eq!(kinds_and_codes(&all), expected);
     // Fields as docs/audit.md lists them.
     let ok = &all[1];
-    assert_eq!(ok["v"], 1);
+    assert_eq!(ok["v"], 2);
+    assert_eq!(ok["instance"], sipgw::audit::config::host_name());
     assert_eq!(ok["seq"], 2);
     assert_eq!(ok["agent"], AGENT);
     assert_eq!(ok["httpStatus"], 200);

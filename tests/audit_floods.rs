@@ -403,8 +403,11 @@ fn the_deprecated_flood_keys_still_work_with_a_warning() {
 #[test]
 fn verify_and_show_read_old_and_new_summaries() {
     use sipgw::audit::chain::GENESIS;
-    use sipgw::audit::record::{CallerInfo, Event, FloodSummary, Kind, seal, unsealed_json};
-    use sipgw::audit::verify::{Filter, select};
+    use sipgw::audit::record::{
+        CallerInfo, Envelope, Event, FloodSummary, Kind, seal, unsealed_json,
+    };
+    use sipgw::audit::review::load;
+    use sipgw::audit::show::Filter;
     let summary = |http_status, flood| Event {
         kind: Kind::Summary,
         request_id: None,
@@ -418,6 +421,10 @@ fn verify_and_show_read_old_and_new_summaries() {
         http_status,
         vendor: None,
         latency_ms: None,
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: Some(7),
         flood,
     };
@@ -431,7 +438,12 @@ fn verify_and_show_read_old_and_new_summaries() {
     let mut prev = GENESIS.to_owned();
     let mut text = String::new();
     for (seq, event) in (1..).zip(&events) {
-        let unsealed = unsealed_json(seq, "2026-12-01T05:01:00.000Z", event, &prev);
+        let envelope = Envelope {
+            seq,
+            ts: "2026-12-01T05:01:00.000Z",
+            instance: "gw-1",
+        };
+        let unsealed = unsealed_json(envelope, event, &prev);
         let mac = MacKey::Plain.mac(&prev, &unsealed);
         text.push_str(&seal(&unsealed, &mac));
         text.push('\n');
@@ -449,8 +461,14 @@ fn verify_and_show_read_old_and_new_summaries() {
         code: Some("suppressed".into()),
         ..Filter::default()
     };
-    let shown = select(&[path], &filter).unwrap();
+    let review = load(&[path], &MacKey::Plain, false).unwrap();
+    let shown: Vec<_> = review
+        .rows
+        .iter()
+        .filter(|row| row.problem.is_none() && filter.matches(&row.record))
+        .collect();
     assert_eq!(shown.len(), 2);
-    assert_eq!(shown[0]["httpStatus"], 429);
-    assert_eq!(shown[1]["codes"], json!({ "forbidden": 7 }));
+    assert_eq!(shown[0].record.http_status, Some(429));
+    assert_eq!(shown[1].record.suppressed, Some(7));
+    assert_eq!(shown[1].record.raw["codes"], json!({ "forbidden": 7 }));
 }

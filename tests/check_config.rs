@@ -177,6 +177,15 @@ fn check_config_refuses_each_kind_of_mistake_naming_the_key() {
             "audit.hmac_key_file",
             "/nonexistent/sipgw/hmac",
         ),
+        (
+            "bad-trusted-proxy",
+            edit(
+                "trusted_proxies = []",
+                "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]",
+            ),
+            "server.trusted_proxies",
+            "\"10.0.0.0/33\" is not an IP address or a CIDR network",
+        ),
     ];
     for (case, text, key, says) in cases {
         let path = temp_file(case, &text);

@@ -272,13 +272,22 @@ async fn sigterm_drains_and_exits_0() {
         );
     }
     // The audit trail holds the run (an attempt and an outcome per vendor call, one outcome
-    // for the refusal), verifies, and holds no secret either.
+    // for the refusal, the checkpoint written at shutdown), verifies, and holds no secret
+    // either.
     let trail = std::fs::read_to_string(&audit_path).unwrap();
     assert_eq!(
         printed, trail,
         "stdout = true prints the same records as the file"
     );
-    assert_eq!(trail.lines().count(), 5, "{trail}");
+    assert_eq!(trail.lines().count(), 6, "{trail}");
+    assert!(
+        trail
+            .lines()
+            .last()
+            .unwrap()
+            .contains(r#""kind":"checkpoint","lastSeq":5,"#),
+        "{trail}"
+    );
     for secret in secrets {
         assert!(
             !trail.contains(secret),
@@ -365,6 +374,9 @@ async fn audit_verify_and_show_read_a_trail() {
         key: MacKey::from_file_bytes(&std::fs::read(&key_file).unwrap()).unwrap(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap();
     for (n, agent) in ["a1001", "a1002", "a1001", "a1003", "a1001", "a1002"]
@@ -388,6 +400,10 @@ async fn audit_verify_and_show_read_a_trail() {
             http_status: Some(200),
             vendor: None,
             latency_ms: Some(1),
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: None,
             flood: None,
         };
@@ -420,10 +436,24 @@ async fn audit_verify_and_show_read_a_trail() {
         out.starts_with("FAILED: ") && out.contains("audit.jsonl:"),
         "{out}"
     );
-    let (code, out) = run(&["audit", "show", trail_arg, "--agent", "a1001", "--json"]);
-    assert_eq!(code, Some(0));
+    // `show` verifies as it reads: the edited record is shown, marked, and fails the run.
+    let show = |extra: &[&str]| {
+        let args = [&["audit", "show", trail_arg, "--key-file", key_arg], extra].concat();
+        run(&args)
+    };
+    let (code, out) = show(&["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["_verified"] == false).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed[0]["code"], "OK");
+    let (_, out) = show(&["--agent", "A1001", "--json"]);
     assert_eq!(out.lines().count(), 3, "{out}");
-    let (_, out) = run(&["audit", "show", trail_arg, "--code", "vendor_rejected"]);
-    assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("req-2"));
+    let (_, out) = show(&["--code", "vendor_rejected"]);
+    assert_eq!(out.lines().count(), 2, "a header and one row: {out}");
+    assert!(out.lines().nth(1).unwrap().contains("req-2"), "{out}");
 }

@@ -33,6 +33,9 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
         key: MacKey::Plain,
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     })
     .unwrap();
     for i in 0..n {
@@ -49,6 +52,10 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
             http_status: Some(403),
             vendor: None,
             latency_ms: Some(1),
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: None,
             flood: None,
         };
@@ -102,9 +109,11 @@ async fn audit_show_into_a_closed_pipe_ends_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
+    let (mut header, mut first) = (String::new(), String::new());
     let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut header).unwrap();
     reader.read_line(&mut first).unwrap();
+    assert!(header.starts_with("TIME "), "{header}");
     assert!(first.contains("req-0"), "{first}");
     // `head -1` exits: the read end closes.
     drop(reader);
@@ -144,7 +153,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [audit]\npath = {audit_path:?}\n{sections}"
+             trusted_proxies = [\"127.0.0.1\"]\n[audit]\npath = {audit_path:?}\n{sections}"
         ),
     )
     .unwrap();
@@ -158,8 +167,9 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         .spawn()
         .unwrap();
     let (lines, mut log, addr) = listening(&mut child, Duration::from_secs(20));
-    // A caller whose `sub` is hostile, asking for an agent it may not change (403), and a
-    // path holding a raw U+202E (404), sent as bytes.
+    // A caller whose `sub` is hostile, asking for an agent it may not change (403) through
+    // a trusted proxy (its span names the end user's address too), and a path holding a
+    // raw U+202E (404), sent as bytes.
     let token = idp.mint_for(HOSTILE_SUB, AUDIENCE, Some("someone-else"), false);
     let exchange = |head: Vec<u8>| {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
@@ -172,6 +182,7 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
     let forbidden = exchange(
         format!(
             "POST {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\
+             x-forwarded-for: 6.6.6.6, 203.0.113.9\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             Harness::endpoint(AGENT),
             body.len()
@@ -209,6 +220,10 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
     );
     assert!(
         spans.iter().any(|s| s["route"] == "/v1/x\\u{202e}gnp"),
+        "{spans:?}"
+    );
+    assert!(
+        spans.iter().any(|s| s["forwarded_for"] == "203.0.113.9"),
         "{spans:?}"
     );
 }

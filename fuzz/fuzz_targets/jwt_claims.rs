@@ -78,6 +78,7 @@ fn setup() -> &'static Setup {
             refused_cache_entries: 1,
             required_typ: None,
             max_lifetime: None,
+            display_claim: Some("name".into()),
         };
         let header = json!({"alg": "ES256", "kid": "fuzz-1", "typ": "JWT"});
         Setup {

@@ -205,6 +205,12 @@ impl Collector for StateCollector {
         )?;
         counter(
             &mut encoder,
+            "audit_checkpoints",
+            "Audit checkpoint records written (each also logged, as an anchor to keep off the host).",
+            stats.checkpoints.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
             "audit_write_failures",
             "Batches of audit records that could not be written or synced, and failed fsyncs of acknowledged records.",
             stats.failures.load(std::sync::atomic::Ordering::Relaxed),

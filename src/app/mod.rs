@@ -70,6 +70,9 @@ pub async fn serve(
     tls: Reloads,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let tls = tls.start(config.server.tls.as_ref())?;
     let parts = Parts::build(config)?;
     parts.check_redis_credentials().await?;

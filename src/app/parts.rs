@@ -17,6 +17,7 @@ use crate::limits::Limits;
 use crate::metrics::RequestMetrics;
 use crate::outbound;
 use crate::password_policy::PasswordPolicy;
+use crate::request::forwarded::TrustedProxies;
 use crate::tls::ServerTls;
 use crate::vendor::{TokenCache, TokenSource, VendorClient};
 
@@ -41,6 +42,8 @@ pub struct Parts {
     pub policy: PasswordPolicy,
     /// `server.request_timeout_ms`.
     pub request_timeout: Duration,
+    /// `server.trusted_proxies`.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for Parts {
@@ -89,6 +92,7 @@ impl Parts {
             requests: RequestMetrics::default(),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         })
     }
 
@@ -113,6 +117,7 @@ impl Parts {
             vendor: self.vendor.clone(),
             tokens: Arc::clone(&self.tokens),
             metrics: self.requests.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
         })
     }
 

@@ -15,6 +15,12 @@ pub const UNKEYED_WARNING: &str = "the audit trail has no HMAC key (audit.hmac_k
 /// Shortest accepted HMAC key.
 pub const MIN_KEY_BYTES: usize = 16;
 
+/// What `serve` logs, `check-config` and `audit verify` print (and every reviewer's tool
+/// says) when the trail has no HMAC key: the chain then holds against accidents only.
+pub const UNKEYED_WARNING: &str = "the audit trail has no HMAC key (audit.hmac_key_file): \
+anyone who can write its files can rewrite and re-chain them, so it is tamper-evident \
+against accidents only, not against an attacker; see docs/audit.md#keep-the-key-off-the-host";
+
 /// How records are sealed.
 #[derive(Clone)]
 pub enum MacKey {
@@ -45,6 +51,11 @@ impl MacKey {
             ));
         }
         Ok(Self::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, key))))
+    }
+
+    /// Whether records are sealed with a secret key (not plain SHA-256).
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Self::Hmac(_))
     }
 
     /// The MAC of a record, as lowercase hex.

@@ -1,17 +1,20 @@
-//! `sipgw audit verify` and `sipgw audit show`: the command line over [`super::verify`].
+//! `sipgw audit verify` and `sipgw audit show`: the command line over [`super::verify`]
+//! and [`super::show`].
 //!
 //! The verdict of `verify` is the exit status, so that a script or a cron job can act on
 //! it without parsing: 0 intact, 1 a broken chain (the first bad line is named), 2 the
 //! files or the key could not be read, 3 a chain that holds but records discontinuities
-//! (records were lost, and a new chain began).
+//! (records were lost, and a new chain began). With `--anchor`, 1 also when the trail no
+//! longer holds the anchor's record (cut off its end, replaced, or a forged anchor), and 2
+//! when no anchor of the trail's instance was given.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::chain::MacKey;
-use super::verify;
-use crate::terminal::{self, print_all, write_failed};
+use super::anchor::{self, Verdict};
+use super::chain::{MacKey, UNKEYED_WARNING};
+use super::{show, verify};
+use crate::terminal::{self, print_all};
 
 /// Exit status when the trail's files or the key file cannot be read.
 const EXIT_UNREADABLE: u8 = 2;
@@ -34,25 +37,54 @@ pub enum AuditCommand {
         /// taken on trust).
         #[arg(long)]
         partial: bool,
+        /// A checkpoint kept off the host: the line itself, or a file of checkpoint records
+        /// or sipgw JSON log lines; the trail must still hold the latest one of its
+        /// instance (repeatable).
+        #[arg(long, value_name = "FILE_OR_LINE")]
+        anchor: Vec<String>,
     },
-    /// Print matching records as a table (or JSON lines).
+    /// Print the records of one or more trails, verified as they are read, that match
+    /// the filters: a table, JSON lines or CSV (docs/audit.md#verify-and-read).
     Show {
-        /// Trail files, or directories of them.
+        /// Trail directories (one trail each: several replicas merge in time order), or
+        /// trail files (grouped by their directory, in the order given).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The HMAC key file the trails were written with (plain SHA-256 without it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Accept trails that start after seq 1 (archived tails).
+        #[arg(long)]
+        partial: bool,
+        /// Only records at or after this time: RFC 3339 with any offset
+        /// (2026-12-01T05:18:26Z), a date (2026-12-01, midnight UTC), or a time ago
+        /// (30m, 24h, 7d, 2w).
+        #[arg(long, value_parser = show::parse_time_arg)]
+        since: Option<jiff::Timestamp>,
+        /// Only records before this time (the same forms as --since).
+        #[arg(long, value_parser = show::parse_time_arg)]
+        until: Option<jiff::Timestamp>,
         /// Only this agent (in any letter case: one account to the limits).
         #[arg(long)]
         agent: Option<String>,
-        /// Only records at or after this RFC 3339 time (e.g. 2026-11-27T00:00:00Z).
+        /// Only this caller: its sub, its display name, or ISS#SUB, exactly.
         #[arg(long)]
-        since: Option<String>,
+        caller: Option<String>,
         /// Only this code (ok, vendor_rejected, unauthenticated, ...).
         #[arg(long)]
         code: Option<String>,
-        /// JSON lines instead of a table.
+        /// Only this request (its id, or the id its replays name).
         #[arg(long)]
+        request_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: show::Format,
+        /// The same as --format json (kept for older scripts).
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
     },
+    /// Write the records as documents for a SIEM (Elastic Common Schema JSON lines).
+    Export(super::export::ExportArgs),
 }
 
 /// Runs one `audit` command; its result is the exit status.
@@ -62,32 +94,75 @@ pub fn run(command: AuditCommand) -> ExitCode {
             files,
             key_file,
             partial,
-        } => run_verify(&files, key_file, partial),
+            anchor,
+        } => run_verify(&files, key_file, partial, &anchor),
         AuditCommand::Show {
             files,
-            agent,
+            key_file,
+            partial,
             since,
+            until,
+            agent,
+            caller,
             code,
+            request_id,
+            format,
             json,
-        } => run_show(&files, &verify::Filter { agent, since, code }, json),
+        } => {
+            let key = match load_key("sipgw audit show", key_file) {
+                Ok(key) => key,
+                Err(status) => return status,
+            };
+            let filter = show::Filter {
+                since,
+                until,
+                agent,
+                caller,
+                code,
+                request_id,
+            };
+            let format = if json { show::Format::Json } else { format };
+            show::run(&files, &key, partial, &filter, format)
+        }
+        AuditCommand::Export(args) => super::export::run(args),
     }
 }
 
-fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> ExitCode {
-    const CONTEXT: &str = "sipgw audit verify";
-    let key = match key_file {
-        None => MacKey::Plain,
-        Some(path) => match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| MacKey::from_file_bytes(&b))
-        {
-            Ok(key) => key,
-            Err(error) => {
-                eprintln!("{CONTEXT}: --key-file {}: {error}", path.display());
-                return ExitCode::from(EXIT_UNREADABLE);
-            }
-        },
+/// The key of `--key-file`, or plain SHA-256 without one; a key file that cannot be read
+/// is exit status 2, reported under `context`.
+fn load_key(context: &str, key_file: Option<PathBuf>) -> Result<MacKey, ExitCode> {
+    let Some(path) = key_file else {
+        return Ok(MacKey::Plain);
     };
+    std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| MacKey::from_file_bytes(&bytes))
+        .map_err(|error| {
+            eprintln!("{context}: --key-file {}: {error}", path.display());
+            ExitCode::from(EXIT_UNREADABLE)
+        })
+}
+
+fn run_verify(
+    files: &[PathBuf],
+    key_file: Option<PathBuf>,
+    partial: bool,
+    anchors: &[String],
+) -> ExitCode {
+    const CONTEXT: &str = "sipgw audit verify";
+    let key = match load_key(CONTEXT, key_file) {
+        Ok(key) => key,
+        Err(status) => return status,
+    };
+    if !key.is_keyed() {
+        eprintln!("warning: {UNKEYED_WARNING}");
+        if !anchors.is_empty() {
+            eprintln!(
+                "warning: without --key-file an anchor cannot be authenticated either: \
+                 whoever can rewrite the trail can forge an anchor that matches it"
+            );
+        }
+    }
     let files = match verify::expand(files) {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
@@ -100,11 +175,21 @@ fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> Ex
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
+    let anchors = match anchor::load(anchors) {
+        Ok(anchors) => anchors,
+        Err(error) => {
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    };
     let checked = if partial {
         verify::verify_from_any(&files, &key)
     } else {
         verify::verify(&files, &key)
     };
+    if let (Ok(summary), false) = (&checked, anchors.is_empty()) {
+        return check_anchor(&files, &key, &anchors, summary);
+    }
     // The verdict is the exit status, whether or not anyone still reads the line.
     match checked {
         // The chain holds, but records were lost before a new chain began: not OK.
@@ -118,30 +203,59 @@ fn run_verify(files: &[PathBuf], key_file: Option<PathBuf>, partial: bool) -> Ex
     }
 }
 
-fn run_show(files: &[PathBuf], filter: &verify::Filter, json: bool) -> ExitCode {
-    const CONTEXT: &str = "sipgw audit show";
-    let records = match verify::expand(files).and_then(|files| verify::select(&files, filter)) {
-        Ok(records) => records,
+/// After the chain verified: does the trail still hold its latest anchor?
+fn check_anchor(
+    files: &[PathBuf],
+    key: &MacKey,
+    anchors: &[anchor::Anchor],
+    summary: &verify::Summary,
+) -> ExitCode {
+    const CONTEXT: &str = "sipgw audit verify";
+    let seqs = anchors.iter().map(|anchor| anchor.seq).collect();
+    let held = match anchor::held(files, &seqs) {
+        Ok(held) => held,
         Err(error) => {
-            let error = error.to_string();
-            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
-            return ExitCode::FAILURE;
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error.to_string()));
+            return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = records
-        .iter()
-        .try_for_each(|record| {
-            if json {
-                let line = record.to_string();
-                writeln!(out, "{}", terminal::escape_json(&line))
-            } else {
-                writeln!(out, "{}", verify::table_row(record))
-            }
-        })
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => write_failed(CONTEXT, &error, ExitCode::SUCCESS),
-    }
+    let Some(latest) = anchor::latest(anchors, &held.instances) else {
+        let instances: Vec<&str> = held.instances.iter().map(String::as_str).collect();
+        let message = if instances.is_empty() {
+            format!(
+                "none of the {} anchor(s) given can be checked: the trail's records name no \
+                 instance (written before format v2)",
+                anchors.len()
+            )
+        } else {
+            format!(
+                "none of the {} anchor(s) given is of this trail's instance ({})",
+                anchors.len(),
+                instances.join(", ")
+            )
+        };
+        eprintln!("{CONTEXT}: {}", terminal::escape(&message));
+        return ExitCode::from(EXIT_UNREADABLE);
+    };
+    let verdict = anchor::judge(latest, &held, key);
+    let explained = verdict.explain(latest, key.is_keyed());
+    let text = match verdict {
+        Verdict::Held => format!("{summary}\nANCHOR OK: {}\n", terminal::escape(&explained)),
+        Verdict::StartsAfter { .. } => {
+            format!(
+                "{summary}\nANCHOR NOT CHECKED: {}\n",
+                terminal::escape(&explained)
+            )
+        }
+        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => {
+            format!("FAILED: anchor: {}\n", terminal::escape(&explained))
+        }
+    };
+    let status = match verdict {
+        Verdict::Held if summary.discontinuities.is_empty() => ExitCode::SUCCESS,
+        Verdict::Held => ExitCode::from(EXIT_DISCONTINUITY),
+        Verdict::StartsAfter { .. } => ExitCode::from(EXIT_UNREADABLE),
+        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => ExitCode::FAILURE,
+    };
+    print_all(CONTEXT, &text, status)
 }

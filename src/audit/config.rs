@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::MacKey;
 use super::writer::Fsync;
-use crate::config_key::{InvalidKey, in_range, invalid, millis};
+use crate::config_key::{InvalidKey, in_range, invalid, millis, secs};
 pub use flood::FloodConfig;
 
 /// `[audit]`.
@@ -51,6 +51,13 @@ pub struct AuditSection {
     /// Start a new chain, beginning with a `discontinuity` record, although the trail
     /// directory was written before and now lacks its records (an operator's decision).
     pub allow_new_chain: bool,
+    /// The replica's name in every record (`instance`); the host name when unset.
+    pub instance: Option<String>,
+    /// A `checkpoint` record after this many records (0: none by count).
+    pub checkpoint_every: u64,
+    /// A `checkpoint` record this long after a record not yet followed by one (0: none
+    /// by time).
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for AuditSection {
@@ -72,9 +79,19 @@ impl Default for AuditSection {
             rate_limited_per_minute: None,
             file_mode: "0600".into(),
             allow_new_chain: false,
+            instance: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
         }
     }
 }
+
+/// Default of `audit.checkpoint_every`.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000;
+/// Default of `audit.checkpoint_interval_secs`.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Longest `audit.instance`.
+const MAX_INSTANCE: usize = 64;
 
 /// `[audit]`, validated.
 #[derive(Debug, Clone)]
@@ -95,6 +112,12 @@ pub struct AuditConfig {
     pub file_mode: u32,
     /// Whether a trail that lacks its records may continue in a new chain.
     pub allow_new_chain: bool,
+    /// The replica's name, stamped on every record.
+    pub instance: String,
+    /// Records between checkpoints (`None`: no checkpoint by count).
+    pub checkpoint_every: Option<u64>,
+    /// Longest time a record waits for a checkpoint (`None`: no checkpoint by time).
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 impl AuditConfig {
@@ -138,7 +161,60 @@ impl AuditConfig {
             flood: FloodConfig::from_section(a)?,
             file_mode: file_mode(&a.file_mode)?,
             allow_new_chain: a.allow_new_chain,
+            instance: match &a.instance {
+                Some(name) => instance(name)?,
+                None => host_name(),
+            },
+            checkpoint_every: match a.checkpoint_every {
+                0 => None,
+                n => Some(in_range("audit.checkpoint_every", n, 1, 1_000_000_000)?),
+            },
+            checkpoint_interval: match a.checkpoint_interval_secs {
+                0 => None,
+                n => Some(secs("audit.checkpoint_interval_secs", n, 1, 86_400)?),
+            },
         })
+    }
+}
+
+/// `audit.instance`: 1 to 64 of `A-Z a-z 0-9 . _ -` (a host name fits; nothing a reader
+/// would have to escape).
+fn instance(name: &str) -> Result<String, InvalidKey> {
+    if (1..=MAX_INSTANCE).contains(&name.len()) && name.bytes().all(instance_byte) {
+        Ok(name.to_owned())
+    } else {
+        Err(invalid(
+            "audit.instance",
+            format!(
+                "must be 1 to {MAX_INSTANCE} characters of A-Z, a-z, 0-9, '.', '_' and '-', got {:?}",
+                crate::terminal::escape(name)
+            ),
+        ))
+    }
+}
+
+fn instance_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The default `audit.instance`: the host name (`/proc/sys/kernel/hostname`, else
+/// `$HOSTNAME`), its other characters replaced by `-` and cut to 64; `unknown` without one.
+pub fn host_name() -> String {
+    let found = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    let name: String = found
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .bytes()
+        .take(MAX_INSTANCE)
+        .map(|b| if instance_byte(b) { char::from(b) } else { '-' })
+        .collect();
+    if name.is_empty() {
+        "unknown".to_owned()
+    } else {
+        name
     }
 }
 

@@ -33,7 +33,7 @@
 //! true lines after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -41,12 +41,11 @@ use serde::Deserialize;
 
 use super::chain::MacKey;
 use super::record::{DISCONTINUITY, unseal};
+use super::verify::{RawLine, next_line};
 use super::writer::rotated_files;
 use crate::ids::{AccountFolding, AgentId};
 use crate::limits::lockout::VendorAnswer;
 
-/// Longest line read; a longer one is not a record (the writer never writes one).
-const MAX_LINE: u64 = 64 * 1024;
 /// Most attempts awaiting their outcome; beyond it the oldest is taken as an orphan
 /// (counted), which bounds memory on a trail full of orphans. Also the most orphans
 /// remembered for their late outcome.
@@ -63,6 +62,13 @@ const AFTER_ATTEMPT: [&str; 6] = [
     "upstream_auth_unavailable",
     "audit_unavailable",
 ];
+
+/// Whether an outcome with `code` (and a `vendor` object when `called_vendor`) can answer
+/// an attempt: only a change that reached its attempt record ends this way. Shared with
+/// the reviewers' reading of the trail (`super::review`), which matches the same way.
+pub fn can_follow_attempt(code: Option<&str>, called_vendor: bool) -> bool {
+    called_vendor || code.is_some_and(|code| AFTER_ATTEMPT.contains(&code))
+}
 
 /// What reading the trail found, for the log and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,19 +207,14 @@ fn read_file(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(std::fs::File::open(file)?);
     let mut raw = Vec::with_capacity(1024);
-    loop {
-        raw.clear();
-        let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut raw)?;
-        if n == 0 {
-            return Ok(());
-        }
+    while let Some(read) = next_line(&mut reader, &mut raw)? {
         scan.lines += 1;
-        if raw.last() != Some(&b'\n') && n as u64 == MAX_LINE {
+        let RawLine::Bytes(raw) = read else {
+            // Longer than any record: read to its end and dropped.
             scan.unreadable += 1;
-            skip_line(&mut reader)?;
             continue;
-        }
-        let Some((ts, line)) = state.authentic(&raw) else {
+        };
+        let Some((ts, line)) = state.authentic(raw) else {
             scan.unreadable += 1;
             continue;
         };
@@ -231,21 +232,7 @@ fn read_file(
             _ => {}
         }
     }
-}
-
-/// Reads and drops the rest of an over-long line.
-fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
-    let mut scratch = Vec::new();
-    loop {
-        scratch.clear();
-        let n = reader
-            .by_ref()
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut scratch)?;
-        if n == 0 || scratch.last() == Some(&b'\n') {
-            return Ok(());
-        }
-    }
+    Ok(())
 }
 
 impl Replay<'_> {
@@ -358,12 +345,7 @@ impl Replay<'_> {
         let (Some(id), Some(agent)) = (line.request_id.as_deref(), line.agent.as_deref()) else {
             return;
         };
-        let follows_attempt = line.vendor.is_some()
-            || line
-                .code
-                .as_deref()
-                .is_some_and(|code| AFTER_ATTEMPT.contains(&code));
-        if !follows_attempt {
+        if !can_follow_attempt(line.code.as_deref(), line.vendor.is_some()) {
             // A refusal decided before any attempt: it resolves none, and says nothing.
             return;
         }

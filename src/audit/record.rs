@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the record format.
-pub const VERSION: u32 = 1;
+/// Version of the record format: 2 adds `instance` to every record and the `checkpoint`
+/// kind. Readers accept 1 and 2.
+pub const VERSION: u32 = 2;
 
-/// What happened, as the gateway reports it (the writer adds `v`, `seq`, `ts`, `prev`, `mac`).
+/// What happened, as the gateway reports it (the writer adds the envelope: `v`, `seq`,
+/// `ts`, `instance`, and the chain's `prev`, `mac`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
@@ -23,14 +25,29 @@ pub struct Event {
     pub request_id: Option<String>,
     /// Who asked.
     pub caller: CallerInfo,
+    /// The caller's display name (the token's `auth.display_claim`, cut to 64 characters
+    /// when verified); once authenticated, when the token has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_name: Option<String>,
+    /// The end user's address as a trusted proxy reported it (`Forwarded` or
+    /// `X-Forwarded-For`, only from a peer in `server.trusted_proxies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
     /// The agent concerned, when the request named a valid one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Why the caller may change this agent's password, once authorized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantKind>,
     /// The stable code (`ok` or one of docs/api.md's); for an attempt, `attempt`.
     pub code: String,
     /// The HTTP status answered (absent in an attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// On the outcome of an `Idempotency-Key` replay: the `requestId` of the request whose
+    /// outcome it repeats (that one reached the vendor; the replay did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
     /// What the vendor said, when it was called.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<VendorInfo>,
@@ -57,6 +74,19 @@ pub struct FloodSummary {
     pub since: String,
     /// Suppressed records per problem code (`forbidden`, `unauthenticated`, ...).
     pub codes: BTreeMap<String, u64>,
+}
+
+/// The rule that authorized a change, as the record names it (`grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// `self`: the token's agent claim names the agent itself.
+    #[serde(rename = "self")]
+    SelfService,
+    /// `admin_scope`: the token holds an admin scope.
+    AdminScope,
+    /// `admin_role`: the token holds an admin role.
+    AdminRole,
 }
 
 /// Record kinds.
@@ -96,6 +126,18 @@ pub struct VendorInfo {
     pub latency_ms: u64,
 }
 
+/// What the writer stamps on every record it writes, before the record's own fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The record's place in the chain.
+    pub seq: u64,
+    /// When it was written (RFC 3339 UTC, milliseconds).
+    pub ts: &'a str,
+    /// The replica that wrote it (`audit.instance`): trails of several replicas stay
+    /// apart, and an anchor names the trail it belongs to.
+    pub instance: &'a str,
+}
+
 /// A record as written: the chain fields around an event.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,6 +145,7 @@ struct Unsealed<'a> {
     v: u32,
     seq: u64,
     ts: &'a str,
+    instance: &'a str,
     #[serde(flatten)]
     event: &'a Event,
     prev: &'a str,
@@ -114,11 +157,12 @@ struct Unsealed<'a> {
 /// controls, DEL, U+2028/2029, bidi controls; serde_json escapes only C0) are written as
 /// `\uXXXX` escapes: the record means the same, and every line of the trail is one record
 /// to any reader (a `sub` of `"a\u{2028}b"` splits no line in Python's `splitlines`).
-pub fn unsealed_json(seq: u64, ts: &str, event: &Event, prev: &str) -> String {
+pub fn unsealed_json(envelope: Envelope<'_>, event: &Event, prev: &str) -> String {
     let json = serde_json::to_string(&Unsealed {
         v: VERSION,
-        seq,
-        ts,
+        seq: envelope.seq,
+        ts: envelope.ts,
+        instance: envelope.instance,
         event,
         prev,
     })
@@ -137,6 +181,7 @@ struct Discontinuity<'a> {
     v: u32,
     seq: u64,
     ts: &'a str,
+    instance: &'a str,
     kind: &'static str,
     /// What was found: `missing`, `truncated`, `replaced`, or what the running gateway
     /// found (`unlinked`, `extended`, ...).
@@ -153,19 +198,19 @@ struct Discontinuity<'a> {
 /// The bytes without `mac` of a `discontinuity` record at `seq`, continuing the chain from
 /// `last_mac` (the record before it, which the trail may no longer hold).
 pub fn discontinuity_json(
-    seq: u64,
-    ts: &str,
+    envelope: Envelope<'_>,
     detected: &str,
     last_mac: &str,
     found_seq: Option<u64>,
 ) -> String {
     serde_json::to_string(&Discontinuity {
         v: VERSION,
-        seq,
-        ts,
+        seq: envelope.seq,
+        ts: envelope.ts,
+        instance: envelope.instance,
         kind: DISCONTINUITY,
         detected,
-        last_seq: seq - 1,
+        last_seq: envelope.seq - 1,
         last_mac,
         found_seq,
         prev: last_mac,
@@ -173,8 +218,49 @@ pub fn discontinuity_json(
     .expect("records always serialize")
 }
 
+/// Longest line a reader takes in; a longer one is not a record (the writer never writes
+/// one), and is skipped rather than held in memory.
+pub const MAX_LINE: u64 = 64 * 1024;
+
 /// `kind` of a discontinuity record.
 pub const DISCONTINUITY: &str = "discontinuity";
+
+/// A `checkpoint` record as written: it names the record before it (`lastSeq`, `lastMac`,
+/// also its `prev`). Kept elsewhere (the log stream, stdout), it is an anchor: proof that
+/// the trail held everything up to it (docs/audit.md, "Anchors").
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Checkpoint<'a> {
+    v: u32,
+    seq: u64,
+    ts: &'a str,
+    instance: &'a str,
+    kind: &'static str,
+    /// The record before it (`seq - 1`).
+    last_seq: u64,
+    /// Its `mac` (also this record's `prev`).
+    last_mac: &'a str,
+    prev: &'a str,
+}
+
+/// The bytes without `mac` of a `checkpoint` record at `envelope.seq`, after the record
+/// whose `mac` is `last_mac`.
+pub fn checkpoint_json(envelope: Envelope<'_>, last_mac: &str) -> String {
+    serde_json::to_string(&Checkpoint {
+        v: VERSION,
+        seq: envelope.seq,
+        ts: envelope.ts,
+        instance: envelope.instance,
+        kind: CHECKPOINT,
+        last_seq: envelope.seq - 1,
+        last_mac,
+        prev: last_mac,
+    })
+    .expect("records always serialize")
+}
+
+/// `kind` of a checkpoint record.
+pub const CHECKPOINT: &str = "checkpoint";
 
 /// Appends `mac` to unsealed JSON: `{...}` → `{...,"mac":"<hex>"}`.
 pub fn seal(unsealed: &str, mac_hex: &str) -> String {
@@ -211,7 +297,7 @@ mod tests {
     fn separators_c1_and_bidi_controls_are_escaped_in_the_line() {
         let mut hostile = event();
         hostile.caller.sub = Some("a\u{2028}b\u{85}c\u{9b}31m\u{202e}d\u{7f}".into());
-        let line = unsealed_json(7, "2026-12-01T00:00:00.000Z", &hostile, &"0".repeat(64));
+        let line = unsealed_json(envelope(7), &hostile, &"0".repeat(64));
         assert!(line.is_ascii(), "{line}");
         assert!(
             line.contains(r"a\u2028b\u0085c\u009b31m\u202ed\u007f"),
@@ -222,6 +308,14 @@ mod tests {
             parsed["caller"]["sub"],
             hostile.caller.sub.unwrap().as_str()
         );
+    }
+
+    fn envelope(seq: u64) -> Envelope<'static> {
+        Envelope {
+            seq,
+            ts: "2026-11-27T20:00:00.000Z",
+            instance: "gw-1",
+        }
     }
 
     fn event() -> Event {
@@ -242,6 +336,10 @@ mod tests {
                 latency_ms: 12,
             }),
             latency_ms: Some(15),
+            caller_name: Some("Alice Example".into()),
+            forwarded_for: Some("203.0.113.9".into()),
+            grant: Some(GrantKind::SelfService),
+            replay_of: Some("r-0".into()),
             suppressed: None,
             flood: None,
         }
@@ -249,12 +347,40 @@ mod tests {
 
     #[test]
     fn fields_come_in_the_documented_order_and_caller_values_are_escaped() {
-        let json = unsealed_json(7, "2026-11-27T20:00:00.000Z", &event(), &"0".repeat(64));
-        assert!(json.starts_with(r#"{"v":1,"seq":7,"ts":"2026-11-27T20:00:00.000Z","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"agent":"a1001","code":"ok","httpStatus":200,"vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
+        let json = unsealed_json(envelope(7), &event(), &"0".repeat(64));
+        assert!(json.starts_with(r#"{"v":2,"seq":7,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"callerName":"Alice Example","forwardedFor":"203.0.113.9","agent":"a1001","grant":"self","code":"ok","httpStatus":200,"replayOf":"r-0","vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
         assert!(
             !json.contains('\n'),
             "a caller's line break cannot split a record"
         );
+    }
+
+    #[test]
+    fn grants_are_named_as_the_record_format_says() {
+        for (grant, name) in [
+            (GrantKind::SelfService, "self"),
+            (GrantKind::AdminScope, "admin_scope"),
+            (GrantKind::AdminRole, "admin_role"),
+        ] {
+            assert_eq!(serde_json::to_value(grant).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn a_v1_record_without_the_v2_fields_still_reads_and_writes_none_of_them() {
+        let v1 = r#"{"v":1,"seq":3,"ts":"2026-11-27T20:00:00.000Z","kind":"outcome","requestId":"r-1","caller":{"iss":null,"sub":null,"clientIp":"10.0.0.1"},"code":"unauthenticated","httpStatus":401,"latencyMs":1,"prev":"00"}"#;
+        let event: Event = serde_json::from_str(v1).unwrap();
+        let v2 = (
+            &event.caller_name,
+            &event.forwarded_for,
+            event.grant,
+            &event.replay_of,
+        );
+        assert_eq!(v2, (&None, &None, None, &None));
+        let json = unsealed_json(envelope(3), &event, "00");
+        for field in ["callerName", "forwardedFor", "grant", "replayOf"] {
+            assert!(!json.contains(field), "{json}");
+        }
     }
 
     #[test]
@@ -272,6 +398,10 @@ mod tests {
             http_status: None,
             vendor: None,
             latency_ms: None,
+            caller_name: None,
+            forwarded_for: None,
+            grant: None,
+            replay_of: None,
             suppressed: Some(12),
             flood: Some(FloodSummary {
                 network: Some("2001:db8:1:2::/64".into()),
@@ -282,7 +412,8 @@ mod tests {
                 ]),
             }),
         };
-        let json = unsealed_json(8, "2026-11-27T20:00:00.000Z", &summary, &"0".repeat(64));
+        let json = unsealed_json(envelope(8), &summary, &"0".repeat(64));
+        assert!(json.starts_with(r#"{"v":2,"seq":8,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"summary","#), "{json}");
         assert!(json.contains(r#""code":"suppressed","suppressed":12,"network":"2001:db8:1:2::/64","since":"2026-11-27T19:59:00.000Z","codes":{"invalid_request":2,"unauthenticated":10},"prev":"#), "{json}");
         // Old summaries (only `suppressed`) still read as events.
         let old = r#"{"kind":"summary","caller":{"iss":null,"sub":null,"clientIp":"10.0.0.1"},"code":"suppressed","suppressed":3}"#;
@@ -294,7 +425,7 @@ mod tests {
 
     #[test]
     fn seal_and_unseal_round_trip() {
-        let json = unsealed_json(1, "t", &event(), &"0".repeat(64));
+        let json = unsealed_json(envelope(1), &event(), &"0".repeat(64));
         let mac = "ab".repeat(32);
         let line = seal(&json, &mac);
         assert!(line.ends_with(&format!(",\"mac\":\"{mac}\"}}")));
@@ -302,5 +433,24 @@ mod tests {
         assert_eq!((back.as_str(), got), (json.as_str(), mac.as_str()));
         assert!(unseal(&line[..line.len() - 1]).is_none());
         assert!(unseal(&line.replace(&mac, &"AB".repeat(32))).is_none());
+    }
+
+    #[test]
+    fn checkpoints_and_discontinuities_carry_the_envelope_in_order() {
+        let mac = "ab".repeat(32);
+        let checkpoint = checkpoint_json(envelope(40), &mac);
+        assert_eq!(
+            checkpoint,
+            format!(
+                r#"{{"v":2,"seq":40,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"checkpoint","lastSeq":39,"lastMac":"{mac}","prev":"{mac}"}}"#
+            )
+        );
+        let gap = discontinuity_json(envelope(9), "missing", &mac, None);
+        assert_eq!(
+            gap,
+            format!(
+                r#"{{"v":2,"seq":9,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"discontinuity","detected":"missing","lastSeq":8,"lastMac":"{mac}","foundSeq":null,"prev":"{mac}"}}"#
+            )
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `sipgw audit verify`: recomputes the chain over the files of one trail, in order, and
-//! names the first bad line. `sipgw audit show`: prints matching records for a reviewer.
+//! names the first bad line. Its per-line check, [`ChainCheck`], is also the reviewers'
+//! reading API's ([`super::review`]), which goes on after a failure.
 //!
 //! A `discontinuity` record (written when an operator let the gateway start a new chain
 //! after records went missing) is not a silent gap: its own link must hold (`seq` =
@@ -7,13 +8,13 @@
 //! names it, so `verify` never answers a plain OK for such a trail.
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::chain::{GENESIS, MacKey};
-use super::record::{DISCONTINUITY, unseal};
+use super::record::{CHECKPOINT, DISCONTINUITY, MAX_LINE, unseal};
 use crate::terminal::escape;
 
 /// What an intact trail holds.
@@ -68,19 +69,25 @@ impl fmt::Display for Summary {
             escape(self.last_ts.as_deref().unwrap_or("-")),
         )?;
         for gap in &self.discontinuities {
-            let after = gap
-                .held_seq
-                .map_or_else(|| "the start".to_owned(), |seq| format!("seq {seq}"));
-            write!(
-                f,
-                "\n  {}:{}: a new chain after the trail was found {}: records after {after} up to seq {} are not in these files",
-                escape(&gap.file.display().to_string()),
-                gap.line,
-                escape(&gap.detected),
-                gap.last_seq,
-            )?;
+            write!(f, "\n  {gap}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let after = self
+            .held_seq
+            .map_or_else(|| "the start".to_owned(), |seq| format!("seq {seq}"));
+        write!(
+            f,
+            "{}:{}: a new chain after the trail was found {}: records after {after} up to seq {} are not in these files",
+            escape(&self.file.display().to_string()),
+            self.line,
+            escape(&self.detected),
+            self.last_seq,
+        )
     }
 }
 
@@ -168,206 +175,217 @@ pub fn verify_readers<R: BufRead>(
         last_seq: 0,
         discontinuities: Vec::new(),
     };
-    let mut last: Option<(u64, String)> = None; // (seq, mac) of the previous record
+    let mut chain = ChainCheck::new(key, later_start);
     for (file, reader) in trail {
         summary.files += 1;
-        let fail = |line: u64, reason: String| Failure {
+        let mut reader = reader.map_err(|e| Failure {
             file: file.clone(),
-            line,
-            reason,
-        };
-        let mut reader = reader.map_err(|e| fail(0, format!("cannot open: {e}")))?;
+            line: 0,
+            reason: format!("cannot open: {e}"),
+        })?;
         let mut raw = Vec::new();
         let mut number = 0u64;
         loop {
-            raw.clear();
-            let n = reader
-                .read_until(b'\n', &mut raw)
-                .map_err(|e| fail(number + 1, format!("cannot read: {e}")))?;
-            if n == 0 {
-                break;
-            }
+            let read = next_line(&mut reader, &mut raw);
             number += 1;
-            if raw.last() != Some(&b'\n') {
-                return Err(fail(number, "truncated mid-line (no line end)".into()));
-            }
-            let line = std::str::from_utf8(&raw[..raw.len() - 1])
-                .map_err(|_| fail(number, "not UTF-8".into()))?;
-            let (unsealed, mac) = unseal(line)
-                .ok_or_else(|| fail(number, "not a sealed record (no trailing mac)".into()))?;
-            let value: Value =
-                serde_json::from_str(line).map_err(|_| fail(number, "not valid JSON".into()))?;
-            let seq = value["seq"]
-                .as_u64()
-                .ok_or_else(|| fail(number, "no seq".into()))?;
-            let prev = value["prev"]
-                .as_str()
-                .ok_or_else(|| fail(number, "no prev".into()))?;
-            match &last {
-                _ if value["kind"] == DISCONTINUITY => {
-                    // Its link is to what the gateway had written, not to these files.
-                    let declared = value["lastSeq"].as_u64().zip(value["lastMac"].as_str());
-                    if declared.is_none_or(|(seq_before, mac)| seq != seq_before + 1 || prev != mac)
-                    {
-                        return Err(fail(
-                            number,
-                            "a discontinuity record that does not link to the record it names"
-                                .into(),
-                        ));
-                    }
-                    if last.is_none() {
-                        summary.first_seq = seq;
-                    }
-                    summary.discontinuities.push(Gap {
-                        file: file.clone(),
-                        line: number,
-                        detected: value["detected"].as_str().unwrap_or("-").to_owned(),
-                        last_seq: seq - 1,
-                        held_seq: last.as_ref().map(|(seq, _)| *seq),
-                    });
-                }
-                Some((last_seq, last_mac)) => {
-                    if seq != last_seq + 1 {
-                        return Err(fail(
-                            number,
-                            format!(
-                                "seq {seq} follows {last_seq}: a record was deleted, inserted or reordered"
-                            ),
-                        ));
-                    }
-                    if prev != last_mac {
-                        return Err(fail(
-                            number,
-                            "prev does not match the previous record's mac".into(),
-                        ));
-                    }
-                }
-                None => {
-                    summary.first_seq = seq;
-                    if seq != 1 && !later_start {
-                        return Err(fail(
-                            number,
-                            format!(
-                                "the trail starts at seq {seq}: its first records are missing (use --partial to check an archived tail)"
-                            ),
-                        ));
-                    }
-                    if seq == 1 && prev != GENESIS {
-                        return Err(fail(
-                            number,
-                            "the first record's prev is not the genesis value".into(),
-                        ));
-                    }
-                }
-            }
-            if key.mac(prev, &unsealed) != mac {
-                return Err(fail(
-                    number,
-                    "mac does not match: the record was altered (or the key is wrong)".into(),
-                ));
-            }
+            let checked = match read {
+                Ok(None) => break,
+                Ok(Some(line)) => chain.check(&file, number, line),
+                Err(e) => ChainCheck::unreadable(&file, number, format!("cannot read: {e}")),
+            };
+            let gap = checked.verdict?;
+            summary.discontinuities.extend(gap);
+            let value = checked.value.unwrap_or_default();
+            let seq = value["seq"].as_u64().unwrap_or_default();
             let ts = value["ts"].as_str().map(str::to_owned);
-            if summary.first_ts.is_none() {
+            if summary.records == 0 {
+                summary.first_seq = seq;
                 summary.first_ts.clone_from(&ts);
             }
             summary.last_ts = ts;
             summary.records += 1;
             summary.last_seq = seq;
-            last = Some((seq, mac.to_owned()));
         }
     }
     Ok(summary)
 }
 
-/// What `audit show` selects.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    /// Only this agent, in any ASCII letter case: the per-agent limits key accounts
-    /// case-folded by default, so `A1002` and `a1002` are one account to review.
-    pub agent: Option<String>,
-    /// Only records at or after this RFC 3339 time (string comparison of UTC `ts`).
-    pub since: Option<String>,
-    /// Only this code.
-    pub code: Option<String>,
+/// One line as [`next_line`] read it.
+#[derive(Debug, Clone, Copy)]
+pub enum RawLine<'a> {
+    /// The line's bytes, with its line end when it has one (the last line of a file cut
+    /// mid-write has none).
+    Bytes(&'a [u8]),
+    /// A line longer than [`MAX_LINE`]: not a record (the writer never writes one); it
+    /// was read to its end and dropped.
+    TooLong,
 }
 
-impl Filter {
-    /// Whether a parsed record matches.
-    pub fn matches(&self, record: &Value) -> bool {
-        let field = |name: &str| record.get(name).and_then(Value::as_str);
-        self.agent
-            .as_deref()
-            .is_none_or(|a| field("agent").is_some_and(|f| f.eq_ignore_ascii_case(a)))
-            && self
-                .code
-                .as_deref()
-                .is_none_or(|c| field("code") == Some(c))
-            && self
-                .since
-                .as_deref()
-                .is_none_or(|s| field("ts").is_some_and(|ts| ts >= s))
+/// Reads the next line of a trail file into `raw`, holding at most [`MAX_LINE`] bytes of
+/// it in memory; `None` at the end of the file.
+pub fn next_line<'a>(
+    reader: &mut impl BufRead,
+    raw: &'a mut Vec<u8>,
+) -> std::io::Result<Option<RawLine<'a>>> {
+    raw.clear();
+    let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', raw)?;
+    if n == 0 {
+        return Ok(None);
     }
-}
-
-/// Reads the records of `files` that match `filter` (lines that are not JSON are skipped:
-/// `verify` is the tool that reports them).
-pub fn select(files: &[PathBuf], filter: &Filter) -> std::io::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for file in files {
-        for line in BufReader::new(std::fs::File::open(file)?).lines() {
-            if let Ok(record) = serde_json::from_str::<Value>(&line?)
-                && filter.matches(&record)
-            {
-                out.push(record);
-            }
+    if raw.last() == Some(&b'\n') || (n as u64) < MAX_LINE {
+        return Ok(Some(RawLine::Bytes(raw)));
+    }
+    loop {
+        raw.clear();
+        let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', raw)?;
+        if n == 0 || raw.last() == Some(&b'\n') {
+            return Ok(Some(RawLine::TooLong));
         }
     }
-    Ok(out)
 }
 
-/// One record as a table row: ts, kind, code, status, agent, caller, request id. Every
-/// cell is escaped ([`crate::terminal`]): a `sub` is whatever the identity provider
-/// issued, and a trail may have been edited; neither may drive the reviewer's terminal.
-pub fn table_row(record: &Value) -> String {
-    let s = |v: &Value| {
-        v.as_str()
-            .map(|text| escape(text).into_owned())
-            .or_else(|| v.as_u64().map(|n| n.to_string()))
-            .unwrap_or_else(|| "-".into())
-    };
-    format!(
-        "{:<24} {:<8} {:<26} {:>4} {:<16} {:<24} {}",
-        s(&record["ts"]),
-        s(&record["kind"]),
-        s(&record["code"]),
-        s(&record["httpStatus"]),
-        s(&record["agent"]),
-        s(&record["caller"]["sub"]),
-        s(&record["requestId"]),
-    )
+/// The record-by-record check of one trail: each line must be a sealed JSON record whose
+/// `seq` follows the previous record's, whose `prev` is that record's `mac`, and whose own
+/// `mac` is right. `verify` stops at the first failure; the reading API
+/// ([`super::review`]) goes on, checking each record against the one before it as written,
+/// so that an edited record fails alone and a deleted one fails the record after the gap.
+#[derive(Debug)]
+pub struct ChainCheck<'k> {
+    /// How the records were sealed.
+    key: &'k MacKey,
+    /// Whether the first record may come after `seq` 1 (an archived tail).
+    later_start: bool,
+    /// `seq` and `mac` of the previous record, as written (`None` before the first).
+    last: Option<(u64, String)>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What [`ChainCheck::check`] found for one line.
+#[derive(Debug)]
+pub struct Checked {
+    /// The line as JSON, when it is JSON (whether or not it passed).
+    pub value: Option<Value>,
+    /// Passed (with the gap it declares when it is a discontinuity record), or why not.
+    pub verdict: Result<Option<Gap>, Failure>,
+}
 
-    #[test]
-    fn the_agent_filter_ignores_ascii_case() {
-        let record = serde_json::json!({"agent": "A1002", "code": "ok"});
-        let filter = |agent: &str| Filter {
-            agent: Some(agent.into()),
-            ..Filter::default()
-        };
-        assert!(filter("a1002").matches(&record));
-        assert!(filter("A1002").matches(&record));
-        assert!(!filter("a1003").matches(&record));
+impl<'k> ChainCheck<'k> {
+    /// A check from the start of a trail.
+    pub fn new(key: &'k MacKey, later_start: bool) -> Self {
+        Self {
+            key,
+            later_start,
+            last: None,
+        }
     }
 
-    #[test]
-    fn table_cells_are_escaped() {
-        let record = serde_json::json!({"caller": {"sub": "x\u{1b}]0;pwned\u{7}"}, "seq": 1});
-        let row = table_row(&record);
-        assert!(row.contains("x\\u{1b}]0;pwned\\u{7}"), "{row}");
-        assert!(!row.contains('\u{1b}'));
+    /// A line that could not be read at all; the chain is left where it was.
+    pub fn unreadable(file: &Path, line: u64, reason: String) -> Checked {
+        Checked {
+            value: None,
+            verdict: Err(Failure {
+                file: file.to_owned(),
+                line,
+                reason,
+            }),
+        }
+    }
+
+    /// Checks line `number` of `file`. The next line is checked against this one's `seq`
+    /// and `mac` as written, whether or not this one passed (a line without them leaves
+    /// the chain where it was).
+    pub fn check(&mut self, file: &Path, number: u64, line: RawLine<'_>) -> Checked {
+        let raw = match line {
+            RawLine::Bytes(raw) => raw,
+            RawLine::TooLong => {
+                let reason = format!("longer than {MAX_LINE} bytes: not a record");
+                return Self::unreadable(file, number, reason);
+            }
+        };
+        let text = std::str::from_utf8(raw.strip_suffix(b"\n").unwrap_or(raw)).ok();
+        let value = text.and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let verdict = self
+            .link(raw, text, value.as_ref())
+            .map(|gap| {
+                gap.map(|mut gap| {
+                    (gap.file, gap.line) = (file.to_owned(), number);
+                    gap
+                })
+            })
+            .map_err(|reason| Failure {
+                file: file.to_owned(),
+                line: number,
+                reason,
+            });
+        Checked { value, verdict }
+    }
+
+    /// The checks of one line, in the order `verify` has always named them; `Ok` carries
+    /// the gap a discontinuity record declares (its place is filled in by the caller).
+    fn link(
+        &mut self,
+        raw: &[u8],
+        text: Option<&str>,
+        value: Option<&Value>,
+    ) -> Result<Option<Gap>, String> {
+        if raw.last() != Some(&b'\n') {
+            return Err("truncated mid-line (no line end)".into());
+        }
+        let line = text.ok_or("not UTF-8")?;
+        let (unsealed, mac) = unseal(line).ok_or("not a sealed record (no trailing mac)")?;
+        let value = value.ok_or("not valid JSON")?;
+        let seq = value["seq"].as_u64().ok_or("no seq")?;
+        let prev = value["prev"].as_str().ok_or("no prev")?;
+        // From here on the line names its place: the next one is checked against it.
+        let last = self.last.replace((seq, mac.to_owned()));
+        let mut gap = None;
+        match &last {
+            _ if value["kind"] == DISCONTINUITY => {
+                // Its link is to what the gateway had written, not to these files.
+                let declared = value["lastSeq"].as_u64().zip(value["lastMac"].as_str());
+                if declared.is_none_or(|(seq_before, mac)| seq != seq_before + 1 || prev != mac) {
+                    return Err(
+                        "a discontinuity record that does not link to the record it names".into(),
+                    );
+                }
+                gap = Some(Gap {
+                    file: PathBuf::new(),
+                    line: 0,
+                    detected: value["detected"].as_str().unwrap_or("-").to_owned(),
+                    last_seq: seq - 1,
+                    held_seq: last.as_ref().map(|(seq, _)| *seq),
+                });
+            }
+            Some((last_seq, last_mac)) => {
+                if seq != last_seq + 1 {
+                    return Err(format!(
+                        "seq {seq} follows {last_seq}: a record was deleted, inserted or reordered"
+                    ));
+                }
+                if prev != last_mac {
+                    return Err("prev does not match the previous record's mac".into());
+                }
+            }
+            None => {
+                if seq != 1 && !self.later_start {
+                    return Err(format!(
+                        "the trail starts at seq {seq}: its first records are missing (use --partial to check an archived tail)"
+                    ));
+                }
+                if seq == 1 && prev != GENESIS {
+                    return Err("the first record's prev is not the genesis value".into());
+                }
+            }
+        }
+        // A checkpoint names the record before it; an anchor is matched against it.
+        if value["kind"] == CHECKPOINT
+            && (value["lastSeq"].as_u64() != seq.checked_sub(1)
+                || value["lastMac"].as_str() != Some(prev))
+        {
+            return Err("a checkpoint record that does not name the record before it".into());
+        }
+        if self.key.mac(prev, &unsealed) != mac {
+            return Err("mac does not match: the record was altered (or the key is wrong)".into());
+        }
+        Ok(gap)
     }
 }

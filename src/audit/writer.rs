@@ -15,6 +15,14 @@
 //! fails, so every change is refused) until an operator restarts it, and the state file
 //! ([`state`]) makes that restart refuse too unless `audit.allow_new_chain` is set ([`trail`]).
 //!
+//! Checkpoints: after every `checkpoint_every` records, when a record has waited
+//! `checkpoint_interval` for one, and at shutdown, the thread appends a `checkpoint` record
+//! naming the record before it, through the same write, fsync and rotation as any record.
+//! Once it is durable (at once with `fsync = "always"`, after the next sync with
+//! `"interval"`), its sealed line also goes to the log stream (and, like every record, to
+//! stdout with `audit.stdout`), where a shipper can keep it off the host as an anchor
+//! (docs/audit.md, "Anchors").
+//!
 //! - [`trail`]: the files, the start-up check, rotation, file modes.
 //! - [`state`]: how far the trail was written, beside it.
 //! - [`tamper`]: what "removed under the writer" means, checked per batch.
@@ -37,7 +45,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use super::chain::MacKey;
-use super::record::{Event, seal, unsealed_json};
+use super::record::{Envelope, Event, checkpoint_json, seal, unsealed_json};
 use tamper::{Tamper, TamperLabel};
 pub use trail::rotated_files;
 use trail::{Trail, rotate, sync_dir};
@@ -78,6 +86,20 @@ pub struct WriterConfig {
     /// Start a new chain (with a `discontinuity` record) when the trail lacks records it
     /// is known to have had, instead of refusing to open it.
     pub allow_new_chain: bool,
+    /// The replica's name, stamped on every record (`instance`).
+    pub instance: String,
+    /// A `checkpoint` record after this many records (`None`: none by count).
+    pub checkpoint_every: Option<u64>,
+    /// A `checkpoint` record at most this long after a record not yet followed by one
+    /// (`None`: none by time).
+    pub checkpoint_interval: Option<Duration>,
+}
+
+impl WriterConfig {
+    /// Whether checkpoints are written at all (by count or time, then also at shutdown).
+    fn checkpoints(&self) -> bool {
+        self.checkpoint_every.is_some() || self.checkpoint_interval.is_some()
+    }
 }
 
 /// Why a record is not durable.
@@ -95,10 +117,26 @@ pub enum AuditError {
 }
 
 struct Job {
-    /// What to record; `None` asks for a flush (everything written made durable).
-    event: Option<Event>,
-    /// Told the record's `seq` once durable, or why not.
+    /// What is asked.
+    work: Work,
+    /// Told the record's `seq` once durable (for a flush or close: the last `seq`), or why
+    /// not.
     ack: oneshot::Sender<Result<u64, AuditError>>,
+}
+
+/// What a job asks of the writer thread.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records are the jobs; flushes are rare, and a Box would cost every record an allocation"
+)]
+enum Work {
+    /// Write this record.
+    Record(Event),
+    /// Make everything written durable.
+    Flush,
+    /// The gateway stops: a last checkpoint (when records came since the last one), then a
+    /// flush.
+    Close,
 }
 
 /// Counters for tests and metrics.
@@ -108,6 +146,8 @@ pub struct Stats {
     pub records: AtomicU64,
     /// `sync_data` calls that succeeded.
     pub fsyncs: AtomicU64,
+    /// `checkpoint` records written (`sipgw_audit_checkpoints_total`).
+    pub checkpoints: AtomicU64,
     /// Batches that could not be written, and fsyncs that failed after their records were
     /// acknowledged (`fsync = "interval"`, shutdown).
     pub failures: AtomicU64,
@@ -129,6 +169,7 @@ impl Default for Stats {
         Self {
             records: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             fsync_duration: crate::metrics::fsync_histogram(),
             tampered,
@@ -203,7 +244,7 @@ impl AuditWriter {
 
     /// Records `event`; resolves once it is durable, with its `seq`.
     pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
-        self.send(Some(event)).await
+        self.send(Work::Record(event)).await
     }
 
     /// Whether the writer stopped because its file was tampered with, and how.
@@ -214,12 +255,19 @@ impl AuditWriter {
     /// Makes every record written so far durable, whatever the `fsync` policy (on
     /// shutdown).
     pub async fn flush(&self) -> Result<(), AuditError> {
-        self.send(None).await.map(drop)
+        self.send(Work::Flush).await.map(drop)
     }
 
-    async fn send(&self, event: Option<Event>) -> Result<u64, AuditError> {
+    /// Ends the trail for this run: a last `checkpoint` record when records were written
+    /// since the last one, then everything made durable (on shutdown, after the last
+    /// record).
+    pub async fn close(&self) -> Result<(), AuditError> {
+        self.send(Work::Close).await.map(drop)
+    }
+
+    async fn send(&self, work: Work) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
-        match self.jobs.try_send(Job { event, ack }) {
+        match self.jobs.try_send(Job { work, ack }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
@@ -238,16 +286,22 @@ impl AuditWriter {
 fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Stats) {
     let mut unsynced_since: Option<Instant> = None;
     loop {
-        let first = match config.fsync {
-            Fsync::Interval(every) if unsynced_since.is_some() => {
-                let due = unsynced_since.map_or(every, |t| every.saturating_sub(t.elapsed()));
-                match queue.recv_timeout(due) {
-                    Ok(job) => Some(job),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            _ => match queue.recv() {
+        // Wait for work, or until an interval fsync or a checkpoint is due.
+        let fsync_due = match config.fsync {
+            Fsync::Interval(every) => unsynced_since.map(|since| since + every),
+            Fsync::Always | Fsync::Never => None,
+        };
+        let checkpoint_due = config
+            .checkpoint_interval
+            .zip(trail.unanchored_since)
+            .map(|(every, since)| since + every);
+        let first = match fsync_due.into_iter().chain(checkpoint_due).min() {
+            Some(due) => match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match queue.recv() {
                 Ok(job) => Some(job),
                 Err(_) => break,
             },
@@ -259,17 +313,31 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Err(_) => break,
             }
         }
-        let (batch, flushes): (Vec<Job>, Vec<Job>) =
-            batch.into_iter().partition(|job| job.event.is_some());
-        if !batch.is_empty() {
-            let result = write_batch(&mut trail, &config, &batch, stats);
-            if result.is_ok()
-                && matches!(config.fsync, Fsync::Interval(_))
-                && unsynced_since.is_none()
-            {
-                unsynced_since = Some(Instant::now());
-            }
-            answer(batch, result, stats);
+        let (records, flushes): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|job| matches!(job.work, Work::Record(_)));
+        if !records.is_empty() {
+            let events: Vec<&Event> = records
+                .iter()
+                .filter_map(|job| match &job.work {
+                    Work::Record(event) => Some(event),
+                    Work::Flush | Work::Close => None,
+                })
+                .collect();
+            let result = write_batch(&mut trail, &config, &events, false, stats);
+            note_written(&result, &config, &mut unsynced_since);
+            answer(records, result, stats);
+        }
+        let closing = flushes.iter().any(|job| matches!(job.work, Work::Close));
+        let checkpoint_overdue = trail.unanchored_since.is_some_and(|since| {
+            config
+                .checkpoint_interval
+                .is_some_and(|every| since.elapsed() >= every)
+        });
+        let mut checkpointed = Ok(());
+        if (closing || checkpoint_overdue) && trail.halted.is_none() {
+            checkpointed = write_checkpoint(&mut trail, &config, stats);
+            note_written(&checkpointed, &config, &mut unsynced_since);
         }
         if !flushes.is_empty() {
             let synced = match trail.halted {
@@ -281,9 +349,14 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             if synced.is_ok() {
                 unsynced_since = None;
                 remember(&mut trail, &config, true);
+                emit_synced(&mut trail);
             }
             for job in flushes {
-                let _ = job.ack.send(synced.clone().map(|()| trail.seq));
+                let closed = match job.work {
+                    Work::Close => checkpointed.clone().and(synced.clone()),
+                    Work::Flush | Work::Record(_) => synced.clone(),
+                };
+                let _ = job.ack.send(closed.map(|()| trail.seq));
             }
         }
         if let (Fsync::Interval(every), Some(since)) = (config.fsync, unsynced_since)
@@ -293,6 +366,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Ok(()) => {
                     unsynced_since = None;
                     remember(&mut trail, &config, false);
+                    emit_synced(&mut trail);
                 }
                 Err(error) => {
                     // These records were acknowledged at write time (that is what
@@ -303,16 +377,51 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
             }
         }
     }
-    // The gateway is shutting down: make everything written durable, and remember how far
-    // that is (a halted writer's file is no longer the trail: only its state is kept).
+    // The gateway is shutting down: a last checkpoint, everything written made durable,
+    // and how far that is remembered (a halted writer's file is no longer the trail: only
+    // its state is kept).
     if trail.halted.is_none() {
+        let _ = write_checkpoint(&mut trail, &config, stats);
         if let Err(error) = stats.sync(&trail.file) {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, "audit fsync at shutdown failed");
             return;
         }
         remember(&mut trail, &config, true);
+        emit_synced(&mut trail);
     }
+}
+
+/// With `fsync = "interval"`, a successful write starts the wait for its fsync.
+fn note_written<T>(
+    result: &Result<T, AuditError>,
+    config: &WriterConfig,
+    unsynced_since: &mut Option<Instant>,
+) {
+    if result.is_ok() && matches!(config.fsync, Fsync::Interval(_)) && unsynced_since.is_none() {
+        *unsynced_since = Some(Instant::now());
+    }
+}
+
+/// A checkpoint now, when records were written since the last one. A failure is counted
+/// and logged; the next try comes one interval later (or at shutdown).
+fn write_checkpoint(
+    trail: &mut Trail,
+    config: &WriterConfig,
+    stats: &Stats,
+) -> Result<(), AuditError> {
+    if trail.unanchored == 0 || !config.checkpoints() {
+        return Ok(());
+    }
+    let result = write_batch(trail, config, &[], true, stats).map(drop);
+    if let Err(error) = &result {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, "audit checkpoint record could not be written");
+        if trail.unanchored_since.is_some() {
+            trail.unanchored_since = Some(Instant::now());
+        }
+    }
+    result
 }
 
 /// Writes the chain's head (or the halt) to the state file. A failure does not undo
@@ -344,14 +453,14 @@ fn halt(trail: &mut Trail, config: &WriterConfig, stats: &Stats, kind: Tamper) {
     remember(trail, config, true);
 }
 
-fn answer(batch: Vec<Job>, result: Result<u64, AuditError>, stats: &Stats) {
+fn answer(batch: Vec<Job>, result: Result<Vec<u64>, AuditError>, stats: &Stats) {
     match result {
-        Ok(first_seq) => {
+        Ok(seqs) => {
             stats
                 .records
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for (i, job) in batch.into_iter().enumerate() {
-                let _ = job.ack.send(Ok(first_seq + i as u64));
+            for (job, seq) in batch.into_iter().zip(seqs) {
+                let _ = job.ack.send(Ok(seq));
             }
         }
         Err(error) => {
@@ -364,17 +473,25 @@ fn answer(batch: Vec<Job>, result: Result<u64, AuditError>, stats: &Stats) {
     }
 }
 
-/// Seals and writes one batch; returns the first record's `seq`. On failure nothing of
-/// the batch stays in the file and the chain's head is unchanged.
+/// Seals and writes one batch of `events`, with a checkpoint after every
+/// `checkpoint_every` records and, with `checkpoint_now`, one after the last record when it
+/// has none; returns the events' `seq`s. On failure nothing of the batch stays in the file
+/// and the chain's head is unchanged.
 fn write_batch(
     trail: &mut Trail,
     config: &WriterConfig,
-    batch: &[Job],
+    events: &[&Event],
+    checkpoint_now: bool,
     stats: &Stats,
-) -> Result<u64, AuditError> {
+) -> Result<Vec<u64>, AuditError> {
     let io = |e: std::io::Error| AuditError::Io(e.to_string());
     if let Some(kind) = trail.halted {
         return Err(AuditError::Halted(kind));
+    }
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let sealed = Sealed::new(trail, config, &now, events, checkpoint_now);
+    if sealed.lines.is_empty() {
+        return Ok(Vec::new());
     }
     // Is the file still the trail, as long as we wrote it? (A rotation half done is not a
     // tampering: its path is empty on purpose.)
@@ -385,21 +502,7 @@ fn write_batch(
         halt(trail, config, stats, kind);
         return Err(AuditError::Halted(kind));
     }
-    let (mut seq, mut prev) = (trail.seq, trail.prev.clone());
-    let mut lines = String::with_capacity(batch.len() * 512);
-    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    for job in batch {
-        seq += 1;
-        let event = job
-            .event
-            .as_ref()
-            .expect("flush requests are split off before");
-        let unsealed = unsealed_json(seq, &now, event, &prev);
-        let mac = config.key.mac(&prev, &unsealed);
-        lines.push_str(&seal(&unsealed, &mac));
-        lines.push('\n');
-        prev = mac;
-    }
+    let lines = &sealed.lines;
     if trail.needs_cut {
         trail.file.set_len(trail.len).map_err(io)?;
         trail.needs_cut = false;
@@ -426,10 +529,13 @@ fn write_batch(
         trail.needs_cut = trail.file.set_len(trail.len).is_err();
         return Err(io(error));
     }
-    let first = trail.seq + 1;
     trail.len += lines.len() as u64;
-    trail.seq = seq;
-    trail.prev = prev;
+    trail.seq = sealed.seq;
+    trail.prev.clone_from(&sealed.prev);
+    if !sealed.checkpoints.is_empty() || trail.unanchored_since.is_none() {
+        trail.unanchored_since = (sealed.unanchored > 0).then(Instant::now);
+    }
+    trail.unanchored = sealed.unanchored;
     if config.fsync == Fsync::Always {
         remember(trail, config, false);
     }
@@ -438,7 +544,107 @@ fn write_batch(
         let _ = out.write_all(lines.as_bytes());
         let _ = out.flush();
     }
-    Ok(first)
+    // Durable before it leaves the host as an anchor: with "always" it is now; with
+    // "interval" once the next sync succeeds ("never" leaves durability to the OS).
+    for range in &sealed.checkpoints {
+        stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let line = &lines[range.clone()];
+        match config.fsync {
+            Fsync::Interval(_) => trail.unsent.push(line.to_owned()),
+            Fsync::Always | Fsync::Never => emit(line),
+        }
+    }
+    Ok(sealed.seqs)
+}
+
+/// Sends a checkpoint's sealed line to the log stream, where a shipper keeps it off the
+/// host as an anchor.
+fn emit(line: &str) {
+    tracing::info!(target: "sipgw::audit::checkpoint", checkpoint = %line, "audit checkpoint");
+}
+
+/// After a sync: the checkpoints it made durable are sent.
+fn emit_synced(trail: &mut Trail) {
+    for line in trail.unsent.drain(..) {
+        emit(&line);
+    }
+}
+
+/// A batch sealed in memory, not yet written: the trail's head moves only once it is.
+struct Sealed {
+    /// The records' lines, each ending with `\n`.
+    lines: String,
+    /// `seq` of each event, in order.
+    seqs: Vec<u64>,
+    /// Where the checkpoint lines are in `lines` (without their line end).
+    checkpoints: Vec<std::ops::Range<usize>>,
+    /// `seq` of the last line.
+    seq: u64,
+    /// `mac` of the last line.
+    prev: String,
+    /// Records after the last checkpoint.
+    unanchored: u64,
+}
+
+impl Sealed {
+    fn new(
+        trail: &Trail,
+        config: &WriterConfig,
+        now: &str,
+        events: &[&Event],
+        checkpoint_now: bool,
+    ) -> Self {
+        let mut sealed = Self {
+            lines: String::with_capacity(events.len() * 512),
+            seqs: Vec::with_capacity(events.len()),
+            checkpoints: Vec::new(),
+            seq: trail.seq,
+            prev: trail.prev.clone(),
+            unanchored: trail.unanchored,
+        };
+        for event in events {
+            let unsealed = unsealed_json(sealed.next(config, now), event, &sealed.prev);
+            sealed.push(config, &unsealed);
+            sealed.seqs.push(sealed.seq);
+            sealed.unanchored += 1;
+            if config
+                .checkpoint_every
+                .is_some_and(|every| sealed.unanchored >= every)
+            {
+                sealed.checkpoint(config, now);
+            }
+        }
+        if checkpoint_now && sealed.unanchored > 0 {
+            sealed.checkpoint(config, now);
+        }
+        sealed
+    }
+
+    /// The envelope of the next line.
+    fn next<'a>(&mut self, config: &'a WriterConfig, now: &'a str) -> Envelope<'a> {
+        self.seq += 1;
+        Envelope {
+            seq: self.seq,
+            ts: now,
+            instance: &config.instance,
+        }
+    }
+
+    /// Seals `unsealed` (at `self.seq`) onto the lines.
+    fn push(&mut self, config: &WriterConfig, unsealed: &str) {
+        let mac = config.key.mac(&self.prev, unsealed);
+        self.lines.push_str(&seal(unsealed, &mac));
+        self.lines.push('\n');
+        self.prev = mac;
+    }
+
+    fn checkpoint(&mut self, config: &WriterConfig, now: &str) {
+        let unsealed = checkpoint_json(self.next(config, now), &self.prev);
+        let start = self.lines.len();
+        self.push(config, &unsealed);
+        self.checkpoints.push(start..self.lines.len() - 1);
+        self.unanchored = 0;
+    }
 }
 
 #[cfg(test)]

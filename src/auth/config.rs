@@ -59,6 +59,9 @@ pub struct AuthSection {
     pub admin_roles: Vec<String>,
     /// Claim holding roles; dots walk into objects (`realm_access.roles`).
     pub roles_claim: String,
+    /// Claim whose string value the audit trail records as the caller's `callerName`
+    /// (cut to 64 characters); empty records none.
+    pub display_claim: String,
     /// Most verified tokens kept in the cache.
     pub verified_cache_entries: usize,
     /// Most refused tokens kept in the refusal cache.
@@ -91,6 +94,7 @@ impl Default for AuthSection {
             admin_scopes: Vec::new(),
             admin_roles: Vec::new(),
             roles_claim: "roles".into(),
+            display_claim: "name".into(),
             verified_cache_entries: 10_000,
             refused_cache_entries: 4_096,
             required_typ: None,
@@ -237,6 +241,7 @@ fn settings(
         )? as usize,
         required_typ,
         max_lifetime,
+        display_claim: (!a.display_claim.is_empty()).then(|| a.display_claim.clone()),
     })
 }
 

@@ -28,6 +28,9 @@ pub struct Identity {
     pub grants: Grants,
     /// Expiry (`exp`), seconds since the Unix epoch.
     pub exp: u64,
+    /// The caller's display name (`auth.display_claim`), cut to 64 characters, for the
+    /// audit trail's `callerName`; worked out once per token, as the grants are.
+    pub name: Option<String>,
 }
 
 /// An authenticated and authorized caller: who, and by which rule (quotas and the audit

@@ -59,6 +59,8 @@ pub struct AuthSettings {
     pub required_typ: Option<RequiredTyp>,
     /// The longest `exp - iat` accepted (`auth.max_token_lifetime_secs`), if bounded.
     pub max_lifetime: Option<Duration>,
+    /// The claim that holds the caller's display name (`auth.display_claim`), if any.
+    pub display_claim: Option<String>,
 }
 
 /// A cached verification.
@@ -83,9 +85,13 @@ struct Refused {
 /// How long a refusal is remembered.
 const REFUSED_TTL: Duration = Duration::from_secs(60);
 
-/// Longest `iss` + `sub` + agent claim of a verified token that is cached. Bounds an
-/// entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds the
-/// cache's memory; a token with longer claims is verified every time instead. (Refused
+/// Longest display name kept (`auth.display_claim`), in characters: the audit trail's
+/// `callerName` is a label for readers, not a place for a claim's whole text.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// Longest `iss` + `sub` + agent claim + display name of a verified token that is cached.
+/// Bounds an entry (about 200 bytes besides these), so `auth.verified_cache_entries` bounds
+/// the cache's memory; a token with longer claims is verified every time instead. (Refused
 /// tokens are fixed-size entries; `auth.refused_cache_entries` bounds them. A flood of
 /// distinct refused tokens only evicts other refusals, never an accepted token: the caches
 /// are separate.)
@@ -199,7 +205,8 @@ impl Authenticator {
         };
         let claim_bytes = identity.caller.iss().len()
             + identity.caller.sub().len()
-            + identity.grants.agent.as_ref().map_or(0, String::len);
+            + identity.grants.agent.as_ref().map_or(0, String::len)
+            + identity.name.as_ref().map_or(0, String::len);
         if claim_bytes <= MAX_CACHED_CLAIM_BYTES {
             self.cache.insert(
                 digest,
@@ -282,11 +289,34 @@ impl Authenticator {
                 return Err(AuthError::LifetimeTooLong);
             }
         }
+        let name = self
+            .settings
+            .display_claim
+            .as_ref()
+            .and_then(|claim| display_name(claims.get(claim)?));
         Ok(Identity {
             caller: CallerId::new(iss, sub),
             grants: self.settings.policy.grants(claims),
             exp,
+            name,
         })
+    }
+}
+
+/// The display name a claim value gives: a non-blank string, cut to
+/// [`MAX_DISPLAY_NAME_CHARS`] characters on a character boundary (the last one then `…`, so
+/// a reader sees it was cut). Other types (an object, a number) give none.
+pub fn display_name(value: &Value) -> Option<String> {
+    let name = value.as_str().filter(|name| !name.trim().is_empty())?;
+    match name.char_indices().nth(MAX_DISPLAY_NAME_CHARS) {
+        None => Some(name.to_owned()),
+        Some(_) => {
+            let (cut, _) = name
+                .char_indices()
+                .nth(MAX_DISPLAY_NAME_CHARS - 1)
+                .expect("longer than the bound");
+            Some(format!("{}…", &name[..cut]))
+        }
     }
 }
 

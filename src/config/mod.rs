@@ -163,6 +163,15 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
+/// What `sipgw check-config` prints.
+#[derive(Debug)]
+pub struct Checked {
+    /// The effective configuration, as TOML, without secrets.
+    pub effective: String,
+    /// [`Config::warnings`], for stderr.
+    pub warnings: Vec<&'static str>,
+}
+
 impl Config {
     /// Reads `path`, applies `SIPGW__*` overrides from the process environment, validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -173,7 +182,7 @@ impl Config {
     /// `serve` would, and renders the effective configuration as TOML. Secrets are never in
     /// it: the app secret and the HMAC key are only named by where they come from, and a
     /// password in `rate_limit.redis_url` is replaced by `<redacted>`.
-    pub fn check(path: &Path) -> Result<String, ConfigError> {
+    pub fn check(path: &Path) -> Result<Checked, ConfigError> {
         let mut file: FileConfig = Self::figment(path).extract().map_err(Box::new)?;
         let mut effective = String::new();
         if let Some(url) = file.rate_limit.redis_url.as_mut() {
@@ -191,8 +200,21 @@ impl Config {
         );
         // The validation itself runs on the file as loaded (the URL with its password).
         let file: FileConfig = Self::figment(path).extract().map_err(Box::new)?;
-        Self::from_file(file, |name| std::env::var(name).ok())?;
-        Ok(effective)
+        let config = Self::from_file(file, |name| std::env::var(name).ok())?;
+        Ok(Checked {
+            effective,
+            warnings: config.warnings(),
+        })
+    }
+
+    /// What is allowed but weakens a guarantee, for `serve` to log at start and
+    /// `check-config` to print: a trail without an HMAC key.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if !self.audit.key.is_keyed() {
+            warnings.push(crate::audit::chain::UNKEYED_WARNING);
+        }
+        warnings
     }
 
     /// The file over the complete defaults, and the environment over both. The defaults at

@@ -285,6 +285,83 @@ fn audit_file_modes_are_owner_only_or_a_reviewers_group() {
     assert!(allowed.audit.allow_new_chain);
 }
 
+#[test]
+fn trusted_proxies_are_none_by_default_and_each_entry_is_checked() {
+    assert!(
+        load(MINIMAL)
+            .unwrap()
+            .server
+            .trusted_proxies
+            .networks()
+            .is_empty()
+    );
+    let some = load(&format!(
+        "{MINIMAL}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\"]\n"
+    ))
+    .unwrap();
+    let shown: Vec<String> = some
+        .server
+        .trusted_proxies
+        .networks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
+    for bad in [
+        "10.0.0.0/33",
+        "proxy.internal",
+        "10.0.0.0/",
+        "",
+        "2001:db8::/200",
+    ] {
+        let err = error_of(&format!(
+            "{MINIMAL}[server]\ntrusted_proxies = [\"127.0.0.1\", \"{bad}\"]\n"
+        ));
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains(&format!("{bad:?}")),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn audit_instance_and_checkpoints_are_checked() {
+    let defaults = load(MINIMAL).unwrap().audit;
+    assert_eq!(defaults.instance, crate::audit::config::host_name());
+    assert!(!defaults.instance.is_empty());
+    assert_eq!(defaults.checkpoint_every, Some(1000));
+    assert_eq!(defaults.checkpoint_interval, Some(Duration::from_secs(60)));
+    let set = load(&format!(
+        "{MINIMAL}[audit]\ninstance = \"gw-2.eu_west\"\ncheckpoint_every = 0\ncheckpoint_interval_secs = 0\n"
+    ))
+    .unwrap()
+    .audit;
+    assert_eq!(set.instance, "gw-2.eu_west");
+    assert_eq!(
+        (set.checkpoint_every, set.checkpoint_interval),
+        (None, None)
+    );
+    for refused in ["", "gw 2", "gw/2", "\\u001b[31m", &"x".repeat(65)] {
+        let err = error_of(&format!("{MINIMAL}[audit]\ninstance = \"{refused}\"\n"));
+        assert!(
+            err.contains("audit.instance must be 1 to 64"),
+            "{refused}: {err}"
+        );
+        assert!(!err.contains('\u{1b}'), "{err}");
+    }
+    let err = error_of(&format!(
+        "{MINIMAL}[audit]\ncheckpoint_interval_secs = 86401\n"
+    ));
+    assert!(
+        err.contains("audit.checkpoint_interval_secs must be 1 to 86400"),
+        "{err}"
+    );
+    let err = error_of(&format!(
+        "{MINIMAL}[audit]\ncheckpoint_every = 2000000000\n"
+    ));
+    assert!(err.contains("audit.checkpoint_every must be"), "{err}");
+}
+
 mod auth;
 mod redis;
 mod tls;

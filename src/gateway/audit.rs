@@ -18,8 +18,9 @@ use prometheus_client::metrics::family::Family;
 
 use super::flood::Flood;
 use crate::audit::config::AuditConfig;
-use crate::audit::record::{CallerInfo, Event, Kind, VendorInfo};
+use crate::audit::record::{CallerInfo, Event, GrantKind, Kind, VendorInfo};
 use crate::audit::writer::{AuditWriter, WriterConfig};
+use crate::auth::Grant;
 use crate::error::ApiError;
 use crate::ids::CallerId;
 use crate::metrics::ReasonLabel;
@@ -31,10 +32,18 @@ use crate::metrics::ReasonLabel;
 pub struct Trace {
     /// Whether the path was the endpoint (other paths are not audited).
     pub endpoint: bool,
+    /// The end user's address, when a trusted proxy named it (`server.trusted_proxies`).
+    pub forwarded_for: Option<IpAddr>,
     /// The caller, once authenticated.
     pub caller: Option<CallerId>,
+    /// The caller's display name (`auth.display_claim`), once authenticated.
+    pub caller_name: Option<String>,
     /// The agent as written, once the path named a valid one.
     pub agent: Option<String>,
+    /// The rule that authorized the change, once authorized.
+    pub grant: Option<GrantKind>,
+    /// For an `Idempotency-Key` replay: the id of the request whose outcome it repeats.
+    pub replay_of: Option<String>,
     /// The vendor's answer, once called.
     pub vendor: Option<VendorInfo>,
     /// Whether an `attempt` record was (or may have been) written: the change reached, or
@@ -61,6 +70,9 @@ impl Auditor {
             key: config.key.clone(),
             file_mode: config.file_mode,
             allow_new_chain: config.allow_new_chain,
+            instance: config.instance.clone(),
+            checkpoint_every: config.checkpoint_every,
+            checkpoint_interval: config.checkpoint_interval,
         })?;
         Ok(Self {
             writer,
@@ -138,11 +150,11 @@ impl Auditor {
         }
     }
 
-    /// On shutdown: writes the summaries of open flood windows and makes every record
-    /// durable, whatever the `fsync` policy.
+    /// On shutdown: writes the summaries of open flood windows, then a last checkpoint, and
+    /// makes every record durable, whatever the `fsync` policy.
     pub async fn close(&self) {
         self.write_summaries(self.flood.close_all()).await;
-        if let Err(error) = self.writer.flush().await {
+        if let Err(error) = self.writer.close().await {
             tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
     }
@@ -153,6 +165,15 @@ impl Auditor {
                 tracing::error!(%error, "audit summary record failed");
             }
         }
+    }
+}
+
+/// How a record names the rule that authorized a change.
+pub(super) fn grant_kind(grant: &Grant) -> GrantKind {
+    match grant {
+        Grant::SelfService => GrantKind::SelfService,
+        Grant::AdminScope(_) => GrantKind::AdminScope,
+        Grant::AdminRole(_) => GrantKind::AdminRole,
     }
 }
 
@@ -173,9 +194,13 @@ fn event(
             sub: trace.caller.as_ref().map(|c| c.sub().to_owned()),
             client_ip: ip.to_string(),
         },
+        caller_name: trace.caller_name.clone(),
+        forwarded_for: trace.forwarded_for.map(|ip| ip.to_string()),
         agent: trace.agent.clone(),
+        grant: trace.grant,
         code: code.to_owned(),
         http_status,
+        replay_of: trace.replay_of.clone(),
         vendor: trace.vendor.clone(),
         latency_ms,
         suppressed: None,

@@ -173,6 +173,10 @@ fn summary<K>(caller: CallerInfo, network: Option<String>, closed: Closed<K>) ->
         http_status: None,
         vendor: None,
         latency_ms: None,
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: Some(closed.suppressed),
         flood: Some(FloodSummary {
             network,

@@ -32,6 +32,7 @@ use crate::limits::idempotency::Stored;
 use crate::metrics::{CodeLabel, RequestMetrics};
 use crate::password_policy::PasswordPolicy;
 use crate::request;
+use crate::request::forwarded::TrustedProxies;
 use crate::terminal;
 use crate::vendor::{TokenCache, VendorClient};
 
@@ -55,6 +56,8 @@ pub struct Parts {
     pub tokens: Arc<TokenCache>,
     /// Request counters and durations.
     pub metrics: RequestMetrics,
+    /// Proxies whose forwarding headers name the end user, for the audit trail.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -75,6 +78,8 @@ pub struct Gateway {
     tokens: Arc<TokenCache>,
     /// Request counters and durations.
     metrics: RequestMetrics,
+    /// Proxies whose forwarding headers name the end user, for the audit trail.
+    trusted_proxies: TrustedProxies,
 }
 
 /// When a request must be answered: `server.request_timeout_ms` after its head arrived.
@@ -104,6 +109,7 @@ impl Gateway {
             vendor,
             tokens,
             metrics,
+            trusted_proxies,
         } = parts;
         Self {
             auth,
@@ -114,6 +120,7 @@ impl Gateway {
             vendor,
             tokens,
             metrics,
+            trusted_proxies,
         }
     }
 
@@ -131,12 +138,21 @@ impl Gateway {
             client_ip = %peer.ip(),
             // Paths may hold raw non-ASCII (C1, bidi controls): escaped for log readers.
             route = %terminal::escape(req.uri().path()),
+            forwarded_for = tracing::field::Empty,
             sub = tracing::field::Empty,
             agent = tracing::field::Empty,
         );
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let unread_body_closes = req.version() < Version::HTTP_2 && declares_body(req.headers());
         let mut progress = Progress::default();
+        // Only a trusted proxy's word is taken, and only as an IP address: see
+        // `request::forwarded`.
+        progress.trace.forwarded_for = self
+            .trusted_proxies
+            .client_address(peer.ip(), req.headers());
+        if let Some(client) = progress.trace.forwarded_for {
+            span.record("forwarded_for", tracing::field::display(client));
+        }
         let result = self
             .change_password(req, &request_id, deadline, peer.ip(), &mut progress)
             .instrument(span.clone())
@@ -150,7 +166,10 @@ impl Gateway {
                 ),
                 "ok",
             ),
-            Ok(Reply::Replayed(stored)) => (replay(&stored, &request_id), stored.code()),
+            Ok(Reply::Replayed(stored)) => {
+                progress.trace.replay_of = Some(stored.request_id().to_owned());
+                (replay(&stored, &request_id), stored.code())
+            }
             Err(error) => (error.to_response(&request_id), error.code()),
         };
         // Refused before its body was read: hyper drains what already arrived or else

@@ -22,6 +22,7 @@ use http::{HeaderMap, Method, Request};
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 
+use super::audit::grant_kind;
 use super::reply::{idempotency_key, read_body, stored_outcome};
 use super::vendor_call::scrub;
 use super::{Deadline, Gateway, Reply, Trace};
@@ -168,6 +169,7 @@ impl Gateway {
         let caller = &identity.caller;
         tracing::Span::current().record("sub", terminal::escape(caller.sub()).as_ref());
         trace.caller = Some(caller.clone());
+        trace.caller_name.clone_from(&identity.name);
 
         let verdict = self.limits.check_caller(caller).await;
         self.within_quota(Scope::Caller, verdict)?;
@@ -178,6 +180,7 @@ impl Gateway {
             .authorize(&identity.grants, &head.account)
             .ok_or(ApiError::Forbidden)?;
         tracing::debug!(rule = grant.rule(), "caller authorized");
+        trace.grant = Some(grant_kind(&grant));
         Ok(Caller {
             id: caller.clone(),
             grant,

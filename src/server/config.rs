@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Limits;
 use crate::config_key::{InvalidKey, in_range, invalid, millis, secs};
+use crate::request::forwarded::{Cidr, TrustedProxies};
 use crate::tls::TlsFiles;
 
 /// `[server]`.
@@ -48,6 +49,9 @@ pub struct ServerSection {
     pub tls_key_file: Option<String>,
     /// PEM CA bundle: when set, API clients must present a certificate it signed (mTLS).
     pub tls_client_ca_file: Option<String>,
+    /// Reverse proxies (CIDRs; a bare address is one host) whose `Forwarded` /
+    /// `X-Forwarded-For` headers are believed for the audit trail's `forwardedFor`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -68,6 +72,7 @@ impl Default for ServerSection {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// TLS on the API listener; `None` serves plain HTTP. The files were checked to load.
     pub tls: Option<TlsFiles>,
+    /// Proxies whose forwarding headers name the end user (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServerConfig {
@@ -122,8 +129,27 @@ impl ServerConfig {
                 s.tls_key_file.as_deref(),
                 s.tls_client_ca_file.as_deref(),
             )?,
+            trusted_proxies: trusted_proxies(&s.trusted_proxies)?,
         })
     }
+}
+
+/// `server.trusted_proxies`: each entry a CIDR or a bare address.
+fn trusted_proxies(entries: &[String]) -> Result<TrustedProxies, InvalidKey> {
+    let networks = entries
+        .iter()
+        .map(|entry| {
+            Cidr::parse(entry).ok_or_else(|| {
+                invalid(
+                    "server.trusted_proxies",
+                    format!(
+                        "{entry:?} is not an IP address or a CIDR network such as \"10.0.0.0/8\""
+                    ),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(TrustedProxies::new(networks))
 }
 
 /// The API listener's bounds.

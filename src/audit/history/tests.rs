@@ -361,7 +361,12 @@ fn a_discontinuity_restarts_the_chain_but_is_reported() {
         super::super::chain::GENESIS,
     );
     let known = "2".repeat(64);
-    let gap = super::super::record::discontinuity_json(9, &ts(3), "missing", &known, None);
+    let envelope = super::super::record::Envelope {
+        seq: 9,
+        ts: &ts(3),
+        instance: "gw-1",
+    };
+    let gap = super::super::record::discontinuity_json(envelope, "missing", &known, None);
     let mac = key().mac(&known, &gap);
     trail.push(super::super::record::seal(&gap, &mac));
     let (more, _) = sealed(
@@ -418,4 +423,38 @@ fn an_outcome_after_the_agents_next_attempt_counts_as_itself() {
         ]
     );
     assert_eq!(scan.orphans, 0);
+}
+
+#[test]
+fn checkpoints_say_nothing_but_the_chain_goes_on_across_them() {
+    use super::super::record::{Envelope, checkpoint_json, seal};
+    let checkpoint = |seq: u64, prev: &str| {
+        let envelope = Envelope {
+            seq,
+            ts: &ts(4),
+            instance: "gw-1",
+        };
+        let unsealed = checkpoint_json(envelope, prev);
+        let mac = key().mac(prev, &unsealed);
+        (seal(&unsealed, &mac), mac)
+    };
+    let (mut trail, mac) = sealed(&[attempt("r1", "a1")], &key(), super::super::chain::GENESIS);
+    let (line, mac) = checkpoint(2, &mac);
+    trail.push(line);
+    let (more, mac) = sealed(
+        &[outcome("r1", "a1", "vendor_rejected", Some("200"))],
+        &key(),
+        &mac,
+    );
+    trail.extend(more);
+    trail.push(checkpoint(4, &mac).0);
+    let (seen, scan) = replayed_sealed("checkpoints", &trail);
+    assert_eq!(seen, [a("a1", VendorAnswer::Rejected)]);
+    assert_eq!((scan.lines, scan.unreadable, scan.orphans), (4, 0, 0));
+    // An altered checkpoint is not skipped quietly: it fails its mac like any line, and
+    // the lines after it no longer link (the caller fails closed).
+    let mut altered = trail.clone();
+    altered[1] = altered[1].replace("\"lastSeq\":1", "\"lastSeq\":7");
+    let (_, scan) = replayed_sealed("checkpoints-altered", &altered);
+    assert_eq!(scan.unreadable, 3);
 }

@@ -27,6 +27,10 @@ fn event(n: u64) -> Event {
         http_status: Some(200),
         vendor: None,
         latency_ms: Some(3),
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }
@@ -37,6 +41,16 @@ fn key() -> MacKey {
 }
 
 fn open(path: &Path, fsync: Fsync, max_bytes: u64) -> AuditWriter {
+    open_with(path, fsync, max_bytes, None, None)
+}
+
+fn open_with(
+    path: &Path,
+    fsync: Fsync,
+    max_bytes: u64,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<Duration>,
+) -> AuditWriter {
     AuditWriter::open(WriterConfig {
         path: path.to_owned(),
         max_bytes,
@@ -45,6 +59,9 @@ fn open(path: &Path, fsync: Fsync, max_bytes: u64) -> AuditWriter {
         key: key(),
         file_mode: 0o600,
         allow_new_chain: false,
+        instance: "test-gw".into(),
+        checkpoint_every,
+        checkpoint_interval,
     })
     .unwrap()
 }
@@ -267,4 +284,154 @@ async fn flush_makes_records_durable_whatever_the_policy() {
     writer.flush().await.unwrap();
     assert_eq!(writer.stats().fsyncs.load(Ordering::Relaxed), 1);
     assert_eq!(writer.stats().records.load(Ordering::Relaxed), 3);
+}
+
+/// The parsed lines of every file of the trail in `dir`, in chain order.
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    expand(&[dir.to_owned()])
+        .unwrap()
+        .iter()
+        .flat_map(|file| lines(file))
+        .map(|line| serde_json::from_str(&line).unwrap())
+        .collect()
+}
+
+fn kinds(records: &[serde_json::Value]) -> String {
+    records
+        .iter()
+        .map(|r| if r["kind"] == "checkpoint" { 'C' } else { 'r' })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkpoint_follows_every_n_records_and_closes_the_run_once() {
+    let dir = temp_dir("checkpoint-every");
+    let path = dir.join("audit.jsonl");
+    // Small files: checkpoints rotate like any record.
+    let writer = open_with(&path, Fsync::Always, 1200, Some(3), None);
+    let mut seqs = Vec::new();
+    for n in 1..=7 {
+        seqs.push(writer.append(event(n)).await.unwrap());
+    }
+    assert_eq!(seqs, [1, 2, 3, 5, 6, 7, 9], "checkpoints take their seq");
+    writer.close().await.unwrap();
+    // Nothing came since the last checkpoint: no second one in a row.
+    writer.close().await.unwrap();
+    assert_eq!(writer.stats().checkpoints.load(Ordering::Relaxed), 3);
+    assert_eq!(writer.stats().records.load(Ordering::Relaxed), 7);
+    drop(writer);
+    let written = records(&dir);
+    assert_eq!(kinds(&written), "rrrCrrrCrC");
+    assert!(
+        expand(std::slice::from_ref(&dir)).unwrap().len() > 1,
+        "rotated"
+    );
+    for (i, record) in written.iter().enumerate() {
+        assert_eq!(record["v"], 2);
+        assert_eq!(record["instance"], "test-gw");
+        if record["kind"] == "checkpoint" {
+            let before = &written[i - 1];
+            assert_eq!(record["lastSeq"], before["seq"]);
+            assert_eq!(record["lastMac"], before["mac"]);
+            assert_eq!(record["prev"], before["mac"]);
+        }
+    }
+    let summary = verify(&expand(std::slice::from_ref(&dir)).unwrap(), &key()).unwrap();
+    assert_eq!((summary.records, summary.last_seq), (10, 10));
+    // The next run goes on from the checkpoint, and closes with one of its own.
+    let writer = open_with(&path, Fsync::Always, 1 << 20, Some(3), None);
+    assert_eq!(writer.append(event(8)).await.unwrap(), 11);
+    writer.close().await.unwrap();
+    drop(writer);
+    assert_eq!(kinds(&records(&dir)), "rrrCrrrCrCrC");
+}
+
+#[tokio::test]
+async fn records_of_one_batch_get_their_own_seqs_around_checkpoints() {
+    let dir = temp_dir("checkpoint-batch");
+    let path = dir.join("audit.jsonl");
+    let writer = Arc::new(open_with(&path, Fsync::Always, 1 << 20, Some(4), None));
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move { (n, writer.append(event(n)).await.unwrap()) })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.push(task.await.unwrap());
+    }
+    writer.close().await.unwrap();
+    let written = records(&dir);
+    assert_eq!(
+        written.len(),
+        50,
+        "40 records and a checkpoint after every 4"
+    );
+    for (n, seq) in acknowledged {
+        let record = &written[usize::try_from(seq).unwrap() - 1];
+        assert_eq!(record["seq"], seq);
+        assert_eq!(record["requestId"], format!("req-{n}"), "seq {seq}");
+    }
+    assert_eq!(kinds(&written), "rrrrC".repeat(10));
+}
+
+#[tokio::test]
+async fn a_checkpoint_comes_an_interval_after_a_record_and_not_without_one() {
+    let dir = temp_dir("checkpoint-interval");
+    let path = dir.join("audit.jsonl");
+    let writer = open_with(
+        &path,
+        Fsync::Interval(Duration::from_millis(20)),
+        1 << 20,
+        None,
+        Some(Duration::from_millis(50)),
+    );
+    writer.append(event(1)).await.unwrap();
+    // Polled with a generous bound: the machine may be slow, the interval is short.
+    let started = Instant::now();
+    while writer.stats().checkpoints.load(Ordering::Relaxed) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no checkpoint came"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The timed checkpoint closes what was written: shutdown adds none after it.
+    writer.close().await.unwrap();
+    assert_eq!(writer.stats().checkpoints.load(Ordering::Relaxed), 1);
+    assert_eq!(kinds(&records(&dir)), "rC");
+    // A record after it waits for the next one.
+    writer.append(event(2)).await.unwrap();
+    writer.close().await.unwrap();
+    assert_eq!(kinds(&records(&dir)), "rCrC");
+}
+
+#[tokio::test]
+async fn a_run_after_a_crash_anchors_what_the_last_one_left_unanchored() {
+    let dir = temp_dir("checkpoint-crash");
+    let path = dir.join("audit.jsonl");
+    // A run that wrote no checkpoint (as if it crashed before its shutdown one).
+    let writer = open(&path, Fsync::Always, 1 << 20);
+    writer.append(event(1)).await.unwrap();
+    writer.flush().await.unwrap();
+    drop(writer);
+    let writer = open_with(&path, Fsync::Always, 1 << 20, Some(1000), None);
+    writer.close().await.unwrap();
+    assert_eq!(kinds(&records(&dir)), "rC", "its record is anchored now");
+    drop(writer);
+    // A trail that ends with a checkpoint needs no other.
+    let writer = open_with(&path, Fsync::Always, 1 << 20, Some(1000), None);
+    writer.close().await.unwrap();
+    assert_eq!(kinds(&records(&dir)), "rC");
+}
+
+#[tokio::test]
+async fn no_checkpoints_when_both_cadences_are_off() {
+    let dir = temp_dir("checkpoint-off");
+    let writer = open(&dir.join("audit.jsonl"), Fsync::Always, 1 << 20);
+    writer.append(event(1)).await.unwrap();
+    writer.close().await.unwrap();
+    assert_eq!(writer.stats().checkpoints.load(Ordering::Relaxed), 0);
+    assert_eq!(kinds(&records(&dir)), "r");
 }

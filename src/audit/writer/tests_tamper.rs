@@ -27,6 +27,10 @@ fn event(n: u64) -> Event {
         http_status: None,
         vendor: None,
         latency_ms: None,
+        caller_name: None,
+        forwarded_for: None,
+        grant: None,
+        replay_of: None,
         suppressed: None,
         flood: None,
     }
@@ -45,6 +49,9 @@ fn config(path: &Path, file_mode: u32, allow_new_chain: bool) -> WriterConfig {
         key: key(),
         file_mode,
         allow_new_chain,
+        instance: "test-gw".into(),
+        checkpoint_every: None,
+        checkpoint_interval: None,
     }
 }
 

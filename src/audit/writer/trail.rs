@@ -6,13 +6,13 @@ use std::fs::{File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::state::{self, State};
 use super::tamper::Tamper;
 use super::{TAIL_BYTES, WriterConfig};
 use crate::audit::chain::GENESIS;
-use crate::audit::record::{discontinuity_json, seal, unseal};
+use crate::audit::record::{CHECKPOINT, Envelope, discontinuity_json, seal, unseal};
 
 /// `(seq, mac)` of a record.
 type Head = (u64, String);
@@ -43,6 +43,14 @@ pub(super) struct Trail {
     pub(super) halted: Option<Tamper>,
     /// The last state file update failed (logged once until one succeeds).
     pub(super) state_failing: bool,
+    /// Records written since the last checkpoint (by this run).
+    pub(super) unanchored: u64,
+    /// When the first of them was written: a checkpoint is due one
+    /// `checkpoint_interval` later.
+    pub(super) unanchored_since: Option<Instant>,
+    /// Checkpoint lines written but not yet synced (`fsync = "interval"`): they go to the
+    /// log stream once durable.
+    pub(super) unsent: Vec<String>,
 }
 
 impl Trail {
@@ -79,10 +87,10 @@ impl Trail {
         } else {
             None
         };
-        let (mut len, mut complete_len, mut own_head) = (0, 0, None);
+        let (mut len, mut complete_len, mut own_head, mut anchored) = (0, 0, None, true);
         if let Some(file) = current.as_mut() {
             len = file.metadata()?.len();
-            (own_head, complete_len) = read_tail(file, len)?;
+            (own_head, complete_len, anchored) = read_tail(file, len)?;
         }
         let mut head = own_head.clone();
         if head.is_none()
@@ -90,7 +98,7 @@ impl Trail {
         {
             let mut old = File::open(&rotated)?;
             let old_len = old.metadata()?.len();
-            head = read_tail(&mut old, old_len)?.0;
+            (head, _, anchored) = read_tail(&mut old, old_len)?;
         }
         let existed = current.is_some();
         let finding = remembered.as_ref().and_then(|s| finding(s, head.as_ref()));
@@ -138,6 +146,11 @@ impl Trail {
                     keeps_state,
                     halted: None,
                     state_failing: false,
+                    // A trail that does not end with a checkpoint (the last run crashed, or
+                    // wrote none) gets one as soon as one is due.
+                    unanchored: u64::from(!anchored),
+                    unanchored_since: (!anchored).then(Instant::now),
+                    unsent: Vec::new(),
                 }
             }
         };
@@ -222,7 +235,12 @@ fn new_chain(
     let mut file = open_created(path, &append_read(), config.file_mode)?;
     let seq = state.seq + 1;
     let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let unsealed = discontinuity_json(seq, &ts, kind.as_str(), &state.mac, found_seq);
+    let envelope = Envelope {
+        seq,
+        ts: &ts,
+        instance: &config.instance,
+    };
+    let unsealed = discontinuity_json(envelope, kind.as_str(), &state.mac, found_seq);
     let mac = config.key.mac(&state.mac, &unsealed);
     let line = format!("{}\n", seal(&unsealed, &mac));
     file.write_all(line.as_bytes())?;
@@ -245,6 +263,10 @@ fn new_chain(
         keeps_state: true,
         halted: None,
         state_failing: false,
+        // The discontinuity is worth an anchor as soon as one is due.
+        unanchored: 1,
+        unanchored_since: Some(Instant::now()),
+        unsent: Vec::new(),
     })
 }
 
@@ -304,16 +326,17 @@ fn create_dir(path: &Path, file_mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(dir, Permissions::from_mode(mode))
 }
 
-/// The last complete record of a file, `(seq, mac)`, and the length up to its line end
-/// (0 when the file holds no complete line: a crash during its very first write).
-pub(super) fn read_tail(file: &mut File, len: u64) -> std::io::Result<(Option<Head>, u64)> {
+/// The last complete record of a file, `(seq, mac)`, the length up to its line end (0 when
+/// the file holds no complete line: a crash during its very first write), and whether that
+/// record is a checkpoint (or there is none).
+pub(super) fn read_tail(file: &mut File, len: u64) -> std::io::Result<(Option<Head>, u64, bool)> {
     let start = len.saturating_sub(TAIL_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
     file.take(TAIL_BYTES).read_to_end(&mut tail)?;
     let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
         if start == 0 {
-            return Ok((None, 0));
+            return Ok((None, 0, true));
         }
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -328,11 +351,12 @@ pub(super) fn read_tail(file: &mut File, len: u64) -> std::io::Result<(Option<He
     let line = std::str::from_utf8(&complete[line_start..]).ok();
     let parsed = line.and_then(|line| {
         let (_, mac) = unseal(line)?;
-        let seq = serde_json::from_str::<serde_json::Value>(line).ok()?["seq"].as_u64()?;
-        Some((seq, mac.to_owned()))
+        let record = serde_json::from_str::<serde_json::Value>(line).ok()?;
+        let seq = record["seq"].as_u64()?;
+        Some(((seq, mac.to_owned()), record["kind"] == CHECKPOINT))
     });
     match parsed {
-        Some(head) => Ok((Some(head), start + last_newline as u64 + 1)),
+        Some((head, anchored)) => Ok((Some(head), start + last_newline as u64 + 1, anchored)),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "the audit trail's last line is not a sealed record; run `sipgw audit verify` on it",

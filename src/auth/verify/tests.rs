@@ -158,3 +158,22 @@ fn only_refusals_that_cannot_turn_into_acceptances_are_remembered() {
         assert!(!is_lasting(&cheap), "{cheap:?}");
     }
 }
+
+#[test]
+fn display_names_are_strings_cut_to_64_characters() {
+    use serde_json::json;
+    assert_eq!(
+        display_name(&json!("Alice Example")).as_deref(),
+        Some("Alice Example")
+    );
+    assert_eq!(display_name(&json!(42)), None);
+    assert_eq!(display_name(&json!({"given": "Alice"})), None);
+    assert_eq!(display_name(&json!("  ")), None);
+    let exact = "é".repeat(64);
+    assert_eq!(display_name(&json!(exact)).as_deref(), Some(exact.as_str()));
+    // Cut on a character boundary (two-byte and four-byte characters), ending with `…`.
+    let long = format!("{}{}", "é".repeat(60), "🦀".repeat(10));
+    let cut = display_name(&json!(long)).unwrap();
+    assert_eq!(cut.chars().count(), 64);
+    assert_eq!(cut, format!("{}{}…", "é".repeat(60), "🦀".repeat(3)));
+}
