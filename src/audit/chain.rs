@@ -9,9 +9,6 @@ use aws_lc_rs::{digest, hmac};
 
 /// `prev` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// What every command that reads or writes an unkeyed trail says about it (serve,
-/// check-config, verify, show, report).
-pub const UNKEYED_WARNING: &str = "the audit trail has no HMAC key (audit.hmac_key_file): anyone who can write its files can rewrite and re-chain them, so it is tamper-evident against accidents only, not against an attacker; see docs/audit.md#keep-the-key-off-the-host";
 /// Shortest accepted HMAC key.
 pub const MIN_KEY_BYTES: usize = 16;
 
