@@ -1,5 +1,5 @@
-//! `sipgw audit verify` and `sipgw audit show`: the command line over [`super::verify`]
-//! and [`super::show`].
+//! `sipgw audit verify`, `show`, `export` and `report`: the command line over
+//! [`super::verify`], [`super::show`], [`super::export`] and [`super::report`].
 //!
 //! The verdict of `verify` is the exit status, so that a script or a cron job can act on
 //! it without parsing: 0 intact, 1 a broken chain (the first bad line is named), 2 the
@@ -85,6 +85,32 @@ pub enum AuditCommand {
     },
     /// Write the records as documents for a SIEM (Elastic Common Schema JSON lines).
     Export(super::export::ExportArgs),
+    /// Write one self-contained HTML page for a reviewer: chain status, numbers, charts,
+    /// top callers, lockout events, orphaned attempts, per-agent history, every record
+    /// (docs/audit.md#the-report). Exit 0 written and every trail intact, 1 written but a
+    /// record failed verification, 2 unreadable input, bad usage or an unwritable output.
+    Report {
+        /// Trail directories (one trail each: several replicas merge in time order), or
+        /// trail files (grouped by their directory).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The HTML file to write (atomically; never one of the trail's files).
+        #[arg(long, value_name = "FILE.html")]
+        output: PathBuf,
+        /// The HMAC key file the trails were written with (plain SHA-256 without it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Accept trails that start after seq 1 (archived tails).
+        #[arg(long)]
+        partial: bool,
+        /// Only records at or after this time, as for `audit show` (the chain status
+        /// always covers every record).
+        #[arg(long, value_parser = show::parse_time_arg)]
+        since: Option<jiff::Timestamp>,
+        /// Only records before this time (the same forms).
+        #[arg(long, value_parser = show::parse_time_arg)]
+        until: Option<jiff::Timestamp>,
+    },
 }
 
 /// Runs one `audit` command; its result is the exit status.
@@ -125,6 +151,21 @@ pub fn run(command: AuditCommand) -> ExitCode {
             show::run(&files, &key, partial, &filter, format)
         }
         AuditCommand::Export(args) => super::export::run(args),
+        AuditCommand::Report {
+            paths,
+            output,
+            key_file,
+            partial,
+            since,
+            until,
+        } => super::report::run(super::report::Request {
+            paths,
+            output,
+            key_file,
+            partial,
+            since,
+            until,
+        }),
     }
 }
 

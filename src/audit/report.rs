@@ -13,14 +13,14 @@
 //!   the filter, embedded as they are.
 
 mod chart;
-// mod command;
+mod command;
 pub mod facts;
 pub mod html;
 mod page;
 #[cfg(test)]
 mod tests;
 
-// pub use command::run;
+pub use command::{Request, run};
 pub use facts::Period;
 
 use super::review::Review;

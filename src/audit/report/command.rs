@@ -1,0 +1,201 @@
+//! The command: read and check the trails, render, write the page atomically; the verdict
+//! is the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{Options, Period, render};
+use crate::audit::chain::{MacKey, UNKEYED_WARNING};
+use crate::audit::{review, verify};
+use crate::terminal::escape;
+
+/// Exit status when a trail failed verification (the page is written and says so).
+const EXIT_FAILED: u8 = 1;
+/// Exit status for unreadable input, bad usage, or an output that cannot be written.
+const EXIT_UNUSABLE: u8 = 2;
+const CONTEXT: &str = "sipgw audit report";
+
+/// What `sipgw audit report` was asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Trail files or directories (one trail per directory).
+    pub paths: Vec<PathBuf>,
+    /// The page to write.
+    pub output: PathBuf,
+    /// The HMAC key file the trails were written with.
+    pub key_file: Option<PathBuf>,
+    /// Accept trails that start after seq 1.
+    pub partial: bool,
+    /// Only records at or after this time.
+    pub since: Option<jiff::Timestamp>,
+    /// Only records before this time.
+    pub until: Option<jiff::Timestamp>,
+}
+
+/// Runs `sipgw audit report`: 0 written and every trail intact, 1 written but a record
+/// failed verification, 2 unreadable input, bad usage, or an unwritable output.
+pub fn run(request: Request) -> ExitCode {
+    match report(&request) {
+        Ok(intact) => {
+            let verdict = if intact {
+                "every trail intact"
+            } else {
+                "FAILED verification (see the top of the page)"
+            };
+            eprintln!(
+                "{CONTEXT}: wrote {}: {verdict}",
+                escape(&request.output.display().to_string())
+            );
+            if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Err(error) => {
+            eprintln!("{CONTEXT}: {}", escape(&error));
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+/// Writes the page; whether every trail is intact, or what made it impossible.
+fn report(request: &Request) -> Result<bool, String> {
+    let period = Period {
+        since: request.since,
+        until: request.until,
+    };
+    let key = match &request.key_file {
+        None => {
+            // Said here as on the page: without the key, the check proves little.
+            eprintln!("{CONTEXT}: warning: {UNKEYED_WARNING}");
+            MacKey::Plain
+        }
+        Some(path) => std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| MacKey::from_file_bytes(&bytes))
+            .map_err(|e| format!("--key-file {}: {e}", path.display()))?,
+    };
+    let inputs = verify::expand(&request.paths).map_err(|e| e.to_string())?;
+    if inputs.is_empty() {
+        return Err("no trail files found".to_owned());
+    }
+    // Unreadable input is bad usage (2), not a trail that failed verification (1).
+    for input in &inputs {
+        std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    }
+    refuse_overwriting(&request.output, &request.paths, &inputs)?;
+    let review = review::load(&request.paths, &key, request.partial).map_err(|e| e.to_string())?;
+    let page = render(
+        &review,
+        &Options {
+            period,
+            generated: jiff::Timestamp::now(),
+        },
+    );
+    write_atomically(&request.output, page.as_bytes())
+        .map_err(|e| format!("--output {}: {e}", request.output.display()))?;
+    Ok(review.trails.iter().all(|trail| trail.intact()))
+}
+
+/// The page must never replace a trail file, nor land among a trail's files where the
+/// next `verify` of that directory would read it.
+fn refuse_overwriting(output: &Path, paths: &[PathBuf], inputs: &[PathBuf]) -> Result<(), String> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if inputs.iter().any(|input| same(output, input)) {
+        return Err(format!(
+            "--output {} is one of the trail's files; it is never overwritten",
+            output.display()
+        ));
+    }
+    let in_trail_dir = output.extension().is_some_and(|e| e == "jsonl")
+        && output
+            .parent()
+            .is_some_and(|dir| paths.iter().any(|p| p.is_dir() && same(p, dir)));
+    if in_trail_dir {
+        return Err(format!(
+            "--output {} would become one of the trail's files",
+            output.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk, then renames it
+/// over `path`: a reader sees the old page or the whole new one, never a part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("names no file"))?;
+    let mut temporary = name.to_os_string();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = dir.join(temporary);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sipgw-report-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_page_replaces_an_old_one_whole_and_leaves_no_temporary_file() {
+        let dir = dir("atomic");
+        let page = dir.join("report.html");
+        std::fs::write(&page, "old").unwrap();
+        write_atomically(&page, b"new page").unwrap();
+        assert_eq!(std::fs::read_to_string(&page).unwrap(), "new page");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.html"]);
+        // A directory that does not exist: an error, and nothing left behind.
+        assert!(write_atomically(&dir.join("missing/report.html"), b"x").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_trail_file_is_never_the_output() {
+        let dir = dir("overwrite");
+        let trail = dir.join("sipgw-audit.jsonl");
+        std::fs::write(&trail, "{}\n").unwrap();
+        let inputs = [trail.clone()];
+        let given = [dir.clone()];
+        assert!(refuse_overwriting(&trail, &given, &inputs).is_err());
+        // The same file by another spelling.
+        let other = dir.join(".").join("sipgw-audit.jsonl");
+        assert!(refuse_overwriting(&other, &given, &inputs).is_err());
+        // A new `.jsonl` in the trail's directory would join the trail.
+        assert!(refuse_overwriting(&dir.join("report.jsonl"), &given, &inputs).is_err());
+        assert!(refuse_overwriting(&dir.join("report.html"), &given, &inputs).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
