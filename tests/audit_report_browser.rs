@@ -17,13 +17,15 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sipgw::audit::chain::{GENESIS, MacKey};
-use sipgw::audit::record::seal;
+use sipgw::audit::record::{Envelope, Event, checkpoint_json, seal, unsealed_json};
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const KEY: &str = "report-test-hmac-key-0123456789abcdef\n";
 const ISSUER: &str = "https://sso.test.internal/realms/corp";
+/// The replica that wrote the trail.
+const INSTANCE: &str = "sipgw-test-1";
 /// A `sub` that would run script if the page inserted it as HTML.
 const HOSTILE: &str = "<img src=x onerror=\"document.title='pwned'\">";
 
@@ -35,7 +37,7 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The trail's records, unsealed and in v2 field order (the writer adds prev and mac).
+/// The trail's events, each with the `ts` the writer is to stamp on it.
 fn events() -> Vec<Value> {
     let caller = |sub: &str| json!({ "iss": ISSUER, "sub": sub, "clientIp": "127.0.0.1" });
     let vendor = |result: &str| json!({ "status": 200, "resultCode": result, "latencyMs": 12 });
@@ -121,39 +123,38 @@ fn events() -> Vec<Value> {
     ]
 }
 
-/// Writes the trail sealed with [`KEY`], a checkpoint last; returns its file.
+/// Writes the trail as the writer does (the library's record bytes, sealed with [`KEY`]),
+/// a checkpoint last; returns its file.
 fn write_trail(dir: &Path) -> PathBuf {
     let key = MacKey::from_file_bytes(KEY.as_bytes()).unwrap();
     let mut prev = GENESIS.to_owned();
     let mut lines = String::new();
-    let mut events = events();
-    let last = events.len() as u64;
-    events.push(
-        json!({ "ts": "2026-12-03T12:00:01.000Z", "kind": "checkpoint",
-                        "lastSeq": last }),
-    );
-    for (i, event) in events.into_iter().enumerate() {
-        // Envelope first, as the writer orders it: v, seq, ts, instance, then the event.
-        let mut record = serde_json::Map::new();
-        record.insert("v".into(), json!(2));
-        record.insert("seq".into(), json!(i as u64 + 1));
-        record.insert("ts".into(), event["ts"].clone());
-        record.insert("instance".into(), json!("sipgw-test-1"));
-        for (name, value) in event.as_object().unwrap() {
-            if name != "ts" {
-                record.insert(name.clone(), value.clone());
-            }
-        }
-        if record["kind"] == "checkpoint" {
-            record.insert("lastMac".into(), json!(prev));
-        }
-        record.insert("prev".into(), json!(prev));
-        let unsealed = Value::Object(record).to_string();
-        let mac = key.mac(&prev, &unsealed);
+    let mut seal_line = |unsealed: String, prev: &mut String| {
+        let mac = key.mac(prev, &unsealed);
         lines.push_str(&seal(&unsealed, &mac));
         lines.push('\n');
-        prev = mac;
+        *prev = mac;
+    };
+    let events = events();
+    let count = events.len() as u64;
+    for (i, mut event) in events.into_iter().enumerate() {
+        let ts = event["ts"].as_str().unwrap().to_owned();
+        event.as_object_mut().unwrap().remove("ts");
+        let event: Event = serde_json::from_value(event).unwrap();
+        let envelope = Envelope {
+            seq: i as u64 + 1,
+            ts: &ts,
+            instance: INSTANCE,
+        };
+        seal_line(unsealed_json(envelope, &event, &prev), &mut prev);
     }
+    let envelope = Envelope {
+        seq: count + 1,
+        ts: "2026-12-03T12:00:01.000Z",
+        instance: INSTANCE,
+    };
+    let checkpoint = checkpoint_json(envelope, &prev);
+    seal_line(checkpoint, &mut prev);
     let file = dir.join("sipgw-audit.jsonl");
     std::fs::write(&file, lines).unwrap();
     file
@@ -339,6 +340,11 @@ async fn the_page_shows_the_trail_and_filters_its_rows() {
         assert_eq!(
             line,
             "Intact: 14 records, seq 1 to 14, 1 Dec 2026 to 3 Dec 2026, last checkpoint seq 14."
+        );
+        let heading = b.text("#trail-0 h3").await;
+        assert!(
+            heading.ends_with(&format!("trail (instance {INSTANCE})")),
+            "{heading}"
         );
         assert_eq!(b.count("#unkeyed").await, 0, "a key was given");
         let number = |name: &'static str| {
