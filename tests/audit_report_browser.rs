@@ -445,6 +445,7 @@ async fn the_page_shows_the_trail_and_filters_its_rows() {
         assert_eq!(fetched, 0);
     })
     .await;
+    let _ = std::fs::remove_dir_all(page.parent().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,6 +492,7 @@ async fn an_edited_record_makes_the_page_say_failed_and_the_command_exit_1() {
         assert!(warning.contains("no HMAC key"), "{warning}");
     })
     .await;
+    let _ = std::fs::remove_dir_all(trail_dir.parent().unwrap());
 }
 
 #[test]
@@ -545,4 +547,5 @@ fn the_command_refuses_bad_usage_and_never_overwrites_its_input() {
         .collect();
     names.sort();
     assert_eq!(names, ["hmac.key", "r.html", "sipgw-audit.jsonl"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
