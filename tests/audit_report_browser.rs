@@ -195,8 +195,11 @@ fn reported(name: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Headless Chromium behind a chromedriver of its own, on a free loopback port.
 struct Browser {
+    /// The chromedriver process (it starts and ends Chromium for the session).
     driver: Child,
+    /// Chromium's fresh profile directory, removed at the end.
     profile: PathBuf,
+    /// The WebDriver session.
     client: Client,
 }
 

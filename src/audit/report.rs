@@ -10,7 +10,8 @@
 //!
 //! - [`facts`]: what is counted, as plain data; [`page`]: the sections; [`chart`]: the
 //!   inline SVG charts; [`html`]: escaping, the CSP; `page.css`, `page.js`: the style and
-//!   the filter, embedded as they are.
+//!   the filter, embedded as they are; [`command`]: the command (read, render, write
+//!   atomically, the exit status).
 
 mod chart;
 mod command;
