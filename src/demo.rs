@@ -118,6 +118,7 @@ fn mint_token(idp: &DevIssuer) -> String {
         KeyKind::Es256,
         &serde_json::json!({
             "iss": DEMO_ISSUER, "sub": "alice", "aud": "sipgw", "preferred_username": AGENT,
+            "name": "Alice Agent",
             "iat": now, "nbf": now, "exp": now + DEMO_TOKEN_LIFETIME_SECS,
         }),
     )
@@ -255,9 +256,8 @@ fn show_the_trail(out: &mut impl Write, audit_path: &Path) -> Result<(), DemoErr
     let files = vec![audit_path.to_path_buf()];
     let review = crate::audit::review::load(&files, &crate::audit::chain::MacKey::Plain, false)?;
     writeln!(out, "The audit trail ({}):", audit_path.display())?;
-    writeln!(out, "  {}", crate::audit::show::table_header())?;
-    for row in &review.rows {
-        writeln!(out, "  {}", crate::audit::show::table_row(row))?;
+    for line in crate::audit::show::table(&review.rows) {
+        writeln!(out, "  {line}")?;
     }
     match crate::audit::verify::verify(&files, &crate::audit::chain::MacKey::Plain) {
         Ok(summary) => writeln!(out, "  sipgw audit verify: {summary}\n")?,

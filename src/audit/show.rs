@@ -18,9 +18,7 @@ use crate::terminal::{self, escape, write_failed};
 
 mod format;
 
-pub use format::{
-    csv_cell, csv_header, csv_row, json_line, marks, table_header, table_row, trail_status,
-};
+pub use format::{csv_cell, csv_header, csv_row, json_line, marks, table, trail_status};
 
 /// Exit status when a record failed verification (its row is still shown, marked).
 pub const EXIT_FAILED: u8 = 1;
@@ -202,16 +200,23 @@ fn write_rows(
     filter: &Filter,
     format: Format,
 ) -> std::io::Result<()> {
+    let rows = review.rows.iter().filter(|row| filter.matches(&row.record));
     match format {
-        Format::Table => writeln!(out, "{}", table_header())?,
-        Format::Csv => write!(out, "{}\r\n", csv_header())?,
-        Format::Json => {}
-    }
-    for row in review.rows.iter().filter(|row| filter.matches(&row.record)) {
-        match format {
-            Format::Table => writeln!(out, "{}", table_row(row))?,
-            Format::Csv => write!(out, "{}\r\n", csv_row(row))?,
-            Format::Json => writeln!(out, "{}", json_line(review, row))?,
+        Format::Table => {
+            for line in table(rows) {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Format::Csv => {
+            write!(out, "{}\r\n", csv_header())?;
+            for row in rows {
+                write!(out, "{}\r\n", csv_row(row))?;
+            }
+        }
+        Format::Json => {
+            for row in rows {
+                writeln!(out, "{}", json_line(review, row))?;
+            }
         }
     }
     Ok(())

@@ -8,57 +8,64 @@ use serde_json::{Value, json};
 use crate::audit::review::{Review, Row};
 use crate::terminal::{escape, escape_json};
 
-/// Column widths of the table (a longer cell pushes the rest of its line to the right).
-const WIDTHS: [usize; 9] = [24, 13, 26, 6, 16, 36, 11, 24, 24];
+/// The table's column names.
+const HEADER: [&str; 10] = [
+    "TIME",
+    "KIND",
+    "CODE",
+    "STATUS",
+    "AGENT",
+    "CALLER",
+    "GRANT",
+    "CLIENT",
+    "REQUEST ID",
+    "MARK",
+];
 
-/// The table's header line.
-pub fn table_header() -> String {
-    line([
-        "TIME",
-        "KIND",
-        "CODE",
-        "STATUS",
-        "AGENT",
-        "CALLER",
-        "GRANT",
-        "CLIENT",
-        "REQUEST ID",
-        "MARK",
-    ])
+/// The table: its header line, then one line per row, each column as wide as its widest
+/// cell (issuers and forwarded addresses vary too much for fixed widths).
+pub fn table<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<String> {
+    let header = HEADER.map(str::to_owned);
+    let lines: Vec<[String; 10]> = std::iter::once(header)
+        .chain(rows.into_iter().map(table_cells))
+        .collect();
+    let mut widths = [0; 9];
+    for cells in &lines {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    lines.iter().map(|cells| line(cells, &widths)).collect()
 }
 
-/// One row of the table: time, kind, code, HTTP status, agent, caller (`sub "name"
+/// One row's cells: time, kind, code, HTTP status, agent, caller (`sub "name"
 /// <issuer>`), grant, client (the forwarded address, else the peer), request id, and the
-/// marks ([`marks`]). Absent values are `-`.
-pub fn table_row(row: &Row) -> String {
+/// marks ([`marks`]). Absent values are `-`; every cell is escaped.
+fn table_cells(row: &Row) -> [String; 10] {
     let record = &row.record;
     let cell = |value: Option<&str>| escape(value.unwrap_or("-")).into_owned();
     let status = record.http_status.map(|s| s.to_string());
-    line([
-        &cell(
-            Some(&record.ts)
-                .filter(|ts| !ts.is_empty())
-                .map(String::as_str),
-        ),
-        &cell(Some(record.kind.as_str()).filter(|kind| !kind.is_empty())),
-        &cell(record.code.as_deref()),
-        &cell(status.as_deref()),
-        &cell(record.agent.as_deref()),
-        &escape(&caller(row)),
-        &cell(record.grant.as_deref()),
-        &cell(record.client()),
-        &cell(record.request_id.as_deref()),
-        &escape(&marks(row).join("; ")),
-    ])
+    [
+        cell(Some(record.ts.as_str()).filter(|ts| !ts.is_empty())),
+        cell(Some(record.kind.as_str()).filter(|kind| !kind.is_empty())),
+        cell(record.code.as_deref()),
+        cell(status.as_deref()),
+        cell(record.agent.as_deref()),
+        escape(&caller(row)).into_owned(),
+        cell(record.grant.as_deref()),
+        cell(record.client()),
+        cell(record.request_id.as_deref()),
+        escape(&marks(row).join("; ")).into_owned(),
+    ]
 }
 
-/// Cells padded to their widths; the last one as it is.
-fn line(cells: [&str; 10]) -> String {
+/// Cells padded to their column's width, two spaces apart; the last one as it is.
+fn line(cells: &[String; 10], widths: &[usize; 9]) -> String {
     let mut out = String::new();
-    for (cell, width) in cells.iter().zip(WIDTHS) {
-        out.push_str(&format!("{cell:<width$} "));
+    for (cell, width) in cells.iter().zip(widths) {
+        out.push_str(&format!("{cell:<width$}  "));
     }
-    out.push_str(cells[9]);
+    out.push_str(&cells[9]);
     out.trim_end().to_owned()
 }
 
