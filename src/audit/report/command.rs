@@ -6,11 +6,9 @@ use std::process::ExitCode;
 
 use super::{Options, Period, render};
 use crate::audit::chain::{MacKey, UNKEYED_WARNING};
-use crate::audit::{review, verify};
+use crate::audit::{review, show, verify};
 use crate::terminal::escape;
 
-/// Exit status when a trail failed verification (the page is written and says so).
-const EXIT_FAILED: u8 = 1;
 /// Exit status for unreadable input, bad usage, or an output that cannot be written.
 const EXIT_UNUSABLE: u8 = 2;
 const CONTEXT: &str = "sipgw audit report";
@@ -32,25 +30,24 @@ pub struct Request {
     pub until: Option<jiff::Timestamp>,
 }
 
-/// Runs `sipgw audit report`: 0 written and every trail intact, 1 written but a record
-/// failed verification, 2 unreadable input, bad usage, or an unwritable output.
+/// Runs `sipgw audit report`. Once the page is written, the verdict is `audit show`'s: 0
+/// every trail intact, 1 a record failed verification, 3 intact but with discontinuities;
+/// 2 when nothing was written (unreadable input, bad usage, an unwritable output).
 pub fn run(request: Request) -> ExitCode {
     match report(&request) {
-        Ok(intact) => {
-            let verdict = if intact {
-                "every trail intact"
-            } else {
-                "FAILED verification (see the top of the page)"
+        Ok(status) => {
+            let verdict = match status {
+                0 => "every trail intact",
+                show::EXIT_DISCONTINUITY => {
+                    "intact, but records were lost before a new chain began (see the top of the page)"
+                }
+                _ => "FAILED verification (see the top of the page)",
             };
             eprintln!(
                 "{CONTEXT}: wrote {}: {verdict}",
                 escape(&request.output.display().to_string())
             );
-            if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_FAILED)
-            }
+            ExitCode::from(status)
         }
         Err(error) => {
             eprintln!("{CONTEXT}: {}", escape(&error));
@@ -59,8 +56,9 @@ pub fn run(request: Request) -> ExitCode {
     }
 }
 
-/// Writes the page; whether every trail is intact, or what made it impossible.
-fn report(request: &Request) -> Result<bool, String> {
+/// Writes the page; the verdict on the trails as `audit show` gives it, or what made
+/// writing impossible.
+fn report(request: &Request) -> Result<u8, String> {
     let period = Period {
         since: request.since,
         until: request.until,
@@ -95,7 +93,7 @@ fn report(request: &Request) -> Result<bool, String> {
     );
     write_atomically(&request.output, page.as_bytes())
         .map_err(|e| format!("--output {}: {e}", request.output.display()))?;
-    Ok(review.trails.iter().all(|trail| trail.intact()))
+    Ok(show::exit_status(&review))
 }
 
 /// The page must never replace a trail file, nor land among a trail's files where the
@@ -139,9 +137,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = dir.join(temporary);
     let written = (|| {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // The page names callers and agents: readable by its owner only, like the trail
+        // by default (a reviewer shares it on purpose, not by umask).
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -172,6 +174,9 @@ mod tests {
         std::fs::write(&page, "old").unwrap();
         write_atomically(&page, b"new page").unwrap();
         assert_eq!(std::fs::read_to_string(&page).unwrap(), "new page");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&page).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the page is its owner's only");
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
