@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use libfuzzer_sys::fuzz_target;
 use sipgw::audit::chain::MacKey;
 use sipgw::audit::record::{seal, unseal};
-use sipgw::audit::verify::{Failure, Summary, table_row, verify_readers};
+use sipgw::audit::review::{Record, Row};
+use sipgw::audit::show::table;
+use sipgw::audit::verify::{Failure, Summary, verify_readers};
+use sipgw::terminal::is_unsafe;
 
 /// `fuzz/fixtures/hmac-key`, without its line end.
 const HMAC_KEY: &[u8] = b"fuzz-hmac-key-0123456789abcdef";
@@ -82,7 +85,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(seal(&unsealed, mac), text, "seal(unseal(line)) differs");
         let record: serde_json::Value =
             serde_json::from_str(text).expect("accepted lines are JSON");
-        let _ = table_row(&record);
+        // As `audit show` prints it: one line per row, nothing a terminal would obey.
+        let row = Row {
+            trail: 0,
+            file: PathBuf::from("part-0.jsonl"),
+            line: 1,
+            problem: None,
+            outcome_unknown: false,
+            record: Record::from_value(record),
+        };
+        for shown in table([&row]) {
+            assert!(!shown.chars().any(is_unsafe), "{shown:?}");
+        }
     }
     if !later_start {
         // A whole trail starts at seq 1, or with a new chain that names what it lost.
