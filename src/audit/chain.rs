@@ -55,6 +55,13 @@ impl MacKey {
         matches!(self, Self::Hmac(_))
     }
 
+    /// The HMAC key in the file at `path` (`--key-file`, `audit.hmac_key_file`), or why
+    /// it cannot be had.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+        Self::from_file_bytes(&bytes)
+    }
+
     /// The MAC of a record, as lowercase hex.
     pub fn mac(&self, prev: &str, unsealed: &str) -> String {
         match self {

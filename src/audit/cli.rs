@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 use super::anchor::{self, Verdict};
 use super::chain::{MacKey, UNKEYED_WARNING};
-use super::{show, verify};
+use super::show::{self, TrailArgs};
+use super::verify;
 use crate::terminal::{self, print_all};
 
 /// Exit status when the trail's files or the key file cannot be read.
@@ -46,24 +47,9 @@ pub enum AuditCommand {
     /// Print the records of one or more trails, verified as they are read, that match
     /// the filters: a table, JSON lines or CSV (docs/audit.md#verify-and-read).
     Show {
-        /// Trail directories (one trail each: several replicas merge in time order), or
-        /// trail files (grouped by their directory, in the order given).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The HMAC key file the trails were written with (plain SHA-256 without it).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        /// Accept trails that start after seq 1 (archived tails).
-        #[arg(long)]
-        partial: bool,
-        /// Only records at or after this time: RFC 3339 with any offset
-        /// (2026-12-01T05:18:26Z), a date (2026-12-01, midnight UTC), or a time ago
-        /// (30m, 24h, 7d, 2w).
-        #[arg(long, value_parser = show::parse_time_arg)]
-        since: Option<jiff::Timestamp>,
-        /// Only records before this time (the same forms as --since).
-        #[arg(long, value_parser = show::parse_time_arg)]
-        until: Option<jiff::Timestamp>,
+        /// The trails, their key, the period.
+        #[command(flatten)]
+        trails: TrailArgs,
         /// Only this agent (in any letter case: one account to the limits).
         #[arg(long)]
         agent: Option<String>,
@@ -87,29 +73,16 @@ pub enum AuditCommand {
     Export(super::export::ExportArgs),
     /// Write one self-contained HTML page for a reviewer: chain status, numbers, charts,
     /// top callers, lockout events, orphaned attempts, per-agent history, every record
-    /// (docs/audit.md#the-report). Exit 0 written and every trail intact, 1 written but a
-    /// record failed verification, 2 unreadable input, bad usage or an unwritable output.
+    /// (docs/audit.md#the-report). Once it is written, the exit status is `show`'s (0
+    /// intact, 1 a record failed verification, 3 discontinuities); 2 when nothing was.
     Report {
-        /// Trail directories (one trail each: several replicas merge in time order), or
-        /// trail files (grouped by their directory).
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        /// The trails, their key, the period (the chain status always covers every
+        /// record).
+        #[command(flatten)]
+        trails: TrailArgs,
         /// The HTML file to write (atomically; never one of the trail's files).
         #[arg(long, value_name = "FILE.html")]
         output: PathBuf,
-        /// The HMAC key file the trails were written with (plain SHA-256 without it).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        /// Accept trails that start after seq 1 (archived tails).
-        #[arg(long)]
-        partial: bool,
-        /// Only records at or after this time, as for `audit show` (the chain status
-        /// always covers every record).
-        #[arg(long, value_parser = show::parse_time_arg)]
-        since: Option<jiff::Timestamp>,
-        /// Only records before this time (the same forms).
-        #[arg(long, value_parser = show::parse_time_arg)]
-        until: Option<jiff::Timestamp>,
     },
 }
 
@@ -123,11 +96,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
             anchor,
         } => run_verify(&files, key_file, partial, &anchor),
         AuditCommand::Show {
-            files,
-            key_file,
-            partial,
-            since,
-            until,
+            trails,
             agent,
             caller,
             code,
@@ -135,37 +104,20 @@ pub fn run(command: AuditCommand) -> ExitCode {
             format,
             json,
         } => {
-            let key = match load_key("sipgw audit show", key_file) {
-                Ok(key) => key,
-                Err(status) => return status,
-            };
             let filter = show::Filter {
-                since,
-                until,
+                period: trails.period,
                 agent,
                 caller,
                 code,
                 request_id,
             };
             let format = if json { show::Format::Json } else { format };
-            show::run(&files, &key, partial, &filter, format)
+            show::run(&trails, &filter, format)
         }
-        AuditCommand::Export(args) => super::export::run(args),
-        AuditCommand::Report {
-            paths,
-            output,
-            key_file,
-            partial,
-            since,
-            until,
-        } => super::report::run(super::report::Request {
-            paths,
-            output,
-            key_file,
-            partial,
-            since,
-            until,
-        }),
+        AuditCommand::Export(args) => super::export::run(&args),
+        AuditCommand::Report { trails, output } => {
+            super::report::run(&super::report::Request { trails, output })
+        }
     }
 }
 
@@ -175,13 +127,10 @@ fn load_key(context: &str, key_file: Option<PathBuf>) -> Result<MacKey, ExitCode
     let Some(path) = key_file else {
         return Ok(MacKey::Plain);
     };
-    std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| MacKey::from_file_bytes(&bytes))
-        .map_err(|error| {
-            eprintln!("{context}: --key-file {}: {error}", path.display());
-            ExitCode::from(EXIT_UNREADABLE)
-        })
+    MacKey::read(&path).map_err(|error| {
+        eprintln!("{context}: --key-file {}: {error}", path.display());
+        ExitCode::from(EXIT_UNREADABLE)
+    })
 }
 
 fn run_verify(

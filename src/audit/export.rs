@@ -13,14 +13,13 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use super::chain::{MacKey, UNKEYED_WARNING};
-use super::review::{self, Row};
-use super::show::{EXIT_UNREADABLE, exit_status, parse_time_arg};
+use super::chain::UNKEYED_WARNING;
+use super::review::Row;
+use super::show::{EXIT_UNREADABLE, TrailArgs, exit_status};
 use crate::terminal::{self, write_failed};
 
 /// The ECS version the documents follow.
@@ -38,48 +37,23 @@ pub enum Format {
 /// `sipgw audit export ...`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// Trail files, or directories of them (one trail each).
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
+    /// The trails, their key, the period.
+    #[command(flatten)]
+    pub trails: TrailArgs,
     /// The output format.
     #[arg(long, value_enum)]
     pub format: Format,
-    /// The HMAC key file the trail was written with (plain SHA-256 without it).
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
-    /// Accept trails that start after seq 1 (archived tails).
-    #[arg(long)]
-    pub partial: bool,
-    /// Only records at or after this time: RFC 3339 (2026-11-27T00:00:00Z), a date
-    /// (midnight UTC) or a time ago (30m, 24h, 7d), as for `audit show`.
-    #[arg(long, value_parser = parse_time_arg)]
-    pub since: Option<jiff::Timestamp>,
-    /// Only records before this time (the same forms).
-    #[arg(long, value_parser = parse_time_arg)]
-    pub until: Option<jiff::Timestamp>,
 }
 
 /// Runs `audit export`; its result is the exit status.
-pub fn run(args: ExportArgs) -> ExitCode {
+pub fn run(args: &ExportArgs) -> ExitCode {
     const CONTEXT: &str = "sipgw audit export";
-    let unreadable = |what: String| {
-        eprintln!("{CONTEXT}: {}", terminal::escape(&what));
-        ExitCode::from(EXIT_UNREADABLE)
-    };
-    let window = (args.since, args.until);
-    let key = match &args.key_file {
-        None => MacKey::Plain,
-        Some(path) => match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| MacKey::from_file_bytes(&b))
-        {
-            Ok(key) => key,
-            Err(error) => return unreadable(format!("--key-file {}: {error}", path.display())),
-        },
-    };
-    let review = match review::load(&args.paths, &key, args.partial) {
+    let review = match args.trails.load() {
         Ok(review) => review,
-        Err(error) => return unreadable(error.to_string()),
+        Err(error) => {
+            eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
     };
     if !review.keyed {
         eprintln!("{CONTEXT}: warning: {UNKEYED_WARNING}");
@@ -89,7 +63,7 @@ pub fn run(args: ExportArgs) -> ExitCode {
     let written = review
         .rows
         .iter()
-        .filter(|row| in_window(row, window))
+        .filter(|row| args.trails.period.holds(&row.record))
         .try_for_each(|row| {
             let line = ecs(row).to_string();
             writeln!(out, "{}", terminal::escape_json(&line))
@@ -99,18 +73,6 @@ pub fn run(args: ExportArgs) -> ExitCode {
         Ok(()) => status,
         Err(error) => write_failed(CONTEXT, &error, status),
     }
-}
-
-/// Whether `row` falls in `[since, until)`. A record whose time cannot be read is kept:
-/// it is exactly what a reviewer must see (its `@timestamp` is the raw `ts`).
-fn in_window(
-    row: &Row,
-    (since, until): (Option<jiff::Timestamp>, Option<jiff::Timestamp>),
-) -> bool {
-    let Some(time) = row.record.time else {
-        return true;
-    };
-    since.is_none_or(|since| time >= since) && until.is_none_or(|until| time < until)
 }
 
 /// One record as an ECS document.
@@ -267,13 +229,14 @@ fn put(map: &mut Map<String, Value>, name: &str, value: &Option<String>) {
 mod tests {
     use super::*;
     use crate::audit::review::Record;
+    use crate::audit::show::Period;
 
     /// A row for `raw`, read as the loader reads it.
     fn row(raw: Value) -> Row {
         let record = Record::from_value(raw);
         Row {
             trail: 0,
-            file: PathBuf::from("/trail/sipgw-audit.jsonl"),
+            file: std::path::PathBuf::from("/trail/sipgw-audit.jsonl"),
             line: 3,
             problem: None,
             outcome_unknown: false,
@@ -435,17 +398,17 @@ mod tests {
     }
 
     #[test]
-    fn the_window_keeps_records_from_since_until_before_until() {
-        let at = |ts: &str| row(json!({"seq":1,"ts":ts,"kind":"attempt"}));
+    fn the_period_keeps_records_from_since_until_before_until() {
+        let at = |ts: &str| row(json!({"seq":1,"ts":ts,"kind":"attempt"})).record;
         let t = |s: &str| Some(s.parse::<jiff::Timestamp>().unwrap());
-        let window = (t("2026-12-01T05:00:00Z"), t("2026-12-01T06:00:00Z"));
-        assert!(in_window(&at("2026-12-01T05:00:00.000Z"), window));
-        assert!(!in_window(&at("2026-12-01T04:59:59.999Z"), window));
-        assert!(!in_window(&at("2026-12-01T06:00:00.000Z"), window));
-        assert!(
-            in_window(&at("not a time"), window),
-            "kept for the reviewer"
-        );
-        assert!(in_window(&at("2020-01-01T00:00:00Z"), (None, None)));
+        let period = Period {
+            since: t("2026-12-01T05:00:00Z"),
+            until: t("2026-12-01T06:00:00Z"),
+        };
+        assert!(period.holds(&at("2026-12-01T05:00:00.000Z")));
+        assert!(!period.holds(&at("2026-12-01T04:59:59.999Z")));
+        assert!(!period.holds(&at("2026-12-01T06:00:00.000Z")));
+        assert!(period.holds(&at("not a time")), "kept for the reviewer");
+        assert!(Period::default().holds(&at("2020-01-01T00:00:00Z")));
     }
 }

@@ -22,9 +22,9 @@ mod page;
 mod tests;
 
 pub use command::{Request, run};
-pub use facts::Period;
 
 use super::review::Review;
+use super::show::Period;
 
 /// The page's style sheet.
 const STYLE: &str = include_str!("report/page.css");

@@ -39,13 +39,70 @@ pub enum Format {
     Csv,
 }
 
+/// What every reviewer's command (`show`, `export`, `report`) reads: the trails, the key
+/// they were sealed with, and the period of records it covers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrailArgs {
+    /// Trail directories (one trail each: several replicas merge in time order), or
+    /// trail files (grouped by their directory, in the order given).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The HMAC key file the trails were written with (plain SHA-256 without it).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Accept trails that start after seq 1 (archived tails).
+    #[arg(long)]
+    pub partial: bool,
+    /// The records covered (the chain is checked over all of them either way).
+    #[command(flatten)]
+    pub period: Period,
+}
+
+impl TrailArgs {
+    /// The key of `--key-file` (plain SHA-256 without one), or why it cannot be had.
+    pub fn key(&self) -> Result<MacKey, String> {
+        self.key_file.as_deref().map_or(Ok(MacKey::Plain), |path| {
+            MacKey::read(path).map_err(|why| format!("--key-file {}: {why}", path.display()))
+        })
+    }
+
+    /// Reads and verifies the trails, or says what could not be read.
+    pub fn load(&self) -> Result<Review, String> {
+        review::load(&self.paths, &self.key()?, self.partial).map_err(|e| e.to_string())
+    }
+}
+
+/// The records a command covers: `--since` (inclusive) to `--until` (exclusive), by
+/// record time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct Period {
+    /// Only records at or after this time: RFC 3339 with any offset
+    /// (2026-12-01T05:18:26Z), a date (2026-12-01, midnight UTC), or a time ago
+    /// (30m, 24h, 7d, 2w).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub since: Option<Timestamp>,
+    /// Only records before this time (the same forms as --since).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub until: Option<Timestamp>,
+}
+
+impl Period {
+    /// Whether `record` falls in the period. A record whose time does not parse is in
+    /// every period: the writer never writes one, so it is damage or an edit, which no
+    /// choice of period may hide from a reviewer.
+    pub fn holds(&self, record: &Record) -> bool {
+        record.time.is_none_or(|time| {
+            self.since.is_none_or(|since| time >= since)
+                && self.until.is_none_or(|until| time < until)
+        })
+    }
+}
+
 /// What `show` selects; every filter given must match.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Records at or after this time.
-    pub since: Option<Timestamp>,
-    /// Records before this time.
-    pub until: Option<Timestamp>,
+    /// Records in this period.
+    pub period: Period,
     /// This agent, in any ASCII letter case: the per-agent limits fold the case by
     /// default, so `A1002` and `a1002` are one account to review.
     pub agent: Option<String>,
@@ -58,16 +115,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether `record` matches. A record without a readable time matches no time filter.
+    /// Whether `record` matches.
     pub fn matches(&self, record: &Record) -> bool {
         let given = |filter: &Option<String>, test: &dyn Fn(&str) -> bool| {
             filter.as_deref().is_none_or(test)
         };
-        self.since
-            .is_none_or(|since| record.time.is_some_and(|t| t >= since))
-            && self
-                .until
-                .is_none_or(|until| record.time.is_some_and(|t| t < until))
+        self.period.holds(record)
             && given(&self.agent, &|agent| {
                 record
                     .agent
@@ -160,18 +213,11 @@ pub fn exit_status(review: &Review) -> u8 {
 
 /// `sipgw audit show`: reads the trails at `paths`, writes the rows that match `filter`
 /// to stdout in `format`, the trails' status to stderr; the result is the exit status.
-pub fn run(
-    paths: &[PathBuf],
-    key: &MacKey,
-    partial: bool,
-    filter: &Filter,
-    format: Format,
-) -> ExitCode {
+pub fn run(trails: &TrailArgs, filter: &Filter, format: Format) -> ExitCode {
     const CONTEXT: &str = "sipgw audit show";
-    let review = match review::load(paths, key, partial) {
+    let review = match trails.load() {
         Ok(review) => review,
         Err(error) => {
-            let error = error.to_string();
             eprintln!("{CONTEXT}: {}", terminal::escape(&error));
             return ExitCode::from(EXIT_UNREADABLE);
         }

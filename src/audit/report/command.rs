@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{Options, Period, render};
-use crate::audit::chain::{MacKey, UNKEYED_WARNING};
-use crate::audit::{review, show, verify};
+use super::{Options, render};
+use crate::audit::chain::UNKEYED_WARNING;
+use crate::audit::show::{self, TrailArgs};
+use crate::audit::{review, verify};
 use crate::terminal::escape;
 
 /// Exit status for unreadable input, bad usage, or an output that cannot be written.
@@ -16,25 +17,17 @@ const CONTEXT: &str = "sipgw audit report";
 /// What `sipgw audit report` was asked.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// Trail files or directories (one trail per directory).
-    pub paths: Vec<PathBuf>,
+    /// The trails, their key, and the period the page covers.
+    pub trails: TrailArgs,
     /// The page to write.
     pub output: PathBuf,
-    /// The HMAC key file the trails were written with.
-    pub key_file: Option<PathBuf>,
-    /// Accept trails that start after seq 1.
-    pub partial: bool,
-    /// Only records at or after this time.
-    pub since: Option<jiff::Timestamp>,
-    /// Only records before this time.
-    pub until: Option<jiff::Timestamp>,
 }
 
 /// Runs `sipgw audit report`. Once the page is written, the verdict is `audit show`'s: 0
 /// every trail intact, 1 a record failed verification, 3 intact but with discontinuities;
 /// 2 when nothing was written (unreadable input, bad usage, an unwritable output).
-pub fn run(request: Request) -> ExitCode {
-    match report(&request) {
+pub fn run(request: &Request) -> ExitCode {
+    match report(request) {
         Ok(status) => {
             let verdict = match status {
                 0 => "every trail intact",
@@ -59,22 +52,13 @@ pub fn run(request: Request) -> ExitCode {
 /// Writes the page; the verdict on the trails as `audit show` gives it, or what made
 /// writing impossible.
 fn report(request: &Request) -> Result<u8, String> {
-    let period = Period {
-        since: request.since,
-        until: request.until,
-    };
-    let key = match &request.key_file {
-        None => {
-            // Said here as on the page: without the key, the check proves little.
-            eprintln!("{CONTEXT}: warning: {UNKEYED_WARNING}");
-            MacKey::Plain
-        }
-        Some(path) => std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| MacKey::from_file_bytes(&bytes))
-            .map_err(|e| format!("--key-file {}: {e}", path.display()))?,
-    };
-    let inputs = verify::expand(&request.paths).map_err(|e| e.to_string())?;
+    let trails = &request.trails;
+    let key = trails.key()?;
+    if !key.is_keyed() {
+        // Said here as on the page: without the key, the check proves little.
+        eprintln!("{CONTEXT}: warning: {UNKEYED_WARNING}");
+    }
+    let inputs = verify::expand(&trails.paths).map_err(|e| e.to_string())?;
     if inputs.is_empty() {
         return Err("no trail files found".to_owned());
     }
@@ -82,12 +66,12 @@ fn report(request: &Request) -> Result<u8, String> {
     for input in &inputs {
         std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
     }
-    refuse_overwriting(&request.output, &request.paths, &inputs)?;
-    let review = review::load(&request.paths, &key, request.partial).map_err(|e| e.to_string())?;
+    refuse_overwriting(&request.output, &trails.paths, &inputs)?;
+    let review = review::load(&trails.paths, &key, trails.partial).map_err(|e| e.to_string())?;
     let page = render(
         &review,
         &Options {
-            period,
+            period: trails.period,
             generated: jiff::Timestamp::now(),
         },
     );

@@ -3,9 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Timestamp;
-
 use crate::audit::review::{Record, Review, Row};
+use crate::audit::show::Period;
 
 /// The code of a change the vendor applied.
 const OK: &str = "ok";
@@ -18,30 +17,6 @@ pub const TOP_CALLERS: usize = 10;
 /// A period longer than this many days is charted by the days that have records only, so
 /// that one record with a far-off clock cannot make a chart of thousands of empty days.
 const MAX_CONTIGUOUS_DAYS: usize = 400;
-
-/// The rows a report covers: `since` (inclusive) to `until` (exclusive), by record time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Period {
-    /// Only records at or after this time.
-    pub since: Option<Timestamp>,
-    /// Only records before this time.
-    pub until: Option<Timestamp>,
-}
-
-impl Period {
-    /// Whether the row's record falls in the period. A record whose time does not parse
-    /// is kept when no bound is set (it may be the very record that failed verification)
-    /// and left out otherwise (it cannot be placed).
-    pub fn holds(&self, record: &Record) -> bool {
-        match record.time {
-            Some(time) => {
-                self.since.is_none_or(|since| time >= since)
-                    && self.until.is_none_or(|until| time < until)
-            }
-            None => self.since.is_none() && self.until.is_none(),
-        }
-    }
-}
 
 /// How a password-change record counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,11 @@ use std::path::PathBuf;
 use aws_lc_rs::digest;
 use base64::Engine as _;
 
-use super::facts::{Facts, Period};
+use super::facts::Facts;
 use super::html::{json_for_script, text, thousands};
 use super::{Options, SCRIPT, render};
 use crate::audit::review::{Record, Review, Row, TrailCheck};
+use crate::audit::show::Period;
 use crate::audit::verify::Failure;
 
 fn at(ts: &str) -> jiff::Timestamp {

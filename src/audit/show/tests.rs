@@ -90,8 +90,7 @@ fn filters_match_as_documented() {
     assert!(matches(code("ok")) && !matches(code("OK")));
     let at = |t: &str| Some(parse_time(t, now()).unwrap());
     let window = |since, until| Filter {
-        since,
-        until,
+        period: Period { since, until },
         ..Filter::default()
     };
     assert!(matches(window(at("2026-12-01T05:18:26.123Z"), None)));
@@ -99,9 +98,16 @@ fn filters_match_as_documented() {
     assert!(!matches(window(at("2026-12-01T05:18:26.124Z"), None)));
     assert!(!matches(window(None, at("2026-12-01T05:18:26.123Z"))));
     assert!(matches(window(at("2026-12-01"), at("2026-12-02"))));
-    // A record without a readable time matches no time filter.
+    // A record without a readable time (damage or an edit) is in every period.
     let untimed = row(json!("not a record")).record;
-    assert!(!window(at("2026-01-01"), None).matches(&untimed));
+    assert!(window(at("2026-01-01"), None).matches(&untimed));
+    assert!(
+        !Filter {
+            code: Some("ok".into()),
+            ..window(at("2026-01-01"), None)
+        }
+        .matches(&untimed)
+    );
 }
 
 #[test]
