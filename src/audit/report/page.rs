@@ -278,20 +278,7 @@ pub fn incidents(facts: &Facts) -> String {
     if facts.lockouts.is_empty() {
         out.push_str("<p class=\"empty\" id=\"lockouts\">None in this period.</p>\n");
     } else {
-        out.push_str("<table id=\"lockouts\"><thead><tr><th>Time</th><th>Agent</th><th>Caller</th><th>Client</th><th>Request id</th></tr></thead><tbody>\n");
-        for row in &facts.lockouts {
-            let r = &row.record;
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(&r.ts),
-                or_dash(r.agent.as_deref()),
-                caller(row),
-                or_dash(r.client()),
-                or_dash(r.request_id.as_deref())
-            );
-        }
-        out.push_str("</tbody></table>\n");
+        incident_table(&mut out, "lockouts", &facts.lockouts);
     }
     out.push_str("<h2>Orphaned attempts</h2>\n");
     if facts.orphans.is_empty() {
@@ -301,25 +288,34 @@ pub fn incidents(facts: &Facts) -> String {
     } else {
         out.push_str(
             "<p class=\"warning\">Outcome unknown: the vendor may have applied these changes. \
-             Check each with the vendor.</p>\n<table id=\"orphans\"><thead><tr><th>Time</th><th>Agent</th>\
-             <th>Caller</th><th>Client</th><th>Request id</th></tr></thead><tbody>\n",
+             Check each with the vendor.</p>\n",
         );
-        for row in &facts.orphans {
-            let r = &row.record;
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(&r.ts),
-                or_dash(r.agent.as_deref()),
-                caller(row),
-                or_dash(r.client()),
-                or_dash(r.request_id.as_deref())
-            );
-        }
-        out.push_str("</tbody></table>\n");
+        incident_table(&mut out, "orphans", &facts.orphans);
     }
     out.push_str("</section>\n");
     out
+}
+
+/// A table of records: time, agent, caller, client, request id.
+fn incident_table(out: &mut String, id: &str, rows: &[&Row]) {
+    let _ = writeln!(
+        out,
+        "<table id=\"{id}\"><thead><tr><th>Time</th><th>Agent</th><th>Caller</th>\
+         <th>Client</th><th>Request id</th></tr></thead><tbody>"
+    );
+    for row in rows {
+        let r = &row.record;
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            when(&r.ts),
+            or_dash(r.agent.as_deref()),
+            caller(row),
+            or_dash(r.client()),
+            or_dash(r.request_id.as_deref())
+        );
+    }
+    out.push_str("</tbody></table>\n");
 }
 
 /// One collapsible history per agent.
