@@ -552,3 +552,60 @@ fn the_command_refuses_bad_usage_and_never_overwrites_its_input() {
     assert_eq!(names, ["hmac.key", "r.html", "sipgw-audit.jsonl"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--anchor`, as for `verify`: the page says whether each trail still holds the latest
+/// checkpoint kept off the host, and a trail cut at its end fails (exit 1) although every
+/// record left in it verifies.
+#[test]
+fn an_anchor_kept_off_the_host_catches_a_cut_trail_on_the_page() {
+    let dir = fresh_dir("anchor");
+    let trail_dir = dir.join("trail");
+    std::fs::create_dir_all(&trail_dir).unwrap();
+    let trail = write_trail(&trail_dir);
+    let key_file = dir.join("hmac.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let anchor = text.lines().last().unwrap().to_owned();
+    assert!(anchor.contains(r#""kind":"checkpoint""#), "{anchor}");
+    let page = dir.join("r.html");
+    let run = |anchor: &str| {
+        report(&[
+            trail_dir.to_str().unwrap(),
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--anchor",
+            anchor,
+            "--output",
+            page.to_str().unwrap(),
+        ])
+    };
+    let (code, err) = run(&anchor);
+    assert_eq!(code, Some(0), "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Anchor: the trail holds the anchor of instance"),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"no-anchor\""));
+
+    // The last three records go: what is left verifies, but the anchor shows more was
+    // written.
+    let kept: Vec<&str> = text.lines().collect();
+    let cut = kept[..kept.len() - 3].join("\n") + "\n";
+    std::fs::write(&trail, cut).unwrap();
+    let (code, err) = run(&anchor);
+    assert_eq!(code, Some(1), "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("no longer holds the anchor kept off the host"),
+        "{html}"
+    );
+    assert!(html.contains("records were deleted from its end"), "{html}");
+
+    // An anchor file that cannot be read writes nothing: exit 2.
+    std::fs::remove_file(&page).unwrap();
+    let (code, err) = run(dir.join("missing.log").to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!page.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -170,6 +170,62 @@ pub fn latest<'a>(anchors: &'a [Anchor], instances: &BTreeSet<String>) -> Option
         .max_by_key(|anchor| anchor.seq)
 }
 
+/// The check of one trail against the anchors given: the latest anchor of the trail's
+/// instance, and what the trail's files say to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The latest anchor of the trail's instance, judged.
+    Judged(Anchor, Verdict),
+    /// No anchor given is of this trail's instance (or its records name none: written
+    /// before format v2); the message says which.
+    NoneOfThisTrail(String),
+}
+
+impl Check {
+    /// What it means for the reviewer.
+    pub fn explain(&self, keyed: bool) -> String {
+        match self {
+            Self::Judged(anchor, verdict) => verdict.explain(anchor, keyed),
+            Self::NoneOfThisTrail(why) => why.clone(),
+        }
+    }
+
+    /// Whether the anchor shows records cut, replaced or forged (the trail fails).
+    pub fn failed(&self) -> bool {
+        matches!(
+            self,
+            Self::Judged(
+                _,
+                Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs
+            )
+        )
+    }
+}
+
+/// Checks one trail's `files` (in chain order) against `anchors`.
+pub fn check(files: &[PathBuf], anchors: &[Anchor], key: &MacKey) -> std::io::Result<Check> {
+    let seqs = anchors.iter().map(|anchor| anchor.seq).collect();
+    let held = held(files, &seqs)?;
+    let Some(latest) = latest(anchors, &held.instances) else {
+        let instances: Vec<&str> = held.instances.iter().map(String::as_str).collect();
+        return Ok(Check::NoneOfThisTrail(if instances.is_empty() {
+            format!(
+                "none of the {} anchor(s) given can be checked: the trail's records name no \
+                 instance (written before format v2)",
+                anchors.len()
+            )
+        } else {
+            format!(
+                "none of the {} anchor(s) given is of this trail's instance ({})",
+                anchors.len(),
+                instances.join(", ")
+            )
+        }));
+    };
+    let verdict = judge(latest, &held, key);
+    Ok(Check::Judged(latest.clone(), verdict))
+}
+
 /// What the anchor says about the trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -83,6 +83,10 @@ pub enum AuditCommand {
         /// The HTML file to write (atomically; never one of the trail's files).
         #[arg(long, value_name = "FILE.html")]
         output: PathBuf,
+        /// A checkpoint kept off the host, as for `verify --anchor`: each trail must
+        /// still hold the latest one of its instance (repeatable).
+        #[arg(long, value_name = "FILE_OR_LINE")]
+        anchor: Vec<String>,
     },
 }
 
@@ -115,9 +119,15 @@ pub fn run(command: AuditCommand) -> ExitCode {
             show::run(&trails, &filter, format)
         }
         AuditCommand::Export(args) => super::export::run(&args),
-        AuditCommand::Report { trails, output } => {
-            super::report::run(&super::report::Request { trails, output })
-        }
+        AuditCommand::Report {
+            trails,
+            output,
+            anchor,
+        } => super::report::run(&super::report::Request {
+            trails,
+            output,
+            anchors: anchor,
+        }),
     }
 }
 
@@ -201,51 +211,35 @@ fn check_anchor(
     summary: &verify::Summary,
 ) -> ExitCode {
     const CONTEXT: &str = "sipgw audit verify";
-    let seqs = anchors.iter().map(|anchor| anchor.seq).collect();
-    let held = match anchor::held(files, &seqs) {
-        Ok(held) => held,
+    let check = match anchor::check(files, anchors, key) {
+        Ok(check) => check,
         Err(error) => {
             eprintln!("{CONTEXT}: {}", terminal::escape(&error.to_string()));
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let Some(latest) = anchor::latest(anchors, &held.instances) else {
-        let instances: Vec<&str> = held.instances.iter().map(String::as_str).collect();
-        let message = if instances.is_empty() {
-            format!(
-                "none of the {} anchor(s) given can be checked: the trail's records name no \
-                 instance (written before format v2)",
-                anchors.len()
-            )
-        } else {
-            format!(
-                "none of the {} anchor(s) given is of this trail's instance ({})",
-                anchors.len(),
-                instances.join(", ")
-            )
-        };
-        eprintln!("{CONTEXT}: {}", terminal::escape(&message));
-        return ExitCode::from(EXIT_UNREADABLE);
-    };
-    let verdict = anchor::judge(latest, &held, key);
-    let explained = verdict.explain(latest, key.is_keyed());
-    let text = match verdict {
-        Verdict::Held => format!("{summary}\nANCHOR OK: {}\n", terminal::escape(&explained)),
-        Verdict::StartsAfter { .. } => {
-            format!(
-                "{summary}\nANCHOR NOT CHECKED: {}\n",
-                terminal::escape(&explained)
-            )
+    let explained = terminal::escape(&check.explain(key.is_keyed())).into_owned();
+    let (text, status) = match &check {
+        anchor::Check::NoneOfThisTrail(_) => {
+            eprintln!("{CONTEXT}: {explained}");
+            return ExitCode::from(EXIT_UNREADABLE);
         }
-        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => {
-            format!("FAILED: anchor: {}\n", terminal::escape(&explained))
-        }
-    };
-    let status = match verdict {
-        Verdict::Held if summary.discontinuities.is_empty() => ExitCode::SUCCESS,
-        Verdict::Held => ExitCode::from(EXIT_DISCONTINUITY),
-        Verdict::StartsAfter { .. } => ExitCode::from(EXIT_UNREADABLE),
-        Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs => ExitCode::FAILURE,
+        anchor::Check::Judged(_, Verdict::Held) if summary.discontinuities.is_empty() => (
+            format!("{summary}\nANCHOR OK: {explained}\n"),
+            ExitCode::SUCCESS,
+        ),
+        anchor::Check::Judged(_, Verdict::Held) => (
+            format!("{summary}\nANCHOR OK: {explained}\n"),
+            ExitCode::from(EXIT_DISCONTINUITY),
+        ),
+        anchor::Check::Judged(_, Verdict::StartsAfter { .. }) => (
+            format!("{summary}\nANCHOR NOT CHECKED: {explained}\n"),
+            ExitCode::from(EXIT_UNREADABLE),
+        ),
+        anchor::Check::Judged(
+            _,
+            Verdict::NotGenuine | Verdict::EndsBefore { .. } | Verdict::Differs,
+        ) => (format!("FAILED: anchor: {explained}\n"), ExitCode::FAILURE),
     };
     print_all(CONTEXT, &text, status)
 }

@@ -23,6 +23,7 @@ mod tests;
 
 pub use command::{Request, run};
 
+use super::anchor::Check;
 use super::review::Review;
 use super::show::Period;
 
@@ -33,12 +34,15 @@ const STYLE: &str = include_str!("report/page.css");
 const SCRIPT: &str = include_str!("report/page.js");
 
 /// What a report covers, besides the trails.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The records shown (the chain status always covers every record).
     pub period: Period,
     /// When the report was made (stated on the page).
     pub generated: jiff::Timestamp,
+    /// With `--anchor`: each trail checked against the anchors, in the order of
+    /// `Review::trails`; empty without `--anchor`.
+    pub anchors: Vec<Check>,
 }
 
 /// The whole page.
@@ -57,7 +61,7 @@ pub fn render(review: &Review, options: &Options) -> String {
          <script>{SCRIPT}</script>\n</body>\n</html>\n",
         csp = html::content_security_policy(SCRIPT),
         header = header(review, options, &facts),
-        status = page::status(review),
+        status = page::status(review, &options.anchors),
         headline = page::headline(&facts),
         charts = page::charts(&facts),
         callers = page::top_callers(&facts),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::{Options, render};
 use crate::audit::chain::UNKEYED_WARNING;
 use crate::audit::show::{self, TrailArgs};
-use crate::audit::{review, verify};
+use crate::audit::{anchor, review, verify};
 use crate::terminal::escape;
 
 /// Exit status for unreadable input, bad usage, or an output that cannot be written.
@@ -21,11 +21,14 @@ pub struct Request {
     pub trails: TrailArgs,
     /// The page to write.
     pub output: PathBuf,
+    /// `--anchor` arguments: checkpoint lines, or files of them or of sipgw's JSON logs.
+    pub anchors: Vec<String>,
 }
 
 /// Runs `sipgw audit report`. Once the page is written, the verdict is `audit show`'s: 0
-/// every trail intact, 1 a record failed verification, 3 intact but with discontinuities;
-/// 2 when nothing was written (unreadable input, bad usage, an unwritable output).
+/// every trail intact, 1 a record failed verification (or, with `--anchor`, a trail no
+/// longer holds its anchor), 3 intact but with discontinuities; 2 when nothing was
+/// written (unreadable input or anchor file, bad usage, an unwritable output).
 pub fn run(request: &Request) -> ExitCode {
     match report(request) {
         Ok(status) => {
@@ -67,17 +70,38 @@ fn report(request: &Request) -> Result<u8, String> {
         std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
     }
     refuse_overwriting(&request.output, &trails.paths, &inputs)?;
+    let anchors = if request.anchors.is_empty() {
+        Vec::new()
+    } else {
+        anchor::load(&request.anchors)?
+    };
     let review = review::load(&trails.paths, &key, trails.partial).map_err(|e| e.to_string())?;
+    let checks = if anchors.is_empty() {
+        Vec::new()
+    } else {
+        review
+            .trails
+            .iter()
+            .map(|trail| anchor::check(&trail.files, &anchors, &key))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?
+    };
+    let unanchored = checks.iter().any(anchor::Check::failed);
     let page = render(
         &review,
         &Options {
             period: trails.period,
             generated: jiff::Timestamp::now(),
+            anchors: checks,
         },
     );
     write_atomically(&request.output, page.as_bytes())
         .map_err(|e| format!("--output {}: {e}", request.output.display()))?;
-    Ok(show::exit_status(&review))
+    Ok(if unanchored {
+        show::EXIT_FAILED
+    } else {
+        show::exit_status(&review)
+    })
 }
 
 /// The page must never replace a trail file, nor land among a trail's files where the

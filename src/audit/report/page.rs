@@ -6,16 +6,19 @@ use std::fmt::Write as _;
 use super::chart;
 use super::facts::{CallerCount, Class, Facts, class};
 use super::html::{day, or_dash, text, thousands, when};
+use crate::audit::anchor::{Check, Verdict};
 use crate::audit::chain::UNKEYED_WARNING;
 use crate::audit::review::{Review, Row, TrailCheck};
 
 /// How many failures each trail lists by name before "and N more".
 const LISTED_FAILURES: usize = 20;
 
-/// The overall verdict at the very top, and one status block per trail.
-pub fn status(review: &Review) -> String {
+/// The overall verdict at the very top, and one status block per trail (with its anchor
+/// check, when `--anchor` was given).
+pub fn status(review: &Review, anchors: &[Check]) -> String {
     let failed: usize = review.trails.iter().map(|t| t.failures.len()).sum();
     let gaps: usize = review.trails.iter().map(|t| t.discontinuities.len()).sum();
+    let unanchored = anchors.iter().filter(|check| check.failed()).count();
     let trails = review.trails.len();
     let (class, verdict) = if failed > 0 {
         (
@@ -24,6 +27,15 @@ pub fn status(review: &Review) -> String {
                 "{} record{} FAILED verification: this trail cannot be trusted as it stands.",
                 thousands(failed as u64),
                 plural(failed)
+            ),
+        )
+    } else if unanchored > 0 {
+        (
+            "failed",
+            format!(
+                "FAILED: {unanchored} trail{} no longer hold{} the anchor kept off the host: records were cut from the end, or the trail was replaced.",
+                plural(unanchored),
+                if unanchored == 1 { "s" } else { "" }
             ),
         )
     } else if gaps > 0 {
@@ -58,8 +70,26 @@ pub fn status(review: &Review) -> String {
     } else {
         out.push_str("<p id=\"keyed\">Verified with the HMAC key given (--key-file).</p>\n");
     }
+    if anchors.is_empty() {
+        out.push_str(
+            "<p id=\"no-anchor\" class=\"note\">No anchor was checked (--anchor): a trail cut at \
+             its end, or replaced whole by another valid trail, reads as intact here.</p>\n",
+        );
+    }
     for (i, trail) in review.trails.iter().enumerate() {
         out.push_str(&trail_status(i, trail));
+        if let Some(check) = anchors.get(i) {
+            let class = match check {
+                _ if check.failed() => "failed",
+                Check::Judged(_, Verdict::Held) => "ok",
+                Check::Judged(..) | Check::NoneOfThisTrail(_) => "gap",
+            };
+            let _ = writeln!(
+                out,
+                "<p class=\"line {class}\" id=\"anchor-{i}\">Anchor: {}.</p>",
+                text(&check.explain(review.keyed))
+            );
+        }
     }
     out.push_str("</section>\n");
     out

@@ -176,6 +176,7 @@ fn options() -> Options {
     Options {
         period: Period::default(),
         generated: at("2026-12-07T18:00:00Z"),
+        anchors: Vec::new(),
     }
 }
 
@@ -487,4 +488,11 @@ fn the_header_names_the_period_covered() {
     assert!(page.contains(
         "Period covered: <strong>2 Dec 2026 00:00:00 UTC to the end (--since/--until)</strong>."
     ));
+}
+
+#[test]
+fn without_anchors_the_page_says_a_cut_would_not_show() {
+    let page = render(&week(), &options());
+    assert!(page.contains("id=\"no-anchor\""));
+    assert!(!page.contains("id=\"anchor-0\""));
 }
