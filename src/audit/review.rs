@@ -149,6 +149,9 @@ fn group(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Vec<PathBuf>)>> {
                 .unwrap_or(Path::new("."));
             (parent.to_owned(), vec![path.clone()])
         };
+        // Named in full (`.` says nothing in a status line), and so that `trail` and
+        // `./trail/x.jsonl` are one trail.
+        let source = std::path::absolute(&source).unwrap_or(source);
         match trails.iter_mut().find(|(known, _)| *known == source) {
             Some((_, known)) => {
                 for file in files {
