@@ -92,6 +92,11 @@ pub async fn serve(
             parts.metric_sources(tls.tls().cloned(), stats),
         );
         let limits = config.server.admin_limits.clone();
+        // Logged here, not in the task: the socket is listening (bound before the trail is
+        // read back), and the line must come before the ones the start-up goes on to log.
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!(%addr, "admin listening");
+        }
         tokio::spawn(run_admin(
             admin,
             limits,
@@ -179,9 +184,6 @@ async fn run_admin<H, F, E>(
     F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
-    if let Ok(addr) = admin.local_addr() {
-        tracing::info!(%addr, "admin listening");
-    }
     server::run_with(
         admin,
         limits,

@@ -203,12 +203,26 @@ impl Stats {
 
 /// Handle to the writer thread; cheap to share.
 pub struct AuditWriter {
-    /// Queue to the thread.
-    jobs: SyncSender<Job>,
+    /// Queue to the thread (taken only when the writer is dropped).
+    jobs: Option<SyncSender<Job>>,
     /// Counters.
     stats: Arc<Stats>,
     /// What was found missing when this start began a new chain (`allow_new_chain`).
     new_chain: Option<Tamper>,
+    /// The writer thread, joined when the writer is dropped.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for AuditWriter {
+    /// Closes the queue and waits for the thread's last sync and state-file write: once
+    /// the writer is gone, nothing more touches the trail's files (a restart, or a test
+    /// that reads them, never races a write still under way).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl AuditWriter {
@@ -225,13 +239,14 @@ impl AuditWriter {
         }
         let (jobs, queue) = sync_channel(QUEUE);
         let thread_stats = Arc::clone(&stats);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sipgw-audit".into())
             .spawn(move || run(queue, trail, config, &thread_stats))?;
         Ok(Self {
-            jobs,
+            jobs: Some(jobs),
             stats,
             new_chain: discontinuity,
+            thread: Some(thread),
         })
     }
 
@@ -267,7 +282,10 @@ impl AuditWriter {
 
     async fn send(&self, work: Work) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
-        match self.jobs.try_send(Job { work, ack }) {
+        let Some(jobs) = &self.jobs else {
+            return Err(AuditError::Unavailable);
+        };
+        match jobs.try_send(Job { work, ack }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 return Err(AuditError::Unavailable);
