@@ -1,9 +1,11 @@
+use std::io::Write;
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::trail::rotated_name;
 use super::*;
 use crate::audit::chain::GENESIS;
-use crate::audit::record::{CallerInfo, Kind, unseal};
+use crate::audit::record::{CallerInfo, Kind, seal, unseal};
 use crate::audit::verify::{expand, verify};
 
 pub(super) fn temp_dir(name: &str) -> PathBuf {

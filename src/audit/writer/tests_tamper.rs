@@ -1,5 +1,6 @@
 //! The trail removed or altered under the writer, the restart that follows, and file modes.
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
