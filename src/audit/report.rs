@@ -18,6 +18,7 @@ mod command;
 pub mod facts;
 pub mod html;
 mod page;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -61,7 +62,7 @@ pub fn render(review: &Review, options: &Options) -> String {
          <script>{SCRIPT}</script>\n</body>\n</html>\n",
         csp = html::content_security_policy(SCRIPT),
         header = header(review, options, &facts),
-        status = page::status(review, &options.anchors),
+        status = status::status(review, &options.anchors),
         headline = page::headline(&facts),
         charts = page::charts(&facts),
         callers = page::top_callers(&facts),
