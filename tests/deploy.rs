@@ -1,29 +1,32 @@
 //! The deployment files in `deploy/` against sipgw itself, cut to what can break a
-//! deployment: each embedded config loads with sipgw's own loader; ports, probes, mounts and
-//! users agree between config, manifests, Dockerfile and systemd unit (`deploy/checks.rs`);
-//! no secret appears inline; the unit's `SIPGW__*` overrides go through the real binary.
-//! Each kept check is shown to catch a broken manifest.
+//! deployment: each Kubernetes overlay, rendered by `kubectl kustomize` as `kubectl apply
+//! -k` would, embeds a config that loads with sipgw's own loader; ports, probes, mounts,
+//! users, the PodMonitor and the PodDisruptionBudget agree between config, manifests,
+//! Dockerfile and systemd unit (`deploy/checks.rs`); no secret appears inline; the unit's
+//! `SIPGW__*` overrides go through the real binary. Each kept check is shown to catch a
+//! broken manifest.
 
 #[path = "deploy/checks.rs"]
 mod checks;
 mod common;
 #[path = "deploy/image_and_unit.rs"]
 mod image_and_unit;
+#[path = "deploy/kustomize.rs"]
+mod kustomize;
 mod yaml;
 
 use std::path::Path;
 
-use checks::{check_manifest, load_embedded, of_kind};
+use checks::{check_manifest, load_embedded, of_kind, sipgw_container, sipgw_env};
 use common::fresh_dir;
 use figment::Figment;
 use figment::providers::{Format, Toml};
+use kustomize::{Edit, SHARED, SIDECAR, render, source, source_files, uncomment};
 use serde_json::Value;
 use sipgw::config::{Config, FileConfig};
 use yaml::{load_all, repo_path};
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
-const SIDECAR: &str = "sidecar.yaml";
-const SHARED: &str = "shared-service.yaml";
 
 /// A page of the deployment docs (`docs/deploying.md`, `docs/tls.md`): the one place that
 /// knows where they live.
@@ -32,30 +35,10 @@ fn deploy_docs(page: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn manifest_text(name: &str) -> String {
-    std::fs::read_to_string(repo_path(&format!("deploy/kubernetes/{name}"))).unwrap()
-}
-
-/// The documents of `text` (a manifest, maybe edited), written to a scratch file.
-fn parse(name: &str, text: &str, scratch: &Path) -> Vec<Value> {
-    let file = scratch.join(name);
-    std::fs::write(&file, text).unwrap();
-    load_all(&file).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The problems the checks find in manifest `name` after each edit replaced the first
-/// `from` by its `to`, in order.
-fn problems_after(name: &str, edits: &[(&str, &str)]) -> Vec<String> {
-    let mut text = manifest_text(name);
-    for (from, to) in edits {
-        assert!(
-            text.contains(from),
-            "{name} no longer holds {from:?}; update this test"
-        );
-        text = text.replacen(from, to, 1);
-    }
-    let scratch = fresh_dir("edit");
-    check_manifest(&parse(name, &text, &scratch), &scratch)
+/// The problems the checks find in `overlay` rendered after `edits`.
+fn problems_after(overlay: &str, edits: &[Edit]) -> Vec<String> {
+    let rendered = render(overlay, &[], edits);
+    check_manifest(&rendered.docs, &rendered.scratch)
 }
 
 fn assert_no_problems(what: &str, problems: &[String]) {
@@ -66,75 +49,81 @@ fn assert_no_problems(what: &str, problems: &[String]) {
     );
 }
 
-/// The embedded config of the first ConfigMap in `docs`, loaded.
+/// The config the sipgw container of `docs` runs with: the ConfigMap's file under the
+/// container's `SIPGW__*` variables.
 fn embedded(docs: &[Value], scratch: &Path) -> Config {
     let map = of_kind(docs, "ConfigMap").next().expect("a ConfigMap");
     let toml = map["data"]["sipgw.toml"].as_str().expect("data sipgw.toml");
-    load_embedded(toml, scratch)
+    let deployment = of_kind(docs, "Deployment").next().expect("a Deployment");
+    let (container, _) = sipgw_container(&deployment["spec"]["template"]["spec"]).unwrap();
+    load_embedded(toml, &sipgw_env(container), scratch)
         .unwrap_or_else(|e| panic!("{e}"))
         .1
-}
-
-/// `text` with the lines marked `#MARKER ` (for each marker) uncommented.
-fn uncomment(text: &str, markers: &[&str]) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let body = line.trim_start();
-        let indent = &line[..line.len() - body.len()];
-        let uncommented = markers
-            .iter()
-            .find_map(|m| body.strip_prefix(&format!("#{m} ")));
-        out.push_str(&uncommented.map_or(line.to_owned(), |rest| format!("{indent}{rest}")));
-        out.push('\n');
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------
 // Kubernetes
 
+const BASE: &str = "base/deployment.yaml";
+const MONITOR: &str = "base/podmonitor.yaml";
+const SIDECAR_TOML: &str = "overlays/sidecar/sipgw.toml";
+const SIDECAR_APP: &str = "overlays/sidecar/app.yaml";
+const SIDECAR_POLICY: &str = "overlays/sidecar/networkpolicy.yaml";
+const SIDECAR_TLS: &str = "overlays/sidecar/tls.yaml";
+const SHARED_TOML: &str = "overlays/shared-service/sipgw.toml";
+const SHARED_PATCH: &str = "overlays/shared-service/deployment.yaml";
+const SHARED_SERVICE: &str = "overlays/shared-service/service.yaml";
+const SHARED_BUDGET: &str = "overlays/shared-service/poddisruptionbudget.yaml";
+const SHARED_ACCOUNT: &str = "overlays/shared-service/serviceaccount.yaml";
+const SHARED_KUSTOMIZATION: &str = "overlays/shared-service/kustomization.yaml";
+
 #[test]
-fn each_manifest_agrees_with_the_config_it_embeds() {
-    for name in [SIDECAR, SHARED] {
-        let scratch = fresh_dir("manifest");
-        let docs = parse(name, &manifest_text(name), &scratch);
-        assert_no_problems(name, &check_manifest(&docs, &scratch));
-        for kind in ["Deployment", "NetworkPolicy"] {
-            assert_eq!(of_kind(&docs, kind).count(), 1, "{name}: one {kind}");
+fn each_overlay_agrees_with_the_config_it_embeds() {
+    for overlay in [SIDECAR, SHARED] {
+        let rendered = render(overlay, &[], &[]);
+        let docs = &rendered.docs;
+        assert_no_problems(overlay, &check_manifest(docs, &rendered.scratch));
+        for kind in ["ConfigMap", "Deployment", "NetworkPolicy", "PodMonitor"] {
+            assert_eq!(of_kind(docs, kind).count(), 1, "{overlay}: one {kind}");
         }
+        let namespaces: Vec<&Value> = docs.iter().map(|d| &d["metadata"]["namespace"]).collect();
+        assert!(
+            namespaces
+                .iter()
+                .all(|n| *n == namespaces[0] && n.is_string()),
+            "{overlay}: not all in one namespace: {namespaces:?}"
+        );
     }
     // The sidecar keeps the API on loopback; the shared service exposes it, over TLS, to
-    // the pods labelled sipgw-client=true.
-    let scratch = fresh_dir("roles");
-    let sidecar = parse(SIDECAR, &manifest_text(SIDECAR), &scratch);
-    let config = embedded(&sidecar, &scratch);
+    // the pods labelled sipgw-client=true, with a PodDisruptionBudget for its replicas.
+    let sidecar = render(SIDECAR, &[], &[]);
+    let config = embedded(&sidecar.docs, &sidecar.scratch);
     assert!(config.server.listen.ip().is_loopback());
-    let services = of_kind(&sidecar, "Service").count();
-    assert_eq!(services, 0, "a sidecar needs no Service");
-    let shared = parse(SHARED, &manifest_text(SHARED), &scratch);
-    let config = embedded(&shared, &scratch);
+    for kind in ["Service", "PodDisruptionBudget"] {
+        assert_eq!(of_kind(&sidecar.docs, kind).count(), 0, "sidecar: a {kind}");
+    }
+    let shared = render(SHARED, &[], &[]);
+    let config = embedded(&shared.docs, &shared.scratch);
     assert!(config.server.listen.ip().is_unspecified());
     assert!(
         config.server.tls.is_some(),
         "the shared API is not served over TLS"
     );
-    assert_eq!(of_kind(&shared, "Service").count(), 1);
-    let policy = of_kind(&shared, "NetworkPolicy").next().unwrap();
+    for kind in ["Service", "PodDisruptionBudget", "ServiceAccount"] {
+        assert_eq!(of_kind(&shared.docs, kind).count(), 1, "shared: one {kind}");
+    }
+    let policy = of_kind(&shared.docs, "NetworkPolicy").next().unwrap();
     let clients = &policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
     assert_eq!(clients["sipgw-client"], "true");
 }
 
 #[test]
 fn the_sidecars_tls_variants_agree_too() {
-    let text = manifest_text(SIDECAR);
     for markers in [&["tls"][..], &["tls", "mtls"]] {
-        for marker in markers {
-            assert!(text.contains(&format!("#{marker} ")), "no #{marker} lines");
-        }
-        let scratch = fresh_dir("tls-variant");
-        let docs = parse(SIDECAR, &uncomment(&text, markers), &scratch);
-        assert_no_problems(&format!("{markers:?}"), &check_manifest(&docs, &scratch));
-        let config = embedded(&docs, &scratch);
+        let rendered = render(SIDECAR, markers, &[]);
+        let problems = check_manifest(&rendered.docs, &rendered.scratch);
+        assert_no_problems(&format!("{markers:?}"), &problems);
+        let config = embedded(&rendered.docs, &rendered.scratch);
         let tls = config
             .server
             .tls
@@ -142,63 +131,102 @@ fn the_sidecars_tls_variants_agree_too() {
         let mtls = markers.contains(&"mtls");
         assert_eq!(tls.client_ca_file.is_some(), mtls, "{markers:?}");
         assert!(config.server.listen.ip().is_loopback());
+        // The app is told to call https.
+        let deployment = of_kind(&rendered.docs, "Deployment").next().unwrap();
+        let app = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(app["env"][0]["value"], "https://127.0.0.1:8080", "{app}");
+    }
+    // The TLS keys come from the container's environment, and the checks read it: a
+    // misspelt variable is an unknown key, a moved mount leaves the certificate unmounted.
+    let typo = (
+        SIDECAR_TLS,
+        "SIPGW__SERVER__TLS_CERT_FILE",
+        "SIPGW__SERVER__TLS_CERT_FILES",
+    );
+    let moved = (
+        SIDECAR_TLS,
+        "mountPath: /run/secrets/sipgw-tls",
+        "mountPath: /run/secrets/tls",
+    );
+    for (edit, needle) in [
+        (typo, "tls_cert_files"),
+        (
+            moved,
+            "server.tls_cert_file = /run/secrets/sipgw-tls/tls.crt is under no volumeMount",
+        ),
+    ] {
+        let rendered = render(SIDECAR, &["tls"], &[edit]);
+        let problems = check_manifest(&rendered.docs, &rendered.scratch);
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "{edit:?}: expected {needle:?} in {problems:#?}"
+        );
     }
 }
 
 const READYZ: &str = "              path: /readyz\n              port: admin\n";
 const HEALTHZ: &str = "              path: /healthz\n              port: admin\n";
-const TLS_CERT: &str = "    tls_cert_file = \"/run/secrets/sipgw-tls/tls.crt\"\n";
-const TLS_KEY: &str = "    tls_key_file = \"/run/secrets/sipgw-tls/tls.key\"\n";
-const NO_DRAIN: (&str, &str) = ("    shutdown_grace_secs = 20\n", "");
+const TLS_CERT: &str = "tls_cert_file = \"/run/secrets/sipgw-tls/tls.crt\"\n";
+const TLS_KEY: &str = "tls_key_file = \"/run/secrets/sipgw-tls/tls.key\"\n";
+const NO_DRAIN: Edit = (SHARED_TOML, "shutdown_grace_secs = 20\n", "");
+const GRACE: &str = "terminationGracePeriodSeconds: 45";
 
-/// Edits, each replacing the first `from` by its `to`, in order.
-type Edits = &'static [(&'static str, &'static str)];
-
-/// Manifests broken one way each: (file, edits, a problem the checks must name).
+/// Overlays broken one way each: (overlay, edits, a problem the checks must name).
 #[rustfmt::skip]
-const BROKEN: &[(&str, Edits, &str)] = &[
+const BROKEN: &[(&str, &[Edit], &str)] = &[
     // The embedded config, through sipgw's loader.
-    (SIDECAR, &[("    admin_listen =", "    admin_lsiten =")], "admin_lsiten"),
-    (SHARED, &[("shutdown_grace_secs = 20", "shutdown_grace_secs = \"20s\"")], "shutdown_grace_secs"),
+    (SIDECAR, &[(SIDECAR_TOML, "admin_listen =", "admin_lsiten =")], "admin_lsiten"),
+    (SHARED, &[(SHARED_TOML, "shutdown_grace_secs = 20", "shutdown_grace_secs = \"20s\"")], "shutdown_grace_secs"),
     // Ports and probes.
-    (SIDECAR, &[("admin_listen = \"0.0.0.0:9090\"", "admin_listen = \"127.0.0.1:9090\"")], "is loopback"),
-    (SHARED, &[(READYZ, "              path: /readyz\n              port: api\n")], "readinessProbe port"),
-    (SHARED, &[(READYZ, HEALTHZ)], "readinessProbe path \"/healthz\""),
-    (SIDECAR, &[("path: /healthz\n              port: admin\n            periodSeconds: 10", "path: /health\n              port: admin\n            periodSeconds: 10")], "livenessProbe path"),
-    (SHARED, &[("      targetPort: api", "      targetPort: 8081")], "no port targets the API port 8080"),
-    (SIDECAR, &[("      app.kubernetes.io/name: agent-portal\n  policyTypes", "      app.kubernetes.io/name: agent-portl\n  policyTypes")], "podSelector matches no sipgw pod"),
-    (SIDECAR, &[("        - port: 8000", "        - port: 8080")], "loopback only"),
+    (SIDECAR, &[(SIDECAR_TOML, "admin_listen = \"0.0.0.0:9090\"", "admin_listen = \"127.0.0.1:9090\"")], "is loopback"),
+    (SHARED, &[(BASE, READYZ, "              path: /readyz\n              port: api\n")], "readinessProbe port"),
+    (SHARED, &[(BASE, READYZ, HEALTHZ)], "readinessProbe path \"/healthz\""),
+    (SIDECAR, &[(BASE, "path: /healthz\n              port: admin\n            periodSeconds: 10", "path: /health\n              port: admin\n            periodSeconds: 10")], "livenessProbe path"),
+    (SHARED, &[(SHARED_SERVICE, "      targetPort: api", "      targetPort: 8081")], "no port targets the API port 8080"),
+    (SIDECAR, &[(SIDECAR_POLICY, "      app.kubernetes.io/name: agent-portal\n  policyTypes", "      app.kubernetes.io/name: agent-portl\n  policyTypes")], "podSelector matches no sipgw pod"),
+    (SIDECAR, &[(SIDECAR_POLICY, "        - port: 8000", "        - port: 8080")], "loopback only"),
     // Mounts.
-    (SIDECAR, &[("\"/run/secrets/sipgw/app_secret\"", "\"/etc/secrets/app_secret\"")], "vendor.app_secret_file = /etc/secrets/app_secret is under no volumeMount"),
-    (SHARED, &[("/run/secrets/sipgw-tls/tls.crt", "/etc/sipgw/tls/tls.crt")], "server.tls_cert_file = /etc/sipgw/tls/tls.crt"),
-    (SHARED, &[("              - key: tls.key\n                path: tls.key\n", "")], "server.tls_key_file = /run/secrets/sipgw-tls/tls.key: volume \"tls\" provides no Secret item"),
-    (SHARED, &[("                    - key: password\n                      path: redis_password\n", "")], "rate_limit.redis_password_file = /run/secrets/sipgw/redis_password: volume \"secrets\" provides no Secret item"),
-    (SHARED, &[("mountPath: /run/secrets/sipgw-tls\n", "mountPath: /run/secrets/sipgw-tls\n              subPath: tls.crt\n")], "uses subPath"),
-    (SHARED, &[(TLS_KEY, "")], "server.tls_key_file"),
-    // Users.
-    (SIDECAR, &[("        runAsNonRoot: true\n", "        runAsNonRoot: true\n        runAsUser: 65532\n")], "the pod securityContext sets runAsUser"),
-    (SHARED, &[("        runAsNonRoot: true\n", "        runAsNonRoot: true\n        runAsUser: 65532\n")], "the pod securityContext sets runAsUser"),
-    (SIDECAR, &[("            runAsUser: 65532\n", "")], "the sipgw container's securityContext.runAsUser is not 65532"),
-    (SHARED, &[("            runAsNonRoot: true\n", "")], "the sipgw container's securityContext.runAsNonRoot is not true"),
+    (SIDECAR, &[(SIDECAR_TOML, "\"/run/secrets/sipgw/app_secret\"", "\"/etc/secrets/app_secret\"")], "vendor.app_secret_file = /etc/secrets/app_secret is under no volumeMount"),
+    (SHARED, &[(SHARED_TOML, "/run/secrets/sipgw-tls/tls.crt", "/etc/sipgw/tls/tls.crt")], "server.tls_cert_file = /etc/sipgw/tls/tls.crt"),
+    (SHARED, &[(SHARED_PATCH, "              - key: tls.key\n                path: tls.key\n", "")], "server.tls_key_file = /run/secrets/sipgw-tls/tls.key: volume \"tls\" provides no Secret item"),
+    (SHARED, &[(SHARED_PATCH, "              - key: password\n                path: password\n", "")], "rate_limit.redis_password_file = /run/secrets/sipgw-redis/password: volume \"redis\" provides no Secret item"),
+    (SHARED, &[(SHARED_PATCH, "mountPath: /run/secrets/sipgw-tls\n", "mountPath: /run/secrets/sipgw-tls\n              subPath: tls.crt\n")], "uses subPath"),
+    (SHARED, &[(SHARED_TOML, TLS_KEY, "")], "server.tls_key_file"),
+    // Users and the API token.
+    (SIDECAR, &[(BASE, "        runAsNonRoot: true\n", "        runAsNonRoot: true\n        runAsUser: 65532\n")], "the pod securityContext sets runAsUser"),
+    (SHARED, &[(BASE, "        runAsNonRoot: true\n", "        runAsNonRoot: true\n        runAsUser: 65532\n")], "the pod securityContext sets runAsUser"),
+    (SIDECAR, &[(BASE, "            runAsUser: 65532\n", "")], "the sipgw container's securityContext.runAsUser is not 65532"),
+    (SHARED, &[(BASE, "            runAsNonRoot: true\n", "")], "the sipgw container's securityContext.runAsNonRoot is not true"),
+    (SIDECAR, &[(BASE, "automountServiceAccountToken: false", "automountServiceAccountToken: true")], "the pod's automountServiceAccountToken is not false"),
+    (SHARED, &[(SHARED_ACCOUNT, "automountServiceAccountToken: false", "automountServiceAccountToken: true")], "ServiceAccount sipgw: automountServiceAccountToken is not false"),
+    (SHARED, &[(SHARED_PATCH, "serviceAccountName: sipgw", "serviceAccountName: default")], "serviceAccountName default is no ServiceAccount"),
     // Shutdown and replicas; without shutdown_grace_secs in the config its default (20) counts.
-    (SHARED, &[("terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 10")], "terminationGracePeriodSeconds 10"),
-    (SHARED, &[("terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 25")], "terminationGracePeriodSeconds 25 is not above the preStop sleep 5 + server.shutdown_grace_secs 20"),
-    (SHARED, &[NO_DRAIN, ("terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 25")], "not above the preStop sleep 5 + server.shutdown_grace_secs 20"),
-    (SHARED, &[("            preStop:\n              sleep:\n                seconds: 5\n", "            preStop: {}\n")], "no lifecycle.preStop.sleep"),
-    (SIDECAR, &[("replicas: 1", "replicas: 3")], "not shared"),
+    (SHARED, &[(BASE, GRACE, "terminationGracePeriodSeconds: 10")], "terminationGracePeriodSeconds 10"),
+    (SHARED, &[(BASE, GRACE, "terminationGracePeriodSeconds: 25")], "terminationGracePeriodSeconds 25 is not above the preStop sleep 5 + server.shutdown_grace_secs 20"),
+    (SHARED, &[NO_DRAIN, (BASE, GRACE, "terminationGracePeriodSeconds: 25")], "not above the preStop sleep 5 + server.shutdown_grace_secs 20"),
+    (SHARED, &[(SHARED_PATCH, "            preStop:\n              sleep:\n                seconds: 5\n", "            preStop: {}\n")], "no lifecycle.preStop.sleep"),
+    (SIDECAR, &[(SIDECAR_APP, "replicas: 1", "replicas: 3")], "not shared"),
+    // The PodMonitor and the PodDisruptionBudget.
+    (SIDECAR, &[(MONITOR, "    - port: admin", "    - port: metrics")], "port \"metrics\" is not the name of the admin port 9090"),
+    (SHARED, &[(MONITOR, "      app.kubernetes.io/component: sipgw", "      app.kubernetes.io/component: gateway")], "no PodMonitor scrapes them"),
+    (SHARED, &[(MONITOR, "      path: /metrics", "      path: /stats")], "path \"/stats\" is not /metrics"),
+    (SHARED, &[(SHARED_BUDGET, "      app.kubernetes.io/name: sipgw", "      app.kubernetes.io/name: sipgw-old")], "PodDisruptionBudget \"sipgw\": its selector matches no sipgw pod"),
+    (SHARED, &[(SHARED_BUDGET, "maxUnavailable: 1", "maxUnavailable: 2")], "every replica may be evicted at once"),
+    (SHARED, &[(SHARED_BUDGET, "maxUnavailable: 1", "minAvailable: 2")], "no pod may be evicted, drains hang"),
+    (SHARED, &[(SHARED_KUSTOMIZATION, "  - poddisruptionbudget.yaml\n", "")], "2 replicas and no PodDisruptionBudget"),
     // Cleartext where passwords, tokens and the lockout state cross the pod network.
-    (SHARED, &[(TLS_CERT, ""), (TLS_KEY, "")], "server.listen 0.0.0.0:8080 is not loopback but server.tls_cert_file is not set"),
-    (SHARED, &[("\"rediss://redis.sipgw.svc.cluster.local:6380/0\"", "\"redis://redis.sipgw.svc.cluster.local:6379/0\""), ("    redis_ca_file = \"/run/secrets/sipgw/redis_ca.crt\"\n", "")], "rate_limit.redis_url is not rediss://"),
-    (SHARED, &[("    redis_username = \"sipgw\"\n", ""), ("    redis_password_file = \"/run/secrets/sipgw/redis_password\"\n", "")], "rate_limit.redis_password_file is not set"),
+    (SHARED, &[(SHARED_TOML, TLS_CERT, ""), (SHARED_TOML, TLS_KEY, "")], "server.listen 0.0.0.0:8080 is not loopback but server.tls_cert_file is not set"),
+    (SHARED, &[(SHARED_TOML, "\"rediss://redis.sipgw.svc.cluster.local:6380/0\"", "\"redis://redis.sipgw.svc.cluster.local:6379/0\""), (SHARED_TOML, "redis_ca_file = \"/run/secrets/sipgw-redis/ca.crt\"\n", "")], "rate_limit.redis_url is not rediss://"),
+    (SHARED, &[(SHARED_TOML, "redis_username = \"sipgw\"\n", ""), (SHARED_TOML, "redis_password_file = \"/run/secrets/sipgw-redis/password\"\n", "")], "rate_limit.redis_password_file is not set"),
 ];
 
 #[test]
 fn broken_manifests_are_caught() {
-    for (name, edits, needle) in BROKEN {
-        let problems = problems_after(name, edits);
+    for (overlay, edits, needle) in BROKEN {
+        let problems = problems_after(overlay, edits);
         assert!(
             problems.iter().any(|p| p.contains(needle)),
-            "{name} with {edits:?}: expected a problem mentioning {needle:?}, got {problems:#?}"
+            "{overlay} with {edits:?}: expected a problem mentioning {needle:?}, got {problems:#?}"
         );
     }
 }
@@ -208,33 +236,117 @@ fn the_documented_alternatives_pass() {
     // A sidecar's readiness is the whole pod's: /healthz or no readiness probe will do.
     assert_no_problems(
         "sidecar on /healthz",
-        &problems_after(SIDECAR, &[(READYZ, HEALTHZ)]),
+        &problems_after(SIDECAR, &[(BASE, READYZ, HEALTHZ)]),
     );
-    let text = manifest_text(SIDECAR);
+    let text = source(BASE);
     let start = text.find("          readinessProbe:\n").unwrap();
     let end = start + text[start..].find("          resources:\n").unwrap();
-    let without = problems_after(SIDECAR, &[(&text[start..end], "")]);
+    let without = problems_after(SIDECAR, &[(BASE, &text[start..end], "")]);
     assert_no_problems("sidecar without a readinessProbe", &without);
     // 26 > 5 + the default drain 20.
-    let grace = [
-        NO_DRAIN,
-        (
-            "terminationGracePeriodSeconds: 45",
-            "terminationGracePeriodSeconds: 26",
-        ),
-    ];
+    let grace = [NO_DRAIN, (BASE, GRACE, "terminationGracePeriodSeconds: 26")];
     assert_no_problems("grace 26, default drain", &problems_after(SHARED, &grace));
     // On loopback TLS stays optional.
     let loopback = [
-        (TLS_CERT, ""),
-        (TLS_KEY, ""),
-        ("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:8080\""),
+        (SHARED_TOML, TLS_CERT, ""),
+        (SHARED_TOML, TLS_KEY, ""),
+        (
+            SHARED_TOML,
+            "listen = \"0.0.0.0:8080\"",
+            "listen = \"127.0.0.1:8080\"",
+        ),
     ];
     let problems = problems_after(SHARED, &loopback);
     assert!(
         !problems.iter().any(|p| p.contains("tls_cert_file")),
         "{problems:#?}"
     );
+    // minAvailable: 1 of 2 is as good as maxUnavailable: 1.
+    let min = [(SHARED_BUDGET, "maxUnavailable: 1", "minAvailable: 1")];
+    assert_no_problems("minAvailable 1", &problems_after(SHARED, &min));
+}
+
+/// The files a kustomization.yaml names: resources, patches, generator files.
+fn named_files(kustomization: &Value) -> Vec<String> {
+    let list = |key: &str| kustomization[key].as_array().cloned().unwrap_or_default();
+    let resources = list("resources")
+        .into_iter()
+        .filter_map(|r| r.as_str().map(str::to_owned));
+    let patches = list("patches")
+        .into_iter()
+        .filter_map(|p| p["path"].as_str().map(str::to_owned));
+    let generated = list("configMapGenerator")
+        .into_iter()
+        .flat_map(|g| g["files"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_owned));
+    resources.chain(patches).chain(generated).collect()
+}
+
+/// Without kubectl: every file under deploy/kubernetes is valid YAML (or a config that
+/// sipgw loads), is named by a kustomization with every optional patch switched on, and
+/// every file a kustomization names exists. A stale or misspelt file cannot hide.
+#[test]
+fn the_kustomize_sources_hold_together_without_kubectl() {
+    let root = repo_path("deploy/kubernetes");
+    let mut named = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for file in source_files() {
+        let text = source(&file);
+        let dir = Path::new(&file).parent().unwrap();
+        if file.ends_with(".toml") {
+            if let Err(e) = load_embedded(&text, &[], &fresh_dir("toml")) {
+                problems.push(format!("{file}: {e}"));
+            }
+            continue;
+        }
+        let scratch = fresh_dir("source").join("file.yaml");
+        std::fs::write(&scratch, uncomment(&text, &["tls", "mtls", "fluentbit"])).unwrap();
+        let docs = load_all(&scratch).unwrap_or_else(|e| panic!("{file}: {e}"));
+        if !file.ends_with("kustomization.yaml") {
+            continue;
+        }
+        for name in named_files(&docs[0]) {
+            let path = dir.join(&name);
+            let target = root.join(&path);
+            if target.is_dir() {
+                named.insert(path.join("kustomization.yaml"));
+            } else if target.is_file() {
+                named.insert(path);
+            } else {
+                problems.push(format!("{file} names {name}, which does not exist"));
+            }
+        }
+    }
+    let normal = |p: &Path| -> String {
+        let full = std::fs::canonicalize(root.join(p)).unwrap();
+        full.strip_prefix(std::fs::canonicalize(&root).unwrap())
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let named: std::collections::BTreeSet<String> = named.iter().map(|p| normal(p)).collect();
+    for file in source_files() {
+        let entry = file.starts_with("overlays/") && file.ends_with("/kustomization.yaml");
+        if !entry && !named.contains(&file) {
+            problems.push(format!("{file} is named by no kustomization"));
+        }
+    }
+    assert_no_problems("deploy/kubernetes", &problems);
+}
+
+#[test]
+fn an_old_kubectl_is_refused_with_a_reason() {
+    let old = r#"{"clientVersion": {"gitVersion": "v1.20.2"}}"#;
+    let error = kustomize::check_kustomize_version(old).unwrap_err();
+    assert!(
+        error.contains("v1.20.2") && error.contains("no kustomize version"),
+        "{error}"
+    );
+    let v4 = r#"{"clientVersion": {"gitVersion": "v1.26.0"}, "kustomizeVersion": "v4.5.7"}"#;
+    let error = kustomize::check_kustomize_version(v4).unwrap_err();
+    assert!(error.contains("v4.5.7"), "{error}");
+    let v5 = r#"{"clientVersion": {"gitVersion": "v1.32.4"}, "kustomizeVersion": "v5.5.0"}"#;
+    assert_eq!(kustomize::check_kustomize_version(v5), Ok(()));
 }
 
 #[track_caller]
@@ -246,7 +358,7 @@ fn assert_mentions(what: &str, text: &str, needles: &[&str]) {
 #[test]
 fn the_deploy_docs_say_what_the_manifests_do() {
     // The sidecar's readiness trade-off, in the probe's comment and in the docs.
-    let text = manifest_text(SIDECAR);
+    let text = source(BASE);
     let comment = text
         .lines()
         .skip_while(|l| l.trim() != "readinessProbe:")
@@ -263,8 +375,18 @@ fn the_deploy_docs_say_what_the_manifests_do() {
     ];
     assert_mentions("the readinessProbe comment", &comment, &trade_off);
     assert_mentions("docs/deploying.md", &deploying, &trade_off);
+    // How both shapes are applied, and the objects around the pods.
+    let apply = [
+        "kubectl apply -k deploy/kubernetes/overlays/sidecar",
+        "kubectl apply -k deploy/kubernetes/overlays/shared-service",
+        "PodMonitor",
+        "PodDisruptionBudget",
+        "automountServiceAccountToken: false",
+        "release: kube-prometheus-stack",
+    ];
+    assert_mentions("docs/deploying.md", &deploying, &apply);
     // The shared service's clients: https, the names the certificate holds, the CA.
-    let docs = parse(SHARED, &manifest_text(SHARED), &fresh_dir("docs"));
+    let docs = render(SHARED, &[], &[]).docs;
     let service = &of_kind(&docs, "Service").next().unwrap()["metadata"];
     let (name, namespace) = (service["name"].as_str(), service["namespace"].as_str());
     let host = format!("{}.{}.svc", name.unwrap(), namespace.unwrap());

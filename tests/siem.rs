@@ -11,7 +11,7 @@
 //!   reads with the committed parser's `time_format`;
 //! - both Fluent Bit files parse as YAML and say what docs/audit.md says they do (offsets
 //!   DB, read from head, TLS, the endpoint and credential from the environment only);
-//! - `deploy/kubernetes/sidecar.yaml` with its `#fluentbit` lines agrees with the sidecar
+//! - the sidecar overlay rendered with its `#fluentbit` patch agrees with the sidecar
 //!   config (mounts, paths, env, user, stop order), and the checks catch a broken one
 //!   (`siem/manifest.rs`);
 //! - `sipgw audit export --format ecs` over a trail the gateway wrote (`siem/export.rs`).
@@ -21,6 +21,8 @@ mod checks;
 mod common;
 #[path = "siem/export.rs"]
 mod export;
+#[path = "deploy/kustomize.rs"]
+mod kustomize;
 #[path = "siem/manifest.rs"]
 mod manifest;
 mod yaml;
@@ -38,7 +40,8 @@ use yaml::{load_one, repo_path};
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 const SIDECAR_CONFIG: &str = "deploy/fluent-bit/sidecar.yaml";
 const NODE_AGENT_CONFIG: &str = "deploy/fluent-bit/node-agent.yaml";
-const MANIFEST: &str = "deploy/kubernetes/sidecar.yaml";
+/// The sidecar overlay's patch that adds Fluent Bit (under `deploy/kubernetes/`).
+const MANIFEST: &str = "overlays/sidecar/fluent-bit.yaml";
 /// The regex of Fluent Bit's built-in `cri` multiline parser (its source,
 /// `src/multiline/flb_ml_parser_cri.c`, `FLB_ML_CRI_REGEX`). node-agent.yaml names that
 /// parser (`multiline.parser: cri`) rather than spelling out a copy of it.

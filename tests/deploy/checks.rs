@@ -4,12 +4,17 @@
 //! Kubernetes schema (kinds, names, resources, capabilities) is the cluster's to check.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use serde_json::Value;
 use sipgw::config::{Config, FileConfig};
+
+#[path = "embedded.rs"]
+mod embedded;
+#[path = "objects.rs"]
+mod objects;
+
+pub use embedded::{load_embedded, sipgw_env};
 
 /// The user the image runs as (distroless "nonroot", the Dockerfile's `USER`).
 pub const NONROOT_UID: i64 = 65532;
@@ -23,70 +28,6 @@ pub fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a
 /// `child` is `parent` or lies below it (whole path components).
 pub fn is_under(child: &str, parent: &str) -> bool {
     Path::new(child).starts_with(parent)
-}
-
-/// Loads the config a ConfigMap embeds with sipgw's own loader, as `serve` would: unknown
-/// keys and types on the text as it is, then the values, with the secret files (which exist
-/// only in the pod) replaced by test files.
-pub fn load_embedded(toml: &str, scratch: &Path) -> Result<(FileConfig, Config), String> {
-    let parse = || -> Result<FileConfig, String> {
-        Figment::from(Toml::string(toml))
-            .extract()
-            .map_err(|e| e.to_string())
-    };
-    let (file, mut test_file) = (parse()?, parse()?);
-    let fake = |key: &mut Option<String>, name: &str, contents: &str| {
-        if key.is_some() {
-            let path = scratch.join(name);
-            std::fs::write(&path, contents).unwrap();
-            *key = Some(path.display().to_string());
-        }
-    };
-    let vendor = &mut test_file.vendor.app_secret_file;
-    fake(vendor, "app_secret", "test-app-secret\n");
-    let hmac = "0123456789abcdef0123456789abcdef\n";
-    fake(&mut test_file.audit.hmac_key_file, "audit_hmac_key", hmac);
-    let password = &mut test_file.rate_limit.redis_password_file;
-    fake(password, "redis_password", "test-redis-password\n");
-    let redis_ca = &mut test_file.rate_limit.redis_ca_file;
-    let server = &mut test_file.server;
-    let tls = [
-        &mut server.tls_cert_file,
-        &mut server.tls_key_file,
-        &mut server.tls_client_ca_file,
-        redis_ca,
-    ];
-    if tls.iter().any(|setting| setting.is_some()) {
-        let (cert, key, ca) = test_tls(scratch);
-        for (setting, pem) in tls.into_iter().zip([&cert, &key, &ca, &ca]) {
-            if setting.is_some() {
-                *setting = Some(pem.display().to_string());
-            }
-        }
-    }
-    let config = Config::from_file(test_file, |_| None).map_err(|e| e.to_string())?;
-    Ok((file, config))
-}
-
-/// A throw-away CA and a server certificate it signed, as a cert-manager CA issuer writes
-/// them: `tls.crt` (leaf, then CA), `tls.key`, `ca.crt`.
-fn test_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["sipgw.sipgw.svc".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let paths = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
-    std::fs::write(&paths.0, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
-    std::fs::write(&paths.2, ca_cert.pem()).unwrap();
-    paths
 }
 
 /// The sipgw container of a pod spec: a container, or a native sidecar (an init container).
@@ -160,6 +101,8 @@ struct Sipgw<'a> {
     pod_labels: &'a Value,
     named_ports: BTreeMap<String, i64>,
     config: Config,
+    /// The Deployment's replicas: more than one needs a PodDisruptionBudget.
+    replicas: i64,
 }
 
 /// Every problem of one manifest file (all its documents together).
@@ -177,6 +120,7 @@ pub fn check_manifest(docs: &[Value], scratch: &Path) -> Vec<String> {
     for policy in of_kind(docs, "NetworkPolicy") {
         check_network_policy(policy, &sipgws, &mut problems);
     }
+    objects::check_monitoring_and_disruption(docs, &sipgws, &mut problems);
     problems
 }
 
@@ -203,10 +147,12 @@ fn check_deployment<'a>(
     check_ports_and_probes(template, container, &named_ports, &config, add);
     check_users(pod, container, add);
     check_lifecycle(deployment, container, &file, &config, add);
+    objects::check_service_account(docs, pod, add);
     Some(Sipgw {
         pod_labels: &template["metadata"]["labels"],
         named_ports,
         config,
+        replicas: deployment["spec"]["replicas"].as_i64().unwrap_or(1),
     })
 }
 
@@ -247,7 +193,7 @@ fn embedded_config(
         ));
         return None;
     };
-    load_embedded(toml, scratch)
+    load_embedded(toml, &sipgw_env(container), scratch)
         .map_err(|e| {
             add(format!(
                 "ConfigMap {map} {key} is not a valid sipgw config: {e}"

@@ -57,7 +57,7 @@ fn the_image_runs_as_the_manifests_user_on_the_configs_ports() {
     );
     // The manifests run sipgw as that numeric user, with the config where CMD looks.
     for name in [SIDECAR, SHARED] {
-        let docs = parse(name, &manifest_text(name), &fresh_dir("image"));
+        let docs = render(name, &[], &[]).docs;
         let deployment = of_kind(&docs, "Deployment").next().unwrap();
         let (sipgw, _) = sipgw_container(&deployment["spec"]["template"]["spec"]).unwrap();
         assert_eq!(sipgw["securityContext"]["runAsUser"], NONROOT_UID, "{name}");
@@ -256,22 +256,20 @@ fn no_secret_appears_inline() {
         "deploy/systemd/sipgw.service",
         "config/sipgw.example.toml",
     ];
-    let manifests = [SIDECAR, SHARED].map(|m| format!("deploy/kubernetes/{m}"));
-    for path in files
-        .iter()
-        .copied()
-        .chain(manifests.iter().map(String::as_str))
-    {
-        let text = std::fs::read_to_string(repo_path(path)).unwrap();
+    let manifests = source_files()
+        .into_iter()
+        .map(|f| format!("deploy/kubernetes/{f}"));
+    for path in files.iter().map(|f| f.to_string()).chain(manifests) {
+        let text = std::fs::read_to_string(repo_path(&path)).unwrap();
         if text.contains("-----BEGIN") {
             problems.push(format!("{path}: a PEM block"));
         }
     }
-    // Manifests: no Secret objects, no literal values in secret-named variables, and each
-    // embedded config names files for its secrets (no password in the Redis URL).
-    for name in [SIDECAR, SHARED] {
-        let text = uncomment(&manifest_text(name), &["tls", "mtls"]);
-        let docs = parse(name, &text, &fresh_dir("inline"));
+    // Manifests, with every optional patch: no Secret objects, no literal values in
+    // secret-named variables, and each embedded config names files for its secrets (no
+    // password in the Redis URL).
+    for (name, markers) in [(SIDECAR, &["tls", "mtls", "fluentbit"][..]), (SHARED, &[])] {
+        let docs = render(name, markers, &[]).docs;
         if of_kind(&docs, "Secret").count() > 0 {
             problems.push(format!("{name}: a Secret object"));
         }

@@ -1,38 +1,13 @@
-//! The `#fluentbit` lines of `deploy/kubernetes/sidecar.yaml` against sipgw's config and
-//! the Fluent Bit sidecar's, with each check shown to catch a broken manifest.
+//! The sidecar overlay rendered with its `#fluentbit` patch against sipgw's config and the
+//! Fluent Bit sidecar's, with each check shown to catch a broken manifest.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-use super::common::fresh_dir;
-use super::yaml::{self, repo_path};
+use super::kustomize::{self, SIDECAR, render};
+use super::yaml::repo_path;
 use super::{MANIFEST, SIDECAR_CONFIG, checks, env_references, fluent_bit, named};
-
-/// `text` with the `#fluentbit ` lines uncommented.
-fn with_fluent_bit(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let body = line.trim_start();
-        let indent = &line[..line.len() - body.len()];
-        match body.strip_prefix("#fluentbit ") {
-            Some(rest) => out.push_str(&format!("{indent}{rest}")),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn manifest_docs(text: &str, name: &str) -> (Vec<Value>, PathBuf) {
-    let scratch = fresh_dir(name);
-    let file = scratch.join("sidecar.yaml");
-    std::fs::write(&file, text).unwrap();
-    (
-        yaml::load_all(&file).unwrap_or_else(|e| panic!("{e}")),
-        scratch,
-    )
-}
 
 /// What must agree between the Fluent Bit sidecar, sipgw and the sidecar config for the
 /// records to leave the pod.
@@ -113,7 +88,8 @@ fn fluent_bit_problems(docs: &[Value], scratch: &Path, manifest: &str) -> Vec<St
         .to_owned();
     let dir = glob.rsplit_once('/').unwrap().0;
     let map = checks::of_kind(docs, "ConfigMap").next().unwrap();
-    let (file, _) = checks::load_embedded(map["data"]["sipgw.toml"].as_str().unwrap(), scratch)
+    let toml = map["data"]["sipgw.toml"].as_str().unwrap();
+    let (file, _) = checks::load_embedded(toml, &checks::sipgw_env(&init[sipgw]), scratch)
         .unwrap_or_else(|e| panic!("{e}"));
     let audit_path = file.audit.path.clone();
     if Path::new(&audit_path).parent() != Some(Path::new(dir)) {
@@ -167,85 +143,77 @@ fn fluent_bit_problems(docs: &[Value], scratch: &Path, manifest: &str) -> Vec<St
 
 #[test]
 fn the_fluent_bit_sidecar_manifest_agrees_with_sipgw_and_its_config() {
-    let text = std::fs::read_to_string(repo_path(MANIFEST)).unwrap();
-    assert!(text.contains("#fluentbit "), "no #fluentbit lines");
-    let enabled = with_fluent_bit(&text);
-    let (docs, scratch) = manifest_docs(&enabled, "fluent-bit-manifest");
-    let problems = checks::check_manifest(&docs, &scratch);
+    let text = kustomize::source(MANIFEST);
+    let rendered = render(SIDECAR, &["fluentbit"], &[]);
+    let (docs, scratch) = (&rendered.docs, &rendered.scratch);
+    let problems = checks::check_manifest(docs, scratch);
     assert!(problems.is_empty(), "{problems:#?}");
-    let problems = fluent_bit_problems(&docs, &scratch, &text);
+    let problems = fluent_bit_problems(docs, scratch, &text);
     assert!(problems.is_empty(), "{problems:#?}");
 
-    // Broken one way each, and caught.
-    let broken: &[(&str, &str, &str)] = &[
+    // Broken one way each, and caught: (file under deploy/kubernetes, from, to, problem).
+    let broken: &[(&str, &str, &str, &str)] = &[
         (
-            "#fluentbit       mountPath: /var/lib/sipgw/audit",
-            "#fluentbit       mountPath: /var/lib/sipgw/trail",
+            MANIFEST,
+            "        mountPath: /var/lib/sipgw/audit\n",
+            "        mountPath: /var/lib/sipgw/trail\n",
             "does not mount sipgw's trail volume",
         ),
         (
-            "#fluentbit       mountPath: /var/lib/fluent-bit\n",
-            "#fluentbit       mountPath: /var/lib/fluent-bit-state\n",
+            MANIFEST,
+            "        mountPath: /var/lib/fluent-bit\n",
+            "        mountPath: /var/lib/fluent-bit-state\n",
             "on no writable emptyDir mount",
         ),
         (
-            "#fluentbit     - name: SIEM_URI\n#fluentbit       value: /ingest/sipgw-audit\n",
+            MANIFEST,
+            "      - name: SIEM_URI\n        value: /ingest/sipgw-audit\n",
             "",
             "SIEM_URI is not in fluent-bit's env",
         ),
         (
-            "#fluentbit     runAsUser: 65532",
-            "#fluentbit     runAsUser: 1000",
+            MANIFEST,
+            "      runAsUser: 65532",
+            "      runAsUser: 1000",
             "trail's owner",
         ),
         (
-            "    path = \"/var/lib/sipgw/audit/sipgw-audit.jsonl\"",
-            "    path = \"/var/lib/sipgw/audit/trail/sipgw-audit.jsonl\"",
+            MANIFEST,
+            "--from-file=fluent-bit.yaml=deploy/fluent-bit/sidecar.yaml",
+            "--from-file=fluent-bit.yaml=fluent-bit.yaml",
+            "no comment creates ConfigMap",
+        ),
+        (
+            "overlays/sidecar/sipgw.toml",
+            "path = \"/var/lib/sipgw/audit/sipgw-audit.jsonl\"",
+            "path = \"/var/lib/sipgw/audit/trail/sipgw-audit.jsonl\"",
             "not audit.path's directory",
         ),
     ];
-    for (from, to, needle) in broken {
-        let edited = edit_ignoring_indent(&text, from, to);
-        let (docs, scratch) = manifest_docs(&with_fluent_bit(&edited), "fluent-bit-broken");
-        let problems = fluent_bit_problems(&docs, &scratch, &edited);
+    for (file, from, to, needle) in broken {
+        let edited = render(SIDECAR, &["fluentbit"], &[(file, from, to)]);
+        let patch = if *file == MANIFEST {
+            text.replacen(from, to, 1)
+        } else {
+            text.clone()
+        };
+        let problems = fluent_bit_problems(&edited.docs, &edited.scratch, &patch);
         assert!(
             problems.iter().any(|p| p.contains(needle)),
-            "{from:?} -> {to:?}: expected {needle:?} in {problems:#?}"
+            "{file}: {from:?} -> {to:?}: expected {needle:?} in {problems:#?}"
         );
     }
     // The stop order: fluent-bit moved after sipgw.
-    let deployment = checks::of_kind(&docs, "Deployment").next().unwrap().clone();
+    let deployment = checks::of_kind(docs, "Deployment").next().unwrap().clone();
     let mut moved = docs.clone();
     let position = moved.iter().position(|d| d == &deployment).unwrap();
     let init = moved[position]["spec"]["template"]["spec"]["initContainers"]
         .as_array_mut()
         .unwrap();
     init.reverse();
-    let problems = fluent_bit_problems(&moved, &scratch, &text);
+    let problems = fluent_bit_problems(&moved, scratch, &text);
     assert!(
         problems.iter().any(|p| p.contains("it would stop first")),
         "{problems:#?}"
     );
-}
-
-/// `text` with the lines of `from` (compared without their leading spaces) replaced by
-/// those of `to`, each keeping the indent of the line it replaces (or of the first one).
-fn edit_ignoring_indent(text: &str, from: &str, to: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let from: Vec<&str> = from.lines().map(str::trim_start).collect();
-    let start = (0..lines.len())
-        .find(|&i| {
-            from.iter()
-                .enumerate()
-                .all(|(k, f)| lines.get(i + k).is_some_and(|l| l.trim_start() == *f))
-        })
-        .unwrap_or_else(|| panic!("{MANIFEST} no longer holds {from:?}; update this test"));
-    let indent = |l: &str| l[..l.len() - l.trim_start().len()].to_owned();
-    let mut out: Vec<String> = lines[..start].iter().map(|l| (*l).to_owned()).collect();
-    for (k, line) in to.lines().enumerate() {
-        let at = lines[start + k.min(from.len() - 1)];
-        out.push(format!("{}{}", indent(at), line.trim_start()));
-    }
-    out.extend(lines[start + from.len()..].iter().map(|l| (*l).to_owned()));
-    out.join("\n") + "\n"
 }
