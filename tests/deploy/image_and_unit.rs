@@ -256,7 +256,7 @@ fn no_secret_appears_inline() {
         "deploy/systemd/sipgw.service",
         "config/sipgw.example.toml",
     ];
-    let manifests = source_files()
+    let manifests = kustomize::source_files(&repo_path("deploy/kubernetes"))
         .into_iter()
         .map(|f| format!("deploy/kubernetes/{f}"));
     for path in files.iter().map(|f| f.to_string()).chain(manifests) {

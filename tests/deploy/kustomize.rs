@@ -6,12 +6,14 @@
 
 #![allow(dead_code)] // tests/deploy.rs and tests/siem.rs each use a part
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::checks::load_embedded;
 use crate::common::fresh_dir;
 use crate::yaml::{load_all, repo_path};
 
@@ -151,7 +153,8 @@ pub fn uncomment(text: &str, markers: &[&str]) -> String {
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// A copy of the directory `from` at `to`, for rendering an edited tree.
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -164,8 +167,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Every file under `deploy/kubernetes/`, as paths relative to it, sorted.
-pub fn source_files() -> Vec<String> {
+/// Every file under `root`, as paths relative to it, sorted.
+pub fn source_files(root: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -177,9 +180,78 @@ pub fn source_files() -> Vec<String> {
             }
         }
     }
-    let root = repo_path("deploy/kubernetes");
     let mut files = Vec::new();
-    walk(&root, &root, &mut files);
+    walk(root, root, &mut files);
     files.sort();
     files
+}
+
+/// What is wrong with the kustomize tree at `root` that needs no kubectl to see: a file
+/// that is not YAML (a `.toml` that is not a config sipgw loads), a file a kustomization
+/// names that does not exist, a file no kustomization names (a stale one). The optional
+/// patches count as named.
+pub fn tree_problems(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut named = BTreeSet::new();
+    for file in source_files(root) {
+        let text = std::fs::read_to_string(root.join(&file)).unwrap();
+        if file.ends_with(".toml") {
+            if let Err(e) = load_embedded(&text, &[], &fresh_dir("toml")) {
+                problems.push(format!("{file}: {e}"));
+            }
+            continue;
+        }
+        let scratch = fresh_dir("source").join("file.yaml");
+        std::fs::write(&scratch, uncomment(&text, &["tls", "mtls", "fluentbit"])).unwrap();
+        let docs = match load_all(&scratch) {
+            Ok(docs) => docs,
+            Err(e) => {
+                problems.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        if !file.ends_with("kustomization.yaml") {
+            continue;
+        }
+        let dir = Path::new(&file).parent().unwrap();
+        for name in named_files(&docs[0]) {
+            let target = root.join(dir).join(&name);
+            let target = if target.is_dir() {
+                target.join("kustomization.yaml")
+            } else {
+                target
+            };
+            match std::fs::canonicalize(&target) {
+                Ok(path) => named.insert(path),
+                Err(_) => {
+                    problems.push(format!("{file} names {name}, which does not exist"));
+                    continue;
+                }
+            };
+        }
+    }
+    for file in source_files(root) {
+        // An overlay's kustomization is what `kubectl apply -k` is pointed at.
+        let entry = file.starts_with("overlays/") && file.ends_with("/kustomization.yaml");
+        let path = std::fs::canonicalize(root.join(&file)).unwrap();
+        if !entry && !named.contains(&path) {
+            problems.push(format!("{file} is named by no kustomization"));
+        }
+    }
+    problems
+}
+
+/// The files a kustomization names: resources, patches, generator files.
+fn named_files(kustomization: &Value) -> Vec<String> {
+    let list = |key: &str| kustomization[key].as_array().cloned().unwrap_or_default();
+    let resources = list("resources").into_iter();
+    let patches = list("patches").into_iter().map(|p| p["path"].clone());
+    let generated = list("configMapGenerator")
+        .into_iter()
+        .flat_map(|g| g["files"].as_array().cloned().unwrap_or_default());
+    resources
+        .chain(patches)
+        .chain(generated)
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
 }
