@@ -393,3 +393,55 @@ fn the_deploy_docs_say_what_the_manifests_do() {
     ];
     assert_mentions("docs/tls.md", &deploy_docs("tls.md"), &inbound);
 }
+
+/// The shell lines in docs/deploying.md that wrap the alert rule file into a
+/// PrometheusRule, run on a rule file with the awkward parts (a block scalar with an empty
+/// line, templates, quotes): the object's `spec` is the file, unchanged.
+#[test]
+fn the_documented_prometheus_rule_wrap_keeps_the_rules() {
+    let deploying = deploy_docs("deploying.md");
+    let section = deploying
+        .split("\n## Prometheus Operator: PodMonitor and alert rules\n")
+        .nth(1)
+        .expect("the Prometheus Operator section");
+    let block = section.split("```sh\n").nth(1).unwrap();
+    let block = block.split("```").next().unwrap();
+    let (wrap, apply) = block
+        .split_once(" | kubectl")
+        .expect("the wrap is piped into kubectl");
+    assert!(apply.contains("apply -f -"), "{apply}");
+    const RULES: &str = "deploy/prometheus/sipgw-alerts.yaml";
+    assert!(wrap.contains(RULES), "{wrap}");
+    let scratch = fresh_dir("prometheus-rule");
+    let rules = r#"groups:
+  - name: sipgw
+    rules:
+      - alert: SipgwExample
+        expr: sum(rate(sipgw_requests_total{code="5xx"}[5m])) > 0
+        for: 5m
+        labels: {severity: page}
+        annotations:
+          summary: "{{ $labels.instance }}: it's failing"
+          runbook: |
+            First line.
+
+            After an empty line: "quoted", 'single'.
+"#;
+    std::fs::create_dir_all(scratch.join("deploy/prometheus")).unwrap();
+    std::fs::write(scratch.join(RULES), rules).unwrap();
+    let output = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", wrap])
+        .current_dir(&scratch)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    std::fs::write(scratch.join("rule.yaml"), &output.stdout).unwrap();
+    let object = yaml::load_one(&scratch.join("rule.yaml"));
+    assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(object["kind"], "PrometheusRule");
+    assert_eq!(
+        object["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(object["spec"], yaml::load_one(&scratch.join(RULES)));
+}
