@@ -307,7 +307,7 @@ async fn metrics_count_what_happened() {
     // TLS metrics exist only with inbound TLS (tests/tls.rs scrapes them there).
     let tls_only = std::collections::BTreeSet::from([
         "sipgw_tls_reloads_total",
-        "sipgw_tls_cert_not_after_seconds",
+        "sipgw_tls_cert_expiry_timestamp_seconds",
     ]);
     let without_tls: std::collections::BTreeSet<&str> =
         documented.difference(&tls_only).copied().collect();
