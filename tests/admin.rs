@@ -53,7 +53,7 @@ fn samples(text: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// The value of `series`, or 0 when absent (a counter never incremented is not exposed).
+/// The value of `series`, or 0 when absent (an HTTP status the vendor never sent).
 fn value(samples: &std::collections::HashMap<String, f64>, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or(0.0)
 }
