@@ -162,6 +162,35 @@ fn the_dashboards_expressions_parse() {
 }
 
 #[test]
+fn every_dashboard_panel_reads_the_chosen_data_source() {
+    let text = std::fs::read_to_string(yaml::repo_path(DASHBOARD)).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "job", "instance"]);
+    let mut ids = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "panel ids repeat: {panel}"
+        );
+        if panel["type"] != "row" {
+            // Pinned to no particular data source, so the file imports anywhere.
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
+            assert!(panel["description"].as_str().is_some_and(|d| !d.is_empty()));
+        }
+    }
+}
+
+#[test]
 fn every_alert_says_what_to_do_and_is_tested_both_ways() {
     let tests = yaml::load_one(&yaml::repo_path(ALERT_TESTS));
     let cases: Vec<&Value> = tests["tests"]
