@@ -11,15 +11,16 @@
 mod common;
 #[path = "observability/exposition.rs"]
 mod exposition;
+#[path = "observability/promtool.rs"]
+mod promtool;
 mod yaml;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use exposition::{Sample, label_values, samples, selectors, value};
+use promtool::{promtool, run_promtool};
 use serde_json::Value;
 
 const ALERTS: &str = "deploy/prometheus/sipgw-alerts.yaml";
@@ -31,43 +32,6 @@ const TLS_ONLY: [&str; 2] = [
     "sipgw_tls_cert_expiry_timestamp_seconds",
     "sipgw_tls_reloads_total",
 ];
-
-/// promtool's path, or `None` (with a message) when it is missing and not required.
-fn promtool() -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("promtool"))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_none(),
-            "SIPGW_REQUIRE_LOAD_TOOLS is set but promtool is not installed \
-             (Debian package `prometheus`)"
-        );
-        eprintln!("skipped: promtool not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
-    }
-    found
-}
-
-/// Runs promtool with `args` in `dir`, `stdin` fed to it; panics with its output on failure.
-fn run_promtool(promtool: &PathBuf, dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(promtool)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "promtool {args:?} failed:\n{text}");
-    text
-}
 
 /// Every alerting rule of the rule file.
 fn alert_rules() -> Vec<Value> {
@@ -456,4 +420,51 @@ async fn metrics_from_the_first_second_hold_every_known_series() {
         &["check", "metrics"],
         &text,
     );
+}
+
+#[tokio::test]
+async fn the_key_set_age_is_absent_for_a_file_and_zero_until_a_first_fetch() {
+    // From a file: nothing can go stale, nothing is fetched.
+    let idp = sipgw_dev::dev_issuer::DevIssuer::new(ISSUER);
+    let path = fresh_dir("jwks-file").join("jwks.json");
+    std::fs::write(&path, idp.jwks_json().to_string()).unwrap();
+    let from_file = Harness::start_with(sim_config(), |c| {
+        c.auth.jwks_url = None;
+        c.auth.jwks_file = Some(path.display().to_string());
+    })
+    .await;
+    let (_, text) = scrape_path(&from_file, "/metrics").await;
+    let m = samples(&text);
+    assert!(
+        !text.contains("sipgw_jwks_last_success_timestamp_seconds"),
+        "{text}"
+    );
+    for result in ["ok", "error"] {
+        let fetches = present(
+            &m,
+            "sipgw_jwks_refreshes_total",
+            &[("result", result)],
+            &text,
+        );
+        assert_eq!(fetches, 0.0);
+    }
+    // From an IdP that never answers: 0, which SipgwJwksStale reads as "too long ago".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let unreachable = Harness::start_with(sim_config(), |c| {
+        c.auth.jwks_url = Some(format!("http://{closed_addr}/jwks.json"));
+    })
+    .await;
+    for _ in 0..200 {
+        let (_, text) = scrape_path(&unreachable, "/metrics").await;
+        let m = samples(&text);
+        if value(&m, "sipgw_jwks_refreshes_total", &[("result", "error")]) >= Some(1.0) {
+            let age = present(&m, "sipgw_jwks_last_success_timestamp_seconds", &[], &text);
+            assert_eq!(age, 0.0, "no fetch succeeded");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the key set fetch never failed");
 }
