@@ -262,6 +262,16 @@ pub fn catalogue() -> impl Iterator<Item = (StatusCode, &'static str)> {
         .map(|e| (e.status(), e.code()))
 }
 
+/// The `code` of a success in metrics, logs and the audit trail (a success has no problem
+/// document).
+pub const OK_CODE: &str = "ok";
+
+/// Every `code` an answer can carry: [`OK_CODE`] and each code of the [`catalogue`]. The
+/// values of `sipgw_requests_total{code}`, all present at 0 from start-up.
+pub fn answer_codes() -> impl Iterator<Item = &'static str> {
+    std::iter::once(OK_CODE).chain(catalogue().map(|(_, code)| code))
+}
+
 /// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3), at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -103,6 +103,9 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Both scopes.
+    pub const ALL: [Self; 2] = [Self::Caller, Self::Agent];
+
     /// The scope's name: `caller` or `agent`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -9,7 +9,9 @@
 //!
 //! Every label takes values from a fixed, small set (problem codes, HTTP statuses, a few
 //! words): nothing from a request (agent, caller, path) becomes a label, so no input can
-//! grow the registry.
+//! grow the registry. Every value known in advance is created at 0 when its instrument is
+//! (the constructors below), so that `rate()` and alerts see the first event instead of a
+//! series that appears already at 1.
 
 use std::fmt::Write as _;
 
@@ -72,12 +74,25 @@ pub struct ResultLabel {
 }
 
 impl ResultLabel {
+    /// Both results, `ok` and `error`.
+    pub const ALL: [Self; 2] = [Self { result: "ok" }, Self { result: "error" }];
+
     /// `ok` when `ok`, else `error`.
     pub fn of(ok: bool) -> Self {
         Self {
             result: if ok { "ok" } else { "error" },
         }
     }
+}
+
+/// A counter family by result with both `ok` and `error` present at 0: the refresh and
+/// reload counters' constructor.
+pub fn result_family() -> Family<ResultLabel, Counter> {
+    let family = Family::default();
+    for label in &ResultLabel::ALL {
+        drop(family.get_or_create(label));
+    }
+    family
 }
 
 /// Which vendor API a call went to.
@@ -87,6 +102,11 @@ pub enum VendorCall {
     Token,
     /// `updateSipPhonePassword`.
     Update,
+}
+
+impl VendorCall {
+    /// Both calls.
+    pub const ALL: [Self; 2] = [Self::Token, Self::Update];
 }
 
 impl EncodeLabelValue for VendorCall {
@@ -109,6 +129,23 @@ pub enum VendorStatus {
     ConnectError,
     /// The connection failed mid-way.
     TransportError,
+}
+
+impl VendorStatus {
+    /// The outcomes known in advance, created at 0 for both calls: the statuses the vendor
+    /// documents (200, and 400, 401, 404, 500 for its errors) and the three ways a call
+    /// fails without one. Any other status (a proxy's 502, say) is counted from its first
+    /// occurrence: statuses are open-ended, and a series for each of them would be noise.
+    pub const KNOWN: [Self; 8] = [
+        Self::Http(200),
+        Self::Http(400),
+        Self::Http(401),
+        Self::Http(404),
+        Self::Http(500),
+        Self::Timeout,
+        Self::ConnectError,
+        Self::TransportError,
+    ];
 }
 
 impl EncodeLabelValue for VendorStatus {
@@ -148,11 +185,23 @@ pub struct VendorMetrics {
 }
 
 impl Default for VendorMetrics {
+    /// Both calls' durations and their [`VendorStatus::KNOWN`] outcomes, at 0.
     fn default() -> Self {
-        Self {
+        let metrics = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
+        };
+        for call in VendorCall::ALL {
+            for status in VendorStatus::KNOWN {
+                drop(
+                    metrics
+                        .requests
+                        .get_or_create(&VendorLabels { call, status }),
+                );
+            }
+            drop(metrics.duration.get_or_create(&CallLabel { call }));
         }
+        metrics
     }
 }
 
@@ -179,12 +228,90 @@ pub struct RequestMetrics {
     pub rate_limited: Family<ScopeLabel, Counter>,
 }
 
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        Self {
+impl RequestMetrics {
+    /// The instruments, with `codes` (every code an answer can carry:
+    /// `crate::error::answer_codes`, passed in so that this module stays a leaf) and both
+    /// quota scopes present at 0.
+    pub fn new(codes: impl IntoIterator<Item = &'static str>) -> Self {
+        let metrics = Self {
             requests: Family::default(),
             duration: latency_histogram(),
             rate_limited: Family::default(),
+        };
+        for code in codes {
+            drop(metrics.requests.get_or_create(&CodeLabel { code }));
         }
+        for scope in Scope::ALL {
+            drop(metrics.rate_limited.get_or_create(&ScopeLabel { scope }));
+        }
+        metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    /// The text exposition of one family registered as `name`.
+    fn exposed<M>(name: &str, metric: M) -> String
+    where
+        M: prometheus_client::registry::Metric,
+    {
+        let mut registry = Registry::default();
+        registry.register(name, "help", metric);
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn request_codes_and_scopes_exist_before_any_request() {
+        let metrics = RequestMetrics::new(["ok", "forbidden"]);
+        let requests = exposed("requests", metrics.requests.clone());
+        assert!(
+            requests.contains("requests_total{code=\"ok\"} 0\n"),
+            "{requests}"
+        );
+        assert!(requests.contains("requests_total{code=\"forbidden\"} 0\n"));
+        let scopes = exposed("rate_limited", metrics.rate_limited.clone());
+        assert!(
+            scopes.contains("rate_limited_total{scope=\"caller\"} 0\n"),
+            "{scopes}"
+        );
+        assert!(scopes.contains("rate_limited_total{scope=\"agent\"} 0\n"));
+    }
+
+    #[test]
+    fn results_and_vendor_outcomes_exist_before_any_event() {
+        let results = exposed("refreshes", result_family());
+        assert!(
+            results.contains("refreshes_total{result=\"ok\"} 0\n"),
+            "{results}"
+        );
+        assert!(results.contains("refreshes_total{result=\"error\"} 0\n"));
+        let vendor = VendorMetrics::default();
+        let calls = exposed("vendor_requests", vendor.requests.clone());
+        for call in ["token", "update"] {
+            for status in [
+                "200",
+                "401",
+                "500",
+                "timeout",
+                "connect_error",
+                "transport_error",
+            ] {
+                let series =
+                    format!("vendor_requests_total{{call=\"{call}\",status=\"{status}\"}} 0\n");
+                assert!(calls.contains(&series), "{series} missing:\n{calls}");
+            }
+        }
+        let durations = exposed("vendor_duration", vendor.duration.clone());
+        assert!(
+            durations.contains("vendor_duration_count{call=\"update\"} 0\n"),
+            "{durations}"
+        );
+        assert!(durations.contains("vendor_duration_count{call=\"token\"} 0\n"));
     }
 }

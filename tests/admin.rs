@@ -53,7 +53,7 @@ fn samples(text: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// The value of `series`, or 0 when absent (a counter never incremented is not exposed).
+/// The value of `series`, or 0 when absent (an HTTP status the vendor never sent).
 fn value(samples: &std::collections::HashMap<String, f64>, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or(0.0)
 }
@@ -307,7 +307,7 @@ async fn metrics_count_what_happened() {
     // TLS metrics exist only with inbound TLS (tests/tls.rs scrapes them there).
     let tls_only = std::collections::BTreeSet::from([
         "sipgw_tls_reloads_total",
-        "sipgw_tls_cert_not_after_seconds",
+        "sipgw_tls_cert_expiry_timestamp_seconds",
     ]);
     let without_tls: std::collections::BTreeSet<&str> =
         documented.difference(&tls_only).copied().collect();

@@ -523,7 +523,9 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     let not_after = 1_893_542_400; // 2030-01-02T00:00:00Z, serial 2's expiry
 
     assert!(
-        metrics.contains(&format!("sipgw_tls_cert_not_after_seconds {not_after}")),
+        metrics.contains(&format!(
+            "sipgw_tls_cert_expiry_timestamp_seconds {not_after}"
+        )),
         "{metrics:?} (want {not_after})"
     );
     gw.shutdown().await;

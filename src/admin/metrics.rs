@@ -63,19 +63,22 @@ impl std::fmt::Debug for Sources {
     }
 }
 
-/// The registry for one gateway process: its parts' instruments, plus the values read at
-/// each scrape.
+/// The registry for one gateway process: its parts' instruments and the values read at
+/// each scrape, under `sipgw_`, and on Linux the standard `process_*` metrics, unprefixed.
 pub fn registry(sources: Sources) -> Registry {
-    let mut registry = Registry::with_prefix("sipgw");
+    let mut root = Registry::default();
+    #[cfg(target_os = "linux")]
+    root.register_collector(Box::new(super::process::ProcessCollector::new()));
+    let registry = root.sub_registry_with_prefix("sipgw");
     registry.register(
         "build",
         "The running sipgw version",
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
     );
-    register_pipeline(&mut registry, &sources);
-    register_dependencies(&mut registry, &sources);
+    register_pipeline(registry, &sources);
+    register_dependencies(registry, &sources);
     registry.register_collector(Box::new(StateCollector { sources }));
-    registry
+    root
 }
 
 /// The request and vendor call instruments.
@@ -173,17 +176,25 @@ impl std::fmt::Debug for StateCollector {
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let sources = &self.sources;
-        let not_after = sources.tls.as_ref().and_then(|tls| tls.not_after());
-        if let Some(seconds) = not_after
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
-        {
+        if let Some(not_after) = sources.tls.as_ref().and_then(|tls| tls.not_after()) {
             gauge(
                 &mut encoder,
-                "tls_cert_not_after",
+                "tls_cert_expiry_timestamp",
                 "Expiry (Unix time) of the API listener's certificate in use.",
                 Some(&Unit::Seconds),
-                seconds,
+                unix_seconds(not_after),
+            )?;
+        }
+        let keys = sources.auth.keys();
+        // A set from a file cannot go stale: nothing to show. A fetched one shows 0 until
+        // its first success, so "too long ago" covers "never" too.
+        if keys.is_remote() {
+            gauge(
+                &mut encoder,
+                "jwks_last_success_timestamp",
+                "When (Unix time) the JWT key set was last fetched successfully, changed or not; 0 before the first success.",
+                Some(&Unit::Seconds),
+                keys.last_success().map_or(0, unix_seconds),
             )?;
         }
         // Absent while no token is held: an alert on "absent or below N" covers both.
@@ -306,6 +317,12 @@ fn connections(encoder: &mut DescriptorEncoder, listeners: &[ListenerStats]) -> 
         }
     }
     Ok(())
+}
+
+/// Whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn gauge<N: EncodeGaugeValue>(

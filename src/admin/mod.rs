@@ -9,7 +9,8 @@
 //! still serves, more conservatively.
 //!
 //! The listener is handed only what it reads: [`Readiness`] (the parts behind `/readyz`)
-//! and [`metrics::Sources`] (what `/metrics` registers and reads at each scrape).
+//! and [`metrics::Sources`] (what `/metrics` registers and reads at each scrape). The
+//! standard `process_*` metrics are read from `/proc/self` on Linux (`process`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 pub mod metrics;
+#[cfg(target_os = "linux")]
+mod process;
 
 use crate::auth::keys::KeyStore;
 use crate::gateway::Auditor;

@@ -89,7 +89,7 @@ impl Parts {
             keys,
             limits: Arc::new(limits),
             auditor: Arc::new(auditor),
-            requests: RequestMetrics::default(),
+            requests: RequestMetrics::new(crate::error::answer_codes()),
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             trusted_proxies: config.server.trusted_proxies.clone(),

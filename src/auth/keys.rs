@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::backoff::backoff_delay;
-use crate::metrics::ResultLabel;
+use crate::metrics::{ResultLabel, result_family};
 use crate::outbound::{self, HttpsClient};
 
 /// Largest JWKS or discovery document we read.
@@ -240,6 +240,9 @@ pub struct KeyStore {
     fetches: AtomicU64,
     /// Fetches by result (`sipgw_jwks_refreshes_total`).
     refreshes: Family<ResultLabel, Counter>,
+    /// When a fetch last succeeded, the set changed or not
+    /// (`sipgw_jwks_last_success_timestamp_seconds`: how stale the set may be).
+    last_success: Mutex<Option<SystemTime>>,
 }
 
 impl KeyStore {
@@ -260,13 +263,25 @@ impl KeyStore {
             last_refetch: Mutex::new(None),
             last_digest: Mutex::new(None),
             fetches: AtomicU64::new(0),
-            refreshes: Family::default(),
+            refreshes: result_family(),
+            last_success: Mutex::new(None),
         }
     }
 
     /// Fetches by result, for the metrics registry.
     pub fn refreshes(&self) -> &Family<ResultLabel, Counter> {
         &self.refreshes
+    }
+
+    /// Whether the set is fetched (from a URL or through discovery), and so can go stale.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self.source, KeySource::Static(_))
+    }
+
+    /// When a fetch last succeeded; `None` before the first success (and always for a
+    /// set from a file).
+    pub fn last_success(&self) -> Option<SystemTime> {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The set in use, if one was loaded.
@@ -349,6 +364,9 @@ impl KeyStore {
         self.refreshes
             .get_or_create(&ResultLabel::of(result.is_ok()))
             .inc();
+        if result.is_ok() {
+            *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
+        }
         match result {
             Ok((set, digest)) => {
                 // An unchanged document keeps the set (and the verified-token cache) as is.

@@ -24,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsAcceptor;
 
 use super::{CertSummary, Contents, LoadError, TlsFiles};
-use crate::metrics::ResultLabel;
+use crate::metrics::{ResultLabel, result_family};
 
 /// How often the files are compared with what was last read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ pub struct ServerTls {
     last_seen: Mutex<Option<[u8; 32]>>,
     /// How often [`ServerTls::watch`] compares the files.
     poll_interval: Duration,
-    /// `notAfter` of the certificate in use, for `sipgw_tls_cert_not_after_seconds`.
+    /// `notAfter` of the certificate in use, for `sipgw_tls_cert_expiry_timestamp_seconds`.
     not_after: Mutex<Option<SystemTime>>,
     /// Reloads by result (`sipgw_tls_reloads_total`); the first load is not counted.
     reloads: Family<ResultLabel, Counter>,
@@ -83,7 +83,7 @@ impl ServerTls {
             last_seen: Mutex::new(Some(contents.digest())),
             poll_interval: DEFAULT_POLL_INTERVAL,
             not_after: Mutex::new(loaded.leaf.not_after),
-            reloads: Family::default(),
+            reloads: result_family(),
             files,
         })
     }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::VendorError;
 use super::wire::FetchedToken;
 use crate::backoff::backoff_delay;
-use crate::metrics::ResultLabel;
+use crate::metrics::{ResultLabel, result_family};
 
 /// Fraction of a token's life after which the background task replaces it.
 const REFRESH_AT_FRACTION: f64 = 0.8;
@@ -167,7 +167,7 @@ impl TokenCache {
             source,
             state: Mutex::new(State::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
-            refreshes: Family::default(),
+            refreshes: result_family(),
         }
     }
 
