@@ -80,10 +80,17 @@ fn nearest_dir(path: &Path) -> Result<std::path::PathBuf, Error> {
                 let what = format!("{} is not a directory", dir.display());
                 return Err(Error::new(ErrorKind::NotADirectory, what));
             }
-            Err(error) if error.kind() == ErrorKind::NotFound => match dir.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
-                _ => return Err(named(dir, error)),
-            },
+            // Missing, or under a file (ENOTDIR): the ancestor that exists says which.
+            Err(error)
+                if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+            {
+                match dir.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+                    // A relative path's first component: it is created in the working directory.
+                    Some(_) => dir = Path::new("."),
+                    None => return Err(named(dir, error)),
+                }
+            }
             Err(error) => return Err(named(dir, error)),
         }
     }
@@ -154,6 +161,12 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_relative_path_under_the_working_directory_is_fine() {
+        let path = Path::new("sipgw-preflight-no-such-dir/sipgw-audit.jsonl");
+        audit_usable(&audit_at(path)).unwrap();
     }
 
     #[test]
