@@ -89,14 +89,17 @@ fn describe_link(link: &(dyn Error + 'static)) -> String {
     format!("TLS handshake: {tls}{hint}")
 }
 
-/// The rustls error `link` is or carries.
+/// The rustls error `link` is or carries: hyper-rustls wraps tokio-rustls's I/O error
+/// (which carries the rustls error) in another I/O error, so wrappers are unwrapped.
 fn rustls_error<'a>(link: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = link.downcast_ref::<rustls::Error>() {
-        return Some(tls);
+    let mut current: &(dyn Error + 'static) = link;
+    for _ in 0..MAX_LINKS {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
-    link.downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    None
 }
 
 #[cfg(test)]
@@ -144,7 +147,8 @@ mod tests {
             "TLS handshake: invalid peer certificate: UnknownIssuer"
         );
         let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, plain);
+        // hyper-rustls wraps tokio-rustls's I/O error in one more.
+        let io = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, plain));
         assert!(
             chain(&io).ends_with("(the peer does not speak TLS: is it a plain-HTTP port?)"),
             "{}",

@@ -131,7 +131,7 @@ async fn every_check_passes_against_live_upstreams() {
             let password = dir.join("redis.password");
             std::fs::write(&password, REDIS_PASSWORD).unwrap();
             format!(
-                "[rate_limit]\nredis_url = \"{}\"\nredis_password_file = \"{}\"\n",
+                "[rate_limit]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_password_file = \"{}\"\n",
                 redis.url(),
                 password.display()
             )
@@ -149,7 +149,7 @@ async fn every_check_passes_against_live_upstreams() {
         "jwks",
         &[
             &format!("GET http://{}/jwks.json", h.idp_addr),
-            "1 usable key: ",
+            "2 usable keys: es256-1 (ES256), rs256-1 (RS256)",
         ],
     );
     probed.passed(
@@ -291,7 +291,7 @@ async fn an_unusable_trail_a_taken_port_and_a_redis_down_each_fail_alone() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let taken_addr = taken.local_addr().unwrap();
     let down = free_addr();
-    let extra = format!("[rate_limit]\nredis_url = \"redis://{down}\"\n");
+    let extra = format!("[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://{down}\"\n");
     let sections = upstream_sections(up.idp_addr, up.sim_addr);
     // check-config without --probe refuses the trail first (as serve would): exit 2.
     let probed = probe(
