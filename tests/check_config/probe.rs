@@ -174,6 +174,19 @@ async fn every_check_passes_against_live_upstreams() {
     if let Some(redis) = &redis {
         probed.passed("redis", &[&redis.url(), "PING answered PONG"]);
     }
+    // The last record altered (its seq): its MAC no longer verifies.
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let last_start = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
+    let seq_at = last_start + text[last_start..].find("\"seq\":").unwrap() + "\"seq\":".len();
+    let digit = text.as_bytes()[seq_at] - b'0';
+    let mut altered = text.clone();
+    altered.replace_range(seq_at..=seq_at, &((digit + 1) % 10).to_string());
+    std::fs::write(&trail, altered).unwrap();
+    let probed = probe(config(&sections, None, &trail, &extra), APP_SECRET).await;
+    probed.failed(
+        "audit trail",
+        &[&trail.display().to_string(), "does not verify"],
+    );
 }
 
 #[tokio::test]
