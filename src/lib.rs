@@ -9,7 +9,8 @@
 //!   composes the sections each domain module owns (`vendor::config`, `audit::config`, …).
 //! - [`config_key`]: what those sections share: [`config_key::InvalidKey`] and range checks.
 //! - [`app`]: the composition root: builds the parts once ([`app::Parts`]), hands each
-//!   consumer what it needs, and runs one process ([`app::serve`]).
+//!   consumer what it needs, and runs one process ([`app::serve`]); the start-up checks
+//!   `check-config` shares ([`app::preflight`]) and its live ones ([`app::probe`]).
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics` (the registry, in
 //!   [`admin::metrics`]).
 //! - [`metrics`]: the Prometheus instruments the parts record into (a leaf module).
@@ -37,7 +38,7 @@
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
 //! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
-//!   JWKS fetcher.
+//!   JWKS fetcher; a failure named by its URL and cause chain ([`outbound::cause`]).
 //! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
 //!   links the development tools of `sipgw-dev`).
 //! - [`telemetry`]: log set-up.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sipgw::app::{self, EXIT_CONFIG, Listeners, StartError};
+use sipgw::app::{self, EXIT_CONFIG, EXIT_FAILURE, Listeners, StartError};
 use sipgw::audit::cli::AuditCommand;
 use sipgw::config::Config;
 use sipgw::telemetry::{self, LogFormat};
@@ -39,6 +39,11 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, env = "SIPGW_CONFIG")]
         config: PathBuf,
+        /// Also reach what the config names (IdP, vendor, Redis, the audit trail, the
+        /// listen addresses): one `ok`/`FAIL` line each instead of the config; exit 1 when
+        /// one fails.
+        #[arg(long)]
+        probe: bool,
     },
     /// Check or read the audit trail.
     #[command(subcommand)]
@@ -69,7 +74,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, probe } => check_config(&config, probe).await,
         Command::Audit(command) => sipgw::audit::cli::run(command),
         #[cfg(feature = "dev")]
         Command::DevToken(args) => match sipgw_dev::dev_token::run(&args) {
@@ -109,30 +114,50 @@ async fn serve(path: &Path) -> Result<(), StartError> {
     app::serve(&config, listeners, reloads, shutdown).await
 }
 
-/// `sipgw check-config`: the effective config on stdout, or exit status 2 naming the key.
-fn check_config(path: &Path) -> ExitCode {
+/// `sipgw check-config`: the config validated and the start-up checks that need no network
+/// made, as `serve` makes them; then the effective config on stdout, or with `--probe` the
+/// live checks. Exit status 2 for an invalid or unusable config (naming the key), 1 when a
+/// live check failed, 0 otherwise.
+async fn check_config(path: &Path, probe: bool) -> ExitCode {
     // Warnings about the config (deprecated keys) go to stderr, as `serve` logs them;
     // dropping the guard flushes them before the effective config is printed.
     let log = telemetry::init(LogFormat::Pretty, "warn");
     let checked = Config::check(path);
     drop(log);
     // The file and the environment may hold any text; echoed values are escaped.
-    match checked {
-        Ok(checked) => {
-            // Allowed, but weaker than it looks: said on stderr; the status stays 0.
-            for warning in checked.warnings {
-                eprintln!("warning: {warning}");
-            }
-            print_all(
-                "sipgw check-config",
-                &terminal::escape_keeping_lines(&checked.effective),
-                ExitCode::SUCCESS,
-            )
-        }
+    let checked = match checked {
+        Ok(checked) => checked,
         Err(error) => {
             let error = error.to_string();
             eprintln!("sipgw: invalid configuration: {}", terminal::escape(&error));
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    if let Err(error) = app::preflight::check(&checked.config) {
+        eprintln!("sipgw: {}", terminal::escape(&error.to_string()));
+        return ExitCode::from(error.exit_status());
     }
+    // Allowed, but weaker than it looks: said on stderr; the status stays 0.
+    for warning in &checked.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if !probe {
+        return print_all(
+            "sipgw check-config",
+            &terminal::escape_keeping_lines(&checked.effective),
+            ExitCode::SUCCESS,
+        );
+    }
+    let lines = app::probe::run(&checked.config).await;
+    let status = if lines.iter().all(app::probe::Line::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    };
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    print_all(
+        "sipgw check-config",
+        &terminal::escape_keeping_lines(&text),
+        status,
+    )
 }

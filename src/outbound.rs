@@ -2,7 +2,11 @@
 //! client with rustls (Mozilla roots plus configured extra roots), and one bounded exchange.
 //!
 //! Both are built once at start-up; a request costs no TLS or pool set-up beyond the
-//! handshake of a new connection.
+//! handshake of a new connection. A failure names the request (`METHOD URL`) and its whole
+//! cause chain ([`cause`]): the operator reads what failed where, never a bare
+//! `client error (Connect)`.
+
+pub mod cause;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,19 +60,34 @@ pub fn client(
 }
 
 /// Why an exchange failed. A connection that was never made cannot have changed anything;
-/// one that failed later may have.
+/// one that failed later may have. Each variant names the request (`target`, from
+/// [`cause::target`]: no credentials, no query) and what went wrong; the request's body
+/// (which may hold a secret) never appears.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     /// No complete answer before the deadline.
-    #[error("no answer in time")]
-    Timeout,
+    #[error("{target}: no answer in time")]
+    Timeout {
+        /// `METHOD URL`.
+        target: String,
+    },
     /// The connection could not be established (refused, DNS, TLS handshake).
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    #[error("{target}: cannot connect: {cause}")]
+    Connect {
+        /// `METHOD URL`.
+        target: String,
+        /// The cause chain ([`cause::chain`]).
+        cause: String,
+    },
     /// The connection failed after the request may have been sent, or the answer was over
     /// the size limit.
-    #[error("connection failed: {0}")]
-    Transport(String),
+    #[error("{target}: connection failed: {cause}")]
+    Transport {
+        /// `METHOD URL`.
+        target: String,
+        /// The cause chain ([`cause::chain`]).
+        cause: String,
+    },
 }
 
 /// Sends one request and reads the whole answer, at most `max_bytes`, before `deadline`.
@@ -81,23 +100,30 @@ pub async fn exchange(
     deadline: Instant,
     max_bytes: usize,
 ) -> Result<(StatusCode, Bytes), ExchangeError> {
+    let target = cause::target(request.method(), request.uri());
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {
+            let cause = cause::chain(&e);
+            let target = target.clone();
             if e.is_connect() {
-                ExchangeError::Connect(e.to_string())
+                ExchangeError::Connect { target, cause }
             } else {
-                ExchangeError::Transport(e.to_string())
+                ExchangeError::Transport { target, cause }
             }
         })?;
         let status = response.status();
         let body = Limited::new(response.into_body(), max_bytes)
             .collect()
             .await
-            .map_err(|e| ExchangeError::Transport(e.to_string()))?
+            .map_err(|e| ExchangeError::Transport {
+                target: target.clone(),
+                cause: cause::chain(&*e),
+            })?
             .to_bytes();
         Ok((status, body))
     };
-    tokio::time::timeout_at(deadline, exchange)
-        .await
-        .map_err(|_| ExchangeError::Timeout)?
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ExchangeError::Timeout { target }),
+    }
 }

@@ -1,5 +1,13 @@
 //! `sipgw check-config`: the effective config printed without secrets, environment
-//! overrides (one key of a table alone), and each kind of mistake named by its key.
+//! overrides (one key of a table alone), each kind of mistake named by its key, the
+//! start-up checks `serve` makes (an unusable audit directory), and `--probe`'s live
+//! checks against real upstreams ([`probe`]).
+
+mod common;
+#[path = "check_config/probe.rs"]
+mod probe;
+#[path = "check_config/tls_front.rs"]
+mod tls_front;
 
 use std::process::Command;
 
@@ -213,4 +221,92 @@ fn check_config_refuses_each_kind_of_mistake_naming_the_key() {
             );
         }
     }
+}
+
+#[test]
+fn check_config_fails_as_serve_would_on_an_unusable_audit_directory() {
+    // Running as root, permission bits do not stop a write: a regular file where the
+    // trail's directory should be does, for anyone.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sipgw.example.toml"
+    ))
+    .unwrap();
+    let dir = common::fresh_dir("check-config-audit");
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, "a file").unwrap();
+    let trail = blocker.join("audit/sipgw-audit.jsonl");
+    let path = temp_file(
+        "unusable-audit",
+        &example.replacen(
+            "path = \"audit/sipgw-audit.jsonl\"",
+            &format!("path = \"{}\"", trail.display()),
+            1,
+        ),
+    );
+    let output = Command::new(SIPGW)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("SIPGW_APP_SECRET", "app-secret-value-42")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the audit trail {} (audit.path): {} is not a directory",
+            trail.display(),
+            blocker.display()
+        )),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing printed as effective");
+}
+
+#[test]
+fn listen_on_the_admin_port_and_no_key_source_are_config_errors() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sipgw.example.toml"
+    ))
+    .unwrap();
+    let run = |name: &str, text: &str| {
+        let output = Command::new(SIPGW)
+            .args(["check-config", "--config"])
+            .arg(temp_file(name, text))
+            .env("SIPGW_APP_SECRET", "x")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let listen = example
+        .lines()
+        .find(|line| line.starts_with("listen = "))
+        .expect("the example sets server.listen");
+    let address = listen.trim_start_matches("listen = ").trim_matches('"');
+    let same = run(
+        "same-port",
+        &example.replacen(
+            "admin_listen = ",
+            &format!("admin_listen = \"{address}\"\n# was: "),
+            1,
+        ),
+    );
+    assert!(
+        same.contains(&format!(
+            "server.admin_listen {address} takes the same port as server.listen {address}"
+        )),
+        "{same}"
+    );
+    let none = run(
+        "no-key-source",
+        &example.replacen("\ndiscovery_url = ", "\n# discovery_url = ", 1),
+    );
+    assert!(
+        none.contains(
+            "auth has no key source: set one of auth.jwks_url, auth.jwks_file or auth.discovery_url"
+        ),
+        "{none}"
+    );
 }

@@ -7,9 +7,13 @@
 //! - `parts`: [`Parts`], built from the config.
 //! - `error`: [`StartError`], what failed at start-up, and the exit status it means.
 //! - `restore`: the lockout shield's counts, read back from the audit trail.
+//! - [`preflight`]: the start-up checks that need no network, shared with `check-config`.
+//! - [`probe`]: `check-config --probe`, the live checks.
 
 mod error;
 mod parts;
+pub mod preflight;
+pub mod probe;
 mod restore;
 
 use std::future::Future;

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::StartError;
+use super::{StartError, preflight};
 use crate::admin::{self, metrics::ListenerStats};
 use crate::auth::Authenticator;
-use crate::auth::keys::{KeySource, KeyStore};
-use crate::config::{Config, ConfigError, invalid};
+use crate::auth::keys::KeyStore;
+use crate::config::{Config, ConfigError};
 use crate::gateway::{self, Auditor, Gateway};
 use crate::limits::Limits;
 use crate::metrics::RequestMetrics;
-use crate::outbound;
 use crate::password_policy::PasswordPolicy;
 use crate::request::forwarded::TrustedProxies;
 use crate::tls::ServerTls;
@@ -61,13 +60,7 @@ impl Parts {
         let vendor = VendorClient::new(config.vendor.clone()).map_err(ConfigError::from)?;
         let source: Arc<dyn TokenSource> = Arc::new(vendor.clone());
         let auth = &config.auth;
-        let idp_client = match auth.source {
-            KeySource::Static(_) => None,
-            KeySource::JwksUrl(_) | KeySource::Discovery(_) => Some(
-                outbound::client(&auth.extra_roots, auth.fetch.timeout)
-                    .map_err(|e| invalid("auth.ca_file", format!("TLS set-up failed: {e}")))?,
-            ),
-        };
+        let idp_client = preflight::idp_client(auth)?;
         let keys = Arc::new(KeyStore::new(
             auth.source.clone(),
             auth.fetch.clone(),
@@ -78,6 +71,8 @@ impl Parts {
                 cause: format!("the client could not be set up ({:?})", e.kind()),
             }
         })?;
+        // The same check as `check-config`'s, before the trail is opened (and created).
+        preflight::audit_usable(&config.audit)?;
         let auditor = Auditor::open(&config.audit).map_err(|cause| StartError::AuditTrail {
             path: config.audit.path.clone(),
             cause,

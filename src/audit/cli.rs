@@ -163,6 +163,16 @@ fn run_verify(
             );
         }
     }
+    // A path given that is not there is a typo, not a broken chain: said with the path,
+    // as `show`, `export` and `report` say it, and exit status 2.
+    if let Some((path, error)) = files
+        .iter()
+        .find_map(|path| std::fs::metadata(path).err().map(|e| (path, e)))
+    {
+        let error = format!("{}: {error}", path.display());
+        eprintln!("{CONTEXT}: {}", terminal::escape(&error));
+        return ExitCode::from(EXIT_UNREADABLE);
+    }
     let files = match verify::expand(files) {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {

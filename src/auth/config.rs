@@ -188,10 +188,33 @@ fn key_source(a: &AuthSection, algorithms: &[Algorithm]) -> Result<KeySource, In
         (None, None, Some(discovery)) => {
             Ok(KeySource::Discovery(url("auth.discovery_url", discovery)?))
         }
-        _ => Err(invalid(
-            "auth.jwks_file",
-            "exactly one of auth.jwks_file, auth.jwks_url and auth.discovery_url must be set",
-        )),
+        _ => Err(key_source_count(a)),
+    }
+}
+
+/// The error for no key source or several: which ones are set, by their keys.
+fn key_source_count(a: &AuthSection) -> InvalidKey {
+    let set: Vec<&str> = [
+        ("auth.jwks_url", a.jwks_url.is_some()),
+        ("auth.jwks_file", a.jwks_file.is_some()),
+        ("auth.discovery_url", a.discovery_url.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, is_set)| is_set.then_some(key))
+    .collect();
+    if set.is_empty() {
+        invalid(
+            "auth",
+            "has no key source: set one of auth.jwks_url, auth.jwks_file or auth.discovery_url",
+        )
+    } else {
+        invalid(
+            "auth",
+            format!(
+                "has more than one key source: {}; set exactly one",
+                set.join(", ")
+            ),
+        )
     }
 }
 

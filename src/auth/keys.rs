@@ -1,10 +1,9 @@
-//! Signature keys: a parsed JWKS ([`KeySet`]) and the store that keeps it current
+//! Signature keys: a parsed JWKS ([`KeySet`], in `set`) and the store that keeps it current
 //! ([`KeyStore`]: fetched at start-up, refreshed periodically, re-fetched on an unknown
 //! `kid` at most once per cool-down, the last good set kept when a fetch fails).
 //!
 //! Keys are turned into `DecodingKey`s once, when a set is loaded, never per request.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -12,8 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::Value;
@@ -23,153 +21,11 @@ use crate::backoff::backoff_delay;
 use crate::metrics::{ResultLabel, result_family};
 use crate::outbound::{self, HttpsClient};
 
+mod set;
+pub use set::{KeySet, KeySetError, VerifyingKey};
+
 /// Largest JWKS or discovery document we read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
-/// Most keys taken from one JWKS; real sets hold a handful.
-const MAX_KEYS: usize = 64;
-
-/// One usable verification key.
-pub struct VerifyingKey {
-    /// The algorithms this key may verify: the JWK's `alg` when it names one, otherwise
-    /// every allowed algorithm of the key's type.
-    pub algorithms: Vec<Algorithm>,
-    /// The key, parsed once.
-    pub key: DecodingKey,
-}
-
-/// A parsed JWKS: keys by `kid`, plus keys without one.
-#[derive(Default)]
-pub struct KeySet {
-    /// Keys that carry a `kid`.
-    by_kid: HashMap<String, Arc<VerifyingKey>>,
-    /// Keys without a `kid` (used only for tokens without one).
-    anonymous: Vec<Arc<VerifyingKey>>,
-}
-
-impl std::fmt::Debug for KeySet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeySet")
-            .field("kids", &self.by_kid.keys().collect::<Vec<_>>())
-            .field("anonymous", &self.anonymous.len())
-            .finish()
-    }
-}
-
-/// Why a JWKS document is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum KeySetError {
-    /// Not JSON, or no `keys` array.
-    #[error("not a JWKS document (a JSON object with a \"keys\" array)")]
-    NotJwks,
-    /// No key of the set can verify any allowed algorithm.
-    #[error("no usable signature key for the allowed algorithms")]
-    NoUsableKey,
-}
-
-impl KeySet {
-    /// Parses a JWKS, keeping the keys that can verify one of `allowed` (HMAC never is).
-    /// Keys with `use` other than `sig`, with an `alg` that is not allowed or does not fit
-    /// the key type, or that fail to parse are skipped.
-    pub fn parse(document: &[u8], allowed: &[Algorithm]) -> Result<Self, KeySetError> {
-        let value: Value = serde_json::from_slice(document).map_err(|_| KeySetError::NotJwks)?;
-        let keys = value
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or(KeySetError::NotJwks)?;
-        let mut set = KeySet::default();
-        for raw in keys.iter().take(MAX_KEYS) {
-            let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
-                tracing::debug!("skipping a JWK that does not parse");
-                continue;
-            };
-            let Some(key) = verifying_key(&jwk, allowed) else {
-                tracing::debug!(kid = ?jwk.common.key_id, "skipping a JWK unusable for the allowed algorithms");
-                continue;
-            };
-            match jwk.common.key_id {
-                Some(kid) => {
-                    set.by_kid.insert(kid, Arc::new(key));
-                }
-                None => set.anonymous.push(Arc::new(key)),
-            }
-        }
-        if set.by_kid.is_empty() && set.anonymous.is_empty() {
-            return Err(KeySetError::NoUsableKey);
-        }
-        Ok(set)
-    }
-
-    /// The key for a token's `kid`; without a `kid`, the only key-less key able to verify
-    /// `alg` (never a guess among several).
-    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<VerifyingKey>> {
-        match kid {
-            Some(kid) => self.by_kid.get(kid).cloned(),
-            None => {
-                let mut fitting = self
-                    .anonymous
-                    .iter()
-                    .filter(|k| k.algorithms.contains(&alg));
-                match (fitting.next(), fitting.next()) {
-                    (Some(only), None) => Some(Arc::clone(only)),
-                    _ => None,
-                }
-            }
-        }
-    }
-
-    /// Number of usable keys.
-    pub fn len(&self) -> usize {
-        self.by_kid.len() + self.anonymous.len()
-    }
-
-    /// Whether the set holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The algorithms a JWK may verify among `allowed`, and its parsed key.
-fn verifying_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyingKey> {
-    if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
-        return None;
-    }
-    let fits_type: Vec<Algorithm> = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => vec![Algorithm::ES256],
-            EllipticCurve::P384 => vec![Algorithm::ES384],
-            _ => return None,
-        },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-            vec![Algorithm::EdDSA]
-        }
-        // Symmetric ("oct") keys would mean HMAC: never accepted.
-        _ => return None,
-    };
-    let mut algorithms: Vec<Algorithm> = fits_type
-        .into_iter()
-        .filter(|a| allowed.contains(a))
-        .collect();
-    if let Some(declared) = jwk.common.key_algorithm {
-        let declared = Algorithm::try_from(declared).ok()?;
-        if !algorithms.contains(&declared) {
-            return None;
-        }
-        algorithms = vec![declared];
-    }
-    if algorithms.is_empty() {
-        return None;
-    }
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some(VerifyingKey { algorithms, key })
-}
 
 /// Where the key set comes from.
 #[derive(Debug, Clone)]
@@ -200,21 +56,49 @@ pub struct FetchSettings {
     pub allow_insecure_http: bool,
 }
 
-/// Why a fetch failed (logged; the last good set stays in use).
+/// Why a fetch failed (logged; the last good set stays in use). Each names the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Transport failure or timeout.
+    /// Transport failure or timeout (the message names the URL and the cause chain).
     #[error("{0}")]
     Exchange(#[from] outbound::ExchangeError),
     /// Non-200 answer.
-    #[error("HTTP {0}")]
-    Status(u16),
+    #[error("{target}: HTTP {status}")]
+    Status {
+        /// `GET URL`.
+        target: String,
+        /// The answer's status.
+        status: u16,
+    },
     /// The discovery document is unusable or names another issuer.
-    #[error("discovery document: {0}")]
-    Discovery(&'static str),
+    #[error("discovery document at {url}: {reason}")]
+    Discovery {
+        /// The discovery URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The JWKS is unusable.
-    #[error("{0}")]
-    KeySet(#[from] KeySetError),
+    #[error("JWKS at {url}: {source}")]
+    KeySet {
+        /// The JWKS URL.
+        url: String,
+        /// What is wrong with it.
+        source: KeySetError,
+    },
+}
+
+/// Longest value of a fetched document quoted in an error: the IdP's text, not ours.
+const MAX_QUOTED: usize = 200;
+
+/// `value` quoted for an error message, cut to [`MAX_QUOTED`] characters.
+fn quoted(value: &str) -> String {
+    let cut: String = value.chars().take(MAX_QUOTED).collect();
+    if cut.len() < value.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
 }
 
 /// The current key set and the machinery that keeps it current.
@@ -396,8 +280,7 @@ impl KeyStore {
             KeySource::JwksUrl(uri) => uri.clone(),
             KeySource::Discovery(uri) => self.discover(uri).await?,
         };
-        let document = self.get(&jwks_uri).await?;
-        let set = KeySet::parse(&document, &self.settings.algorithms)?;
+        let (set, document) = self.keys_at(&jwks_uri).await?;
         let mut digest = [0u8; 32];
         digest.copy_from_slice(
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &document).as_ref(),
@@ -405,23 +288,49 @@ impl KeyStore {
         Ok((set, digest))
     }
 
-    /// Reads a discovery document: its `issuer` must be ours, its `jwks_uri` a usable URL.
-    async fn discover(&self, uri: &Uri) -> Result<Uri, FetchError> {
+    /// Fetches and parses the JWKS at `uri`, leaving the store as it is (`check-config
+    /// --probe` calls it too); also returns the document.
+    pub async fn keys_at(&self, uri: &Uri) -> Result<(KeySet, Bytes), FetchError> {
+        let document = self.get(uri).await?;
+        let set = KeySet::parse(&document, &self.settings.algorithms).map_err(|source| {
+            FetchError::KeySet {
+                url: outbound::cause::safe_url(uri),
+                source,
+            }
+        })?;
+        Ok((set, document))
+    }
+
+    /// Reads a discovery document: its `issuer` must be ours, its `jwks_uri` a usable URL,
+    /// which is returned. Leaves the store as it is (`check-config --probe` calls it too).
+    pub async fn discover(&self, uri: &Uri) -> Result<Uri, FetchError> {
+        let failed = |reason: String| FetchError::Discovery {
+            url: outbound::cause::safe_url(uri),
+            reason,
+        };
         let document = self.get(uri).await?;
         let value: Value =
-            serde_json::from_slice(&document).map_err(|_| FetchError::Discovery("not JSON"))?;
-        if value.get("issuer").and_then(Value::as_str) != Some(self.settings.issuer.as_str()) {
-            return Err(FetchError::Discovery("its issuer is not auth.issuer"));
+            serde_json::from_slice(&document).map_err(|_| failed("not JSON".into()))?;
+        let issuer = value.get("issuer").and_then(Value::as_str);
+        if issuer != Some(self.settings.issuer.as_str()) {
+            let theirs = issuer.map_or_else(|| "(none)".to_owned(), quoted);
+            return Err(failed(format!(
+                "its issuer {theirs} is not auth.issuer {}",
+                quoted(&self.settings.issuer)
+            )));
         }
         let jwks_uri: Uri = value
             .get("jwks_uri")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
-            .ok_or(FetchError::Discovery("no usable jwks_uri"))?;
+            .ok_or_else(|| failed("no usable jwks_uri".into()))?;
         match jwks_uri.scheme_str() {
             Some("https") => Ok(jwks_uri),
             Some("http") if self.settings.allow_insecure_http => Ok(jwks_uri),
-            _ => Err(FetchError::Discovery("jwks_uri is not https")),
+            _ => Err(failed(format!(
+                "its jwks_uri {} is not https",
+                quoted(&outbound::cause::safe_url(&jwks_uri))
+            ))),
         }
     }
 
@@ -430,15 +339,22 @@ impl KeyStore {
             .client
             .as_ref()
             .expect("remote key sources have a client");
+        let target = outbound::cause::target(&http::Method::GET, uri);
         let request = Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
-            .map_err(|e| outbound::ExchangeError::Transport(e.to_string()))?;
+            .map_err(|e| outbound::ExchangeError::Transport {
+                target: target.clone(),
+                cause: e.to_string(),
+            })?;
         let deadline = Instant::now() + self.settings.timeout;
         let (status, body) =
             outbound::exchange(client, request, deadline, MAX_DOCUMENT_BYTES).await?;
         if status != StatusCode::OK {
-            return Err(FetchError::Status(status.as_u16()));
+            return Err(FetchError::Status {
+                target,
+                status: status.as_u16(),
+            });
         }
         Ok(body)
     }

@@ -170,6 +170,9 @@ pub struct Checked {
     pub effective: String,
     /// [`Config::warnings`], for stderr.
     pub warnings: Vec<&'static str>,
+    /// The validated configuration, for the start-up checks that follow
+    /// (`app::preflight`, `app::probe`).
+    pub config: Config,
 }
 
 impl Config {
@@ -204,6 +207,7 @@ impl Config {
         Ok(Checked {
             effective,
             warnings: config.warnings(),
+            config,
         })
     }
 

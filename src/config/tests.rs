@@ -365,3 +365,36 @@ fn audit_instance_and_checkpoints_are_checked() {
 mod auth;
 mod redis;
 mod tls;
+
+#[test]
+fn admin_listen_on_the_api_port_is_a_config_error_naming_both_keys() {
+    let with = |listen: &str, admin: &str| {
+        load(&format!(
+            "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n{MINIMAL}"
+        ))
+    };
+    let same = with("127.0.0.1:8080", "127.0.0.1:8080")
+        .expect_err("one socket for both")
+        .to_string();
+    assert_eq!(
+        same,
+        "server.admin_listen 127.0.0.1:8080 takes the same port as server.listen \
+         127.0.0.1:8080: give the admin listener a port of its own"
+    );
+    // A wildcard holds the loopback address of the same port (on Linux).
+    let wild = with("0.0.0.0:8080", "127.0.0.1:8080").expect_err("collide");
+    assert!(
+        wild.to_string().contains("server.listen 0.0.0.0:8080"),
+        "{wild}"
+    );
+    assert!(with("[::]:8080", "127.0.0.1:8080").is_err());
+    // Port 0 picks a free port for each; different ports or addresses never collide.
+    for (listen, admin) in [
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        ("127.0.0.1:8080", "127.0.0.1:9090"),
+        ("127.0.0.1:8080", "127.0.0.2:8080"),
+        ("0.0.0.0:8080", "[::1]:8080"),
+    ] {
+        assert!(with(listen, admin).is_ok(), "{listen} {admin}");
+    }
+}

@@ -111,6 +111,14 @@ impl ServerConfig {
                 format!("must be IP:PORT, got {:?}", s.admin_listen),
             )
         })?;
+        if listeners_collide(listen, admin_listen) {
+            return Err(invalid(
+                "server.admin_listen",
+                format!(
+                    "{admin_listen} takes the same port as server.listen {listen}: give the admin listener a port of its own"
+                ),
+            ));
+        }
         let limits = api_limits(s)?;
         let admin_limits = admin_limits(s, &limits)?;
         Ok(Self {
@@ -132,6 +140,20 @@ impl ServerConfig {
             trusted_proxies: trusted_proxies(&s.trusted_proxies)?,
         })
     }
+}
+
+/// Whether two listen addresses would fight for one socket: the same port (port 0 picks a
+/// free one for each, so never) on the same address, or on an address the other's
+/// wildcard covers (on Linux `0.0.0.0:X` holds `127.0.0.1:X`, and `[::]:X` holds IPv4 too
+/// unless the host set `IPV6_V6ONLY`).
+pub fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |wild: SocketAddr, other: SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
 }
 
 /// `server.trusted_proxies`: each entry a CIDR or a bare address.

@@ -36,17 +36,18 @@ const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 
 /// Why a vendor call failed. The split between `Connect` and `Transport` matters: a
 /// connection that was never made cannot have changed anything, one cut after the request
-/// was sent may have.
+/// was sent may have. The two carry [`ExchangeError`]'s text: the call's `METHOD URL` and
+/// the cause chain; [`VendorClient::describe`] names the URL for the others.
 #[derive(Debug, thiserror::Error)]
 pub enum VendorError {
     /// No answer within `vendor.timeout_ms`.
     #[error("no answer within the vendor timeout")]
     Timeout,
     /// The connection could not be established (refused, DNS, TLS handshake).
-    #[error("cannot connect to the vendor: {0}")]
+    #[error("vendor call {0}")]
     Connect(String),
     /// The connection failed after the request may have been sent.
-    #[error("connection to the vendor failed: {0}")]
+    #[error("vendor call {0}")]
     Transport(String),
     /// HTTP 401: the AccessToken (or the app key and secret) was refused.
     #[error("the vendor answered 401 Unauthorized")]
@@ -120,7 +121,7 @@ impl VendorClient {
             .header(header::CONTENT_TYPE, "application/json")
             .header("x-token-expire", self.config.token_ttl.as_secs())
             .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| VendorError::Transport(e.to_string()))?;
+            .map_err(|e| VendorError::Transport(format!("{}: {e}", self.token_target())))?;
         let deadline = Instant::now() + self.config.timeout;
         let (status, body) = self.send(VendorCall::Token, request, deadline).await?;
         match status {
@@ -160,7 +161,12 @@ impl VendorClient {
             .header("x-app-key", &self.config.app_key)
             .header(crate::error::REQUEST_ID_HEADER, change.request_id)
             .body(Full::new(body))
-            .map_err(|e| VendorError::Transport(e.to_string()))?;
+            .map_err(|e| {
+                VendorError::Transport(format!(
+                    "{}: {e}",
+                    outbound::cause::target(&http::Method::POST, &self.update_uri)
+                ))
+            })?;
         let deadline = deadline.min(Instant::now() + self.config.timeout);
         let (status, body) = self.send(VendorCall::Update, request, deadline).await?;
         match status {
@@ -181,22 +187,40 @@ impl VendorClient {
         let result = outbound::exchange(&self.http, request, deadline, MAX_RESPONSE_BYTES).await;
         let status = match &result {
             Ok((status, _)) => VendorStatus::Http(status.as_u16()),
-            Err(ExchangeError::Timeout) => VendorStatus::Timeout,
-            Err(ExchangeError::Connect(_)) => VendorStatus::ConnectError,
-            Err(ExchangeError::Transport(_)) => VendorStatus::TransportError,
+            Err(ExchangeError::Timeout { .. }) => VendorStatus::Timeout,
+            Err(ExchangeError::Connect { .. }) => VendorStatus::ConnectError,
+            Err(ExchangeError::Transport { .. }) => VendorStatus::TransportError,
         };
         self.metrics
             .observe(call, status, started.elapsed().as_secs_f64());
         result.map_err(|e| match e {
-            ExchangeError::Timeout => VendorError::Timeout,
-            ExchangeError::Connect(why) => VendorError::Connect(why),
-            ExchangeError::Transport(why) => VendorError::Transport(why),
+            ExchangeError::Timeout { .. } => VendorError::Timeout,
+            ExchangeError::Connect { .. } => VendorError::Connect(e.to_string()),
+            ExchangeError::Transport { .. } => VendorError::Transport(e.to_string()),
         })
+    }
+
+    /// `POST <token URL>`, as failures name it.
+    pub fn token_target(&self) -> String {
+        outbound::cause::target(&http::Method::POST, &self.token_uri)
+    }
+
+    /// A failed token fetch as one line naming the URL: the connection failures already
+    /// carry it, the others (a status, a timeout) get it in front.
+    pub fn describe(&self, error: &VendorError) -> String {
+        match error {
+            VendorError::Connect(_) | VendorError::Transport(_) => error.to_string(),
+            _ => format!("{}: {error}", self.token_target()),
+        }
     }
 }
 
 impl TokenSource for VendorClient {
     fn fetch(&self) -> token::FetchFuture<'_> {
         Box::pin(self.fetch_token())
+    }
+
+    fn describe(&self, error: &VendorError) -> String {
+        VendorClient::describe(self, error)
     }
 }

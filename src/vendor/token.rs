@@ -40,6 +40,11 @@ pub type FetchFuture<'a> =
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token (one `tokenByAkSk` call).
     fn fetch(&self) -> FetchFuture<'_>;
+
+    /// A failed fetch as the log says it: the vendor client names the URL it called.
+    fn describe(&self, error: &VendorError) -> String {
+        error.to_string()
+    }
 }
 
 /// The instants that matter in a token's life, measured from when we asked for it (not from
@@ -313,7 +318,7 @@ impl TokenCache {
             Err(error) => {
                 let delay = state.record_failure();
                 tracing::warn!(
-                    %error,
+                    error = %self.source.describe(&error),
                     failures = state.failures,
                     retry_in_ms = delay.as_millis() as u64,
                     "vendor AccessToken fetch failed"

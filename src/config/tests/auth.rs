@@ -21,7 +21,19 @@ fn auth_section_is_required_and_checked() {
         "audiences",
         "discovery_url = \"https://x/.well-known/openid-configuration\"\naudiences",
     );
-    assert!(two.contains("exactly one of"), "{two}");
+    assert!(
+        two.ends_with(
+            "auth has more than one key source: auth.jwks_url, auth.discovery_url; set exactly one"
+        ),
+        "{two}"
+    );
+    let none = swap("jwks_url = ", "# jwks_url = ");
+    assert!(
+        none.ends_with(
+            "auth has no key source: set one of auth.jwks_url, auth.jwks_file or auth.discovery_url"
+        ),
+        "{none}"
+    );
     assert!(
         swap("jwks_url = \"https", "jwks_url = \"http").contains("auth.jwks_url must be https://")
     );
