@@ -104,7 +104,10 @@ fn can_create_in(dir: &Path) -> Result<(), Error> {
         .write(true)
         .create_new(true)
         .open(&probe)
-        .map_err(|e| named(dir, e))?;
+        .map_err(|e| {
+            let what = format!("cannot create a file in {}: {e}", dir.display());
+            Error::new(e.kind(), what)
+        })?;
     std::fs::remove_file(&probe).map_err(|e| named(&probe, e))
 }
 
