@@ -12,6 +12,9 @@
 //! The block polls `/readyz` itself (its step 4). The test asserts what the doc says each
 //! step prints, and reads the audit record the change left.
 
+// `sipgw dev-token`, which the recipe runs, is a development command.
+#![cfg(feature = "dev")]
+
 mod common;
 
 use std::os::unix::process::CommandExt;
@@ -161,8 +164,12 @@ fn the_manual_recipe_runs_as_written() {
     let outcome = outcome.unwrap_or_else(|| panic!("no outcome record: {trail}"));
     assert_eq!(outcome["code"], "ok", "{outcome}");
     assert_eq!(outcome["caller"]["sub"], "alice", "{outcome}");
-    // Step 7: the gateway drained and said so.
+    // Step 7: the gateway drained and sealed the trail on its way out.
     assert!(stderr.contains("all connections drained"), "{stderr}");
+    assert!(
+        records.last().is_some_and(|r| r["kind"] == "checkpoint"),
+        "{trail}"
+    );
     // The token and the app secret stay out of the gateway's log.
     let token = std::fs::read_to_string(dir.join("local/alice.jwt")).unwrap();
     assert!(!stderr.contains(token.trim()), "the token was logged");
