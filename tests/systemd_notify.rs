@@ -11,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -209,15 +209,17 @@ async fn ready_only_once_readyz_is_200_then_watchdog_pings_and_stopping_on_sigte
     let mut gateway = setup.start(&[("WATCHDOG_USEC", WATCHDOG_USEC.into())]);
 
     // The notifier says why it waits (systemctl status shows it), and /readyz agrees.
-    let mut before_fix = Vec::new();
-    loop {
+    let mut before_fix: Vec<String> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while !before_fix
+        .iter()
+        .any(|d| d.contains("STATUS=not ready") && d.contains("no_vendor_token"))
+    {
+        assert!(
+            !holds(&before_fix, "READY=1") && Instant::now() < deadline,
+            "READY=1 or no STATUS naming no_vendor_token: {before_fix:?}"
+        );
         before_fix.extend(setup.notify.wait_for_any());
-        if before_fix
-            .iter()
-            .any(|d| d.contains("STATUS=not ready") && d.contains("no_vendor_token"))
-        {
-            break;
-        }
     }
     let (status, body) = gateway.readyz();
     assert_eq!(status, 503, "{body}");

@@ -27,6 +27,8 @@ use crate::admin::Readiness;
 
 /// How often readiness is read until `READY=1`: a few atomic loads each time.
 const READY_POLL: Duration = Duration::from_millis(200);
+/// Stands for "the API listener does not serve yet" among `/readyz`'s conditions.
+const STARTING: &str = "starting";
 /// How long the drain waits for `STOPPING=1` to be handed over: a service manager that
 /// stopped reading its socket must not hold up the shutdown.
 const STOPPING_PATIENCE: Duration = Duration::from_secs(1);
@@ -107,21 +109,31 @@ async fn run(
             }
             _ = tick(&mut pings) => send(&[NotifyState::Watchdog], "").await,
             _ = poll.tick(), if !ready && !stopping => {
+                // Before the API listener serves, the trail is still being read back.
                 let unmet = if *serving.borrow_and_update() {
                     readiness.unmet()
                 } else {
-                    vec!["api_listener_starting"]
+                    vec![STARTING]
                 };
                 if unmet.is_empty() {
                     ready = true;
                     tracing::info!("ready: told systemd");
                     send(&[NotifyState::Ready], "serving").await;
                 } else if waiting_for.as_ref() != Some(&unmet) {
-                    send(&[], &format!("not ready: {} (see /readyz)", unmet.join(", "))).await;
+                    send(&[], &status_line(&unmet)).await;
                     waiting_for = Some(unmet);
                 }
             }
         }
+    }
+}
+
+/// The `STATUS=` line while not ready: what `/readyz` names, or that start-up goes on.
+fn status_line(unmet: &[&str]) -> String {
+    if unmet == [STARTING] {
+        "starting: not serving yet".to_owned()
+    } else {
+        format!("not ready: {} (see /readyz)", unmet.join(", "))
     }
 }
 
@@ -156,5 +168,19 @@ async fn send(states: &'static [NotifyState<'static>], status: &str) {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET)"),
         Err(error) => tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_names_what_readyz_names_or_that_start_up_goes_on() {
+        assert_eq!(status_line(&[STARTING]), "starting: not serving yet");
+        assert_eq!(
+            status_line(&["jwks_not_loaded", "no_vendor_token"]),
+            "not ready: jwks_not_loaded, no_vendor_token (see /readyz)"
+        );
     }
 }
