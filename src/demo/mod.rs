@@ -150,7 +150,9 @@ struct Running {
     addr: SocketAddr,
     /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
     admin: SocketAddr,
+    /// Starts the gateway's graceful shutdown.
     stop: tokio::sync::oneshot::Sender<()>,
+    /// The gateway's task: how it ended.
     task: tokio::task::JoinHandle<Result<(), crate::app::StartError>>,
 }
 
