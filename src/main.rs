@@ -86,7 +86,9 @@ async fn main() -> ExitCode {
         },
         #[cfg(feature = "dev")]
         Command::Demo { keep_running } => {
-            let _log = telemetry::init(LogFormat::Pretty, "warn");
+            // The gateway's log lines as an operator sees them, on stderr; the walk-through
+            // keeps stdout.
+            let _log = telemetry::init(LogFormat::Pretty, "info");
             match sipgw::demo::run(keep_running, &mut std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

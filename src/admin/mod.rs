@@ -78,30 +78,40 @@ pub fn handle(
     })
 }
 
+impl Readiness {
+    /// The conditions `/readyz` waits for that do not hold now, by the names its 503 body
+    /// gives them; empty when it answers 200. Public so that the systemd notifier's
+    /// `READY=1` means exactly what `/readyz` means.
+    pub fn unmet(&self) -> Vec<&'static str> {
+        let mut unmet = Vec::new();
+        if !self.keys.is_loaded() {
+            unmet.push("jwks_not_loaded");
+        }
+        if !self.tokens.has_usable_token() {
+            unmet.push("no_vendor_token");
+        }
+        // Not a blip that the fallbacks ride out: every change is refused (the lockout state
+        // cannot be read) until an operator fixes the credentials.
+        if self.limits.redis_credentials_refused() {
+            unmet.push("redis_credentials_refused");
+        }
+        // The trail was removed or altered under the writer: every change is refused until
+        // an operator restarts sipgw (docs/audit.md).
+        if self.auditor.writer().halted().is_some() {
+            unmet.push("audit_trail_tampered");
+        }
+        // Start-up: the lockout counts are still being read back from the audit trail, and
+        // the API listener does not serve yet.
+        if self.limits.rebuilding() {
+            unmet.push("lockout_rebuilding");
+        }
+        unmet
+    }
+}
+
 fn readiness(ready: &Readiness) -> Response<Full<Bytes>> {
-    let mut unmet = Vec::new();
-    if !ready.keys.is_loaded() {
-        unmet.push("jwks_not_loaded");
-    }
-    if !ready.tokens.has_usable_token() {
-        unmet.push("no_vendor_token");
-    }
-    // Not a blip that the fallbacks ride out: every change is refused (the lockout state
-    // cannot be read) until an operator fixes the credentials.
-    if ready.limits.redis_credentials_refused() {
-        unmet.push("redis_credentials_refused");
-    }
-    // The trail was removed or altered under the writer: every change is refused until an
-    // operator restarts sipgw (docs/audit.md).
+    let unmet = ready.unmet();
     let tampered = ready.auditor.writer().halted();
-    if tampered.is_some() {
-        unmet.push("audit_trail_tampered");
-    }
-    // Start-up: the lockout counts are still being read back from the audit trail, and the
-    // API listener does not serve yet.
-    if ready.limits.rebuilding() {
-        unmet.push("lockout_rebuilding");
-    }
     let mut degraded = Vec::new();
     if ready.limits.degraded() {
         degraded.push("redis_unreachable_using_local_limits");

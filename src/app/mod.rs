@@ -9,8 +9,10 @@
 //! - `restore`: the lockout shield's counts, read back from the audit trail.
 //! - [`preflight`]: the start-up checks that need no network, shared with `check-config`.
 //! - [`probe`]: `check-config --probe`, the live checks.
+//! - `notify`: systemd's `READY=1`, `WATCHDOG=1` and `STOPPING=1`, when it asks for them.
 
 mod error;
+mod notify;
 mod parts;
 pub mod preflight;
 pub mod probe;
@@ -81,6 +83,8 @@ pub async fn serve(
     let parts = Parts::build(config)?;
     parts.check_redis_credentials().await?;
     let background = parts.spawn_background();
+    // Before the trail is read back: the watchdog pings from now on, however long that takes.
+    let mut notifier = notify::Notifier::start(parts.readiness());
     // Each listener has its own connection slots; the metrics read both.
     let api_connections = Arc::new(ConnectionStats::default());
     let admin_connections = Arc::new(ConnectionStats::default());
@@ -112,6 +116,7 @@ pub async fn serve(
     // Before the first request: the API listener is bound, and its clients wait in the
     // backlog until the rebuild is done; the admin listener already answers.
     restore::before_serving(config, &parts).await;
+    notifier.serving();
     let api = run_api(
         config,
         listeners.api,
@@ -124,6 +129,8 @@ pub async fn serve(
     tokio::select! {
         () = &mut api => {}
         () = shutdown => {
+            // Before the drain: systemd shows "deactivating" while in-flight requests finish.
+            notifier.stopping().await;
             stop.send_replace(true);
             api.await;
         }
@@ -133,8 +140,10 @@ pub async fn serve(
     }
     // In-flight requests are done (or cut): flush the audit trail.
     parts.auditor.close().await;
-    // Stops the refreshers, the janitor and the sweeper (the TLS triggers stop with `tls`).
+    // Stops the refreshers, the janitor and the sweeper (the TLS triggers stop with `tls`),
+    // and the watchdog's pings.
     drop(background);
+    drop(notifier);
     Ok(())
 }
 

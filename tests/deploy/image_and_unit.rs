@@ -218,6 +218,20 @@ fn the_systemd_unit_runs_sipgw_as_configured_through_the_real_binary() {
         exec.iter().any(|e| e.starts_with(serve)),
         "ExecStart {exec:?}"
     );
+    // systemd waits for READY=1 (sent only by the main process), long enough for the
+    // dependencies' retries to reach their cap at least once, and runs the watchdog that
+    // sipgw pings at half the period.
+    for (key, want) in [("Type", "notify"), ("NotifyAccess", "main")] {
+        assert_eq!(service_values(&unit, key), [want], "{key}");
+    }
+    let start = seconds(&service_values(&unit, "TimeoutStartSec")[0]);
+    let cap = sipgw::backoff::BACKOFF_CAP.as_secs();
+    assert!(
+        start > cap,
+        "TimeoutStartSec {start} <= the retries' cap {cap}"
+    );
+    let watchdog = seconds(&service_values(&unit, "WatchdogSec")[0]);
+    assert!((2..=start).contains(&watchdog), "WatchdogSec {watchdog}");
     let stop: u64 = service_values(&unit, "TimeoutStopSec")[0].parse().unwrap();
     let drain = example_config().server.limits.shutdown_grace.as_secs();
     assert!(
@@ -238,6 +252,22 @@ fn the_systemd_unit_runs_sipgw_as_configured_through_the_real_binary() {
         stderr.contains("hmac_keyfile"),
         "the error names the key: {stderr}"
     );
+}
+
+/// A unit's time span in whole seconds: `30`, `30s` or `2min`.
+fn seconds(span: &str) -> u64 {
+    let (number, unit) = span.split_at(
+        span.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(span.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("a time span: {span}"));
+    match unit {
+        "" | "s" => number,
+        "min" => number * 60,
+        other => panic!("{span}: unit {other} not handled here"),
+    }
 }
 
 /// A name that holds a secret when it holds a value.

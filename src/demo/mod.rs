@@ -1,31 +1,37 @@
 //! `sipgw demo`: the whole path on loopback, with nothing outside this process.
 //!
 //! Starts the vendor simulator with one agent and a development JWT issuer with a fresh key,
-//! starts the gateway against both (the config is `config/demo.toml`, compiled in), mints a
-//! token for the agent, sends one change that succeeds and one that the password rule
-//! refuses, prints both answers and a curl line with the token, then stops (or keeps
-//! serving with `--keep-running`). The passwords shown are the demo's own, made up for it.
+//! starts the gateway against both (the config is `config/demo.toml`, compiled in) with its
+//! admin listener, waits for `/readyz`, mints a token for the agent, sends a change that
+//! succeeds, one that the password rule refuses, one for another agent and one with a token
+//! signed by a key the gateway does not trust, prints the answers, a few `/metrics` lines,
+//! the audit trail and a curl line with the token, then stops (or keeps serving with
+//! `--keep-running`). The passwords shown are the demo's own, made up for it.
+//!
+//! Stdout carries the walk-through; the gateway's own log lines go to stderr, as they would
+//! for an operator (the binary sets the level).
+//!
+//! - `requests`: the scripted requests and what each answer shows.
+//! - `operator`: the admin listener's side: `/readyz` and `/metrics`.
+
+mod operator;
+mod requests;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use sipgw_dev::dev_issuer::{DevIssuer, KeyKind};
 use sipgw_dev::sim::{SimConfig, VendorSim};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 
-/// The demo configuration, also usable by hand (see the file).
-const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// The demo configuration (see the file).
+const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 /// The simulator's credentials; `config/demo.toml` names the same app key.
 const DEMO_APP_KEY: &str = "demo-app-key";
 const DEMO_APP_SECRET: &str = "demo-app-secret";
@@ -61,6 +67,11 @@ pub enum DemoError {
 
 /// Runs the demo, writing what happens to `out`.
 pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoError> {
+    writeln!(
+        out,
+        "The gateway's own log lines go to stderr, as an operator sees them; this walk-through\n\
+         goes to stdout (`sipgw demo 2>/dev/null` shows it alone).\n"
+    )?;
     let (sim, sim_addr, idp, idp_addr) = start_upstreams(out).await?;
     let token = mint_token(&idp);
     // The demo's audit trail goes to a directory of its own, shown at the end.
@@ -68,13 +79,20 @@ pub async fn run(keep_running: bool, out: &mut impl Write) -> Result<(), DemoErr
     let _ = std::fs::remove_dir_all(&audit_dir);
     let audit_path = audit_dir.join("sipgw-audit.jsonl");
     let gateway = Running::start(sim_addr, idp_addr, &audit_path).await?;
-    writeln!(out, "sipgw gateway      http://{}\n", gateway.addr)?;
+    writeln!(out, "sipgw gateway      http://{}", gateway.addr)?;
+    writeln!(
+        out,
+        "sipgw admin        http://{} (/healthz, /readyz, /metrics)\n",
+        gateway.admin
+    )?;
+    operator::show_readiness(out, gateway.admin).await?;
 
     let url = format!(
         "http://{}/v1/agents/{AGENT}/sip-phone-password",
         gateway.addr
     );
-    send_the_changes(out, &sim, &gateway, &url, &token).await?;
+    requests::send_the_changes(out, &sim, gateway.addr, &url, &token).await?;
+    operator::show_metrics(out, gateway.admin).await?;
     show_the_trail(out, &audit_path)?;
     show_the_curl_line(out, keep_running, &url, &token)?;
     if keep_running {
@@ -111,23 +129,30 @@ async fn start_upstreams(
 
 /// Alice is agent a1001 and may change her own password (self-service).
 fn mint_token(idp: &DevIssuer) -> String {
+    idp.mint(KeyKind::Es256, &alice_claims())
+}
+
+/// Alice's claims, valid for [`DEMO_TOKEN_LIFETIME_SECS`] from now.
+fn alice_claims() -> serde_json::Value {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    idp.mint(
-        KeyKind::Es256,
-        &serde_json::json!({
-            "iss": DEMO_ISSUER, "sub": "alice", "aud": "sipgw", "preferred_username": AGENT,
-            "name": "Alice Agent",
-            "iat": now, "nbf": now, "exp": now + DEMO_TOKEN_LIFETIME_SECS,
-        }),
-    )
+    serde_json::json!({
+        "iss": DEMO_ISSUER, "sub": "alice", "aud": "sipgw", "preferred_username": AGENT,
+        "name": "Alice Agent",
+        "iat": now, "nbf": now, "exp": now + DEMO_TOKEN_LIFETIME_SECS,
+    })
 }
 
 /// The gateway, serving `config/demo.toml` against the two upstreams until stopped.
 struct Running {
+    /// The API listener.
     addr: SocketAddr,
+    /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
+    admin: SocketAddr,
+    /// Starts the gateway's graceful shutdown.
     stop: tokio::sync::oneshot::Sender<()>,
+    /// The gateway's task: how it ended.
     task: tokio::task::JoinHandle<Result<(), crate::app::StartError>>,
 }
 
@@ -153,13 +178,14 @@ impl Running {
         let config = Config::from_figment(figment, |name| {
             (name == "SIPGW_APP_SECRET").then(|| DEMO_APP_SECRET.to_owned())
         })?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        let api = TcpListener::bind("127.0.0.1:0").await?;
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let (addr, admin_addr) = (api.local_addr()?, admin.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = crate::app::Listeners {
-                api: listener,
-                admin: None,
+                api,
+                admin: Some(admin),
             };
             let tls = crate::tls::Reloads::when_files_change();
             crate::app::serve(&config, listeners, tls, async {
@@ -167,7 +193,12 @@ impl Running {
             })
             .await
         });
-        Ok(Self { addr, stop, task })
+        Ok(Self {
+            addr,
+            admin: admin_addr,
+            stop,
+            task,
+        })
     }
 
     async fn stop(self) -> Result<(), DemoError> {
@@ -176,78 +207,6 @@ impl Running {
             .await
             .map_err(|e| DemoError::Unexpected(format!("gateway task: {e}")))??;
         Ok(())
-    }
-}
-
-/// The four requests: a change that succeeds, a weak password, another agent, a forged
-/// token; each answer printed and checked.
-async fn send_the_changes(
-    out: &mut impl Write,
-    sim: &VendorSim,
-    gateway: &Running,
-    url: &str,
-    token: &str,
-) -> Result<(), DemoError> {
-    let body = format!(r#"{{"accountPwd":"{CURRENT_PASSWORD}","newPhonePwd":"{NEW_PASSWORD}"}}"#);
-    let (status, answer) = post(url, token, &body).await?;
-    writeln!(
-        out,
-        "1. as alice (self-service), change {AGENT}'s password to {NEW_PASSWORD}\n   POST {url}\n   -> {status} {answer}"
-    )?;
-    expect(status, StatusCode::OK, "the change was refused")?;
-    let held = sim.agent_password(AGENT);
-    writeln!(
-        out,
-        "   the vendor simulator now holds the new password: {}\n",
-        if held.as_deref() == Some(NEW_PASSWORD) {
-            "yes"
-        } else {
-            "NO"
-        }
-    )?;
-
-    let weak = format!(r#"{{"accountPwd":"{NEW_PASSWORD}","newPhonePwd":"password"}}"#);
-    let (status, answer) = post(url, token, &weak).await?;
-    writeln!(
-        out,
-        "2. try the weak password \"password\"\n   -> {status} {answer}"
-    )?;
-    expect(
-        status,
-        StatusCode::BAD_REQUEST,
-        "the weak password was not refused",
-    )?;
-    if sim.update_count() != 1 {
-        return Err(DemoError::Unexpected(
-            "the weak password reached the vendor".into(),
-        ));
-    }
-    writeln!(
-        out,
-        "   refused by the gateway: the vendor never saw this request\n"
-    )?;
-
-    let other = format!("http://{}/v1/agents/a1002/sip-phone-password", gateway.addr);
-    let (status, answer) = post(&other, token, &weak).await?;
-    writeln!(
-        out,
-        "3. as alice, change another agent's password (a1002)\n   -> {status} {answer}\n"
-    )?;
-    expect(status, StatusCode::FORBIDDEN, "alice was not refused")?;
-    let (status, answer) = post(url, "not-a-token", &body).await?;
-    writeln!(out, "4. with a forged token\n   -> {status} {answer}\n")?;
-    expect(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a forged token was not refused",
-    )
-}
-
-fn expect(status: StatusCode, wanted: StatusCode, otherwise: &str) -> Result<(), DemoError> {
-    if status == wanted {
-        Ok(())
-    } else {
-        Err(DemoError::Unexpected(format!("{otherwise}: {status}")))
     }
 }
 
@@ -291,25 +250,4 @@ fn show_the_curl_line(
     )?;
     out.flush()?;
     Ok(())
-}
-
-async fn post(url: &str, token: &str, body: &str) -> Result<(StatusCode, String), DemoError> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::post(url)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .map_err(|e| DemoError::Http(e.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| DemoError::Http(e.to_string()))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| DemoError::Http(e.to_string()))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
