@@ -7,39 +7,17 @@
 //! them and sets `SIPGW_REQUIRE_LOAD_TOOLS=1`, which turns a missing tool into a failure.
 //! Elsewhere the test is skipped when a tool is missing.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::binaries::build_vendor_sim;
 
 fn has(exe: &str) -> bool {
     ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
         .iter()
         .any(|dir| Path::new(dir).join(exe).exists())
-}
-
-/// Builds `sipgw-vendor-sim` (the `sipgw-dev` crate's binary, the memory row's vendor)
-/// beside `sipgw` in `bin_dir`: cargo builds only this package's binaries for its tests.
-/// Quick when `cargo test --workspace` has built it already.
-fn build_vendor_sim(bin_dir: &Path) {
-    let profile = bin_dir.file_name().and_then(|n| n.to_str()).unwrap();
-    let target_dir = bin_dir.parent().unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--locked", "--quiet", "--package", "sipgw-dev"])
-        .args(["--bin", "sipgw-vendor-sim", "--target-dir"])
-        .arg(target_dir)
-        .args(match profile {
-            "debug" => vec![],
-            "release" => vec!["--release".to_owned()],
-            other => vec!["--profile".to_owned(), other.to_owned()],
-        })
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "cannot build sipgw-vendor-sim:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[test]

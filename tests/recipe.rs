@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::binaries::build_vendor_sim;
 use common::fresh_dir;
 
 const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
@@ -47,30 +48,6 @@ fn shell_block(page: &str, heading: &str) -> String {
         .unwrap_or_else(|| panic!("no sh block under {heading}"))
         .0;
     block.to_owned()
-}
-
-/// Builds `sipgw-vendor-sim` (the `sipgw-dev` crate's binary) beside `sipgw`: cargo builds
-/// only this package's binaries for its tests.
-fn build_vendor_sim(bin_dir: &Path) {
-    let profile = bin_dir.file_name().and_then(|n| n.to_str()).unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--locked", "--quiet", "--package", "sipgw-dev"])
-        .args(["--bin", "sipgw-vendor-sim", "--target-dir"])
-        .arg(bin_dir.parent().unwrap())
-        .args(match profile {
-            "debug" => vec![],
-            "release" => vec!["--release".to_owned()],
-            other => vec!["--profile".to_owned(), other.to_owned()],
-        })
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "cannot build sipgw-vendor-sim:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// `text` with each fixed address replaced by its free one.

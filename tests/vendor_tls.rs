@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sipgw::config::{Config, FileConfig};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// A CA and a `localhost` server certificate it signed.
 struct TestPki {
@@ -43,35 +40,6 @@ fn test_pki() -> TestPki {
     }
 }
 
-/// Terminates TLS and relays each connection to `backend`.
-async fn tls_front(pki: &TestPki, backend: SocketAddr) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![pki.leaf.clone()], pki.leaf_key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut upstream) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
-            });
-        }
-    });
-    addr
-}
-
 fn write_temp(name: &str, contents: &str) -> String {
     let dir = std::env::temp_dir().join(format!("sipgw-tls-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,7 +54,7 @@ async fn start_behind_tls(ca_file: Option<String>) -> Harness {
     let sim_addr = sim
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
-    let front = tls_front(&pki, sim_addr).await;
+    let front = tls_front::start(pki.leaf.clone(), pki.leaf_key.clone_key(), sim_addr).await;
     let ca_file = ca_file.map(|name| write_temp(&name, &pki.ca_pem));
     Harness::start_gateway(sim, sim_addr, move |c| {
         c.vendor.base_url = Some(format!("https://localhost:{}", front.port()));

@@ -3,11 +3,9 @@
 //! `vendor.ca_file`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::{TcpListener, TcpStream};
 
 /// A `localhost` certificate and its key, signed by a CA made for this call alone.
 fn untrusted_leaf() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
@@ -28,32 +26,9 @@ fn untrusted_leaf() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
     (leaf.der().clone(), key)
 }
 
-/// Terminates TLS on `127.0.0.1:0` and relays each connection to `backend`.
+/// Terminates TLS on `127.0.0.1:0` with an untrusted certificate and relays each connection
+/// to `backend`.
 pub async fn start(backend: SocketAddr) -> SocketAddr {
     let (leaf, key) = untrusted_leaf();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut upstream) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
-            });
-        }
-    });
-    addr
+    super::common::tls_front::start(leaf, key, backend).await
 }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod binaries;
 pub mod redis_server;
+pub mod tls_front;
 
 use std::net::SocketAddr;
 use std::time::Duration;
