@@ -23,6 +23,10 @@ pub struct Event {
     /// The request's id (absent in a summary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The request's W3C trace id (32 hex digits), when it had a trace context: continued
+    /// from the caller's `traceparent`, or started by sipgw while traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Who asked.
     pub caller: CallerInfo,
     /// The caller's display name (the token's `auth.display_claim`, cut to 64 characters
@@ -402,6 +406,7 @@ mod tests {
             forwarded_for: None,
             grant: None,
             replay_of: None,
+            trace_id: None,
             suppressed: Some(12),
             flood: Some(FloodSummary {
                 network: Some("2001:db8:1:2::/64".into()),

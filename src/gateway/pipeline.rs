@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
+use tracing::Instrument;
 
 use super::audit::grant_kind;
 use super::reply::{idempotency_key, read_body, stored_outcome};
@@ -96,13 +97,21 @@ impl Gateway {
         progress: &mut Progress,
     ) -> Result<Reply, ApiError> {
         let (head, body) = self.shape_head(req, &mut progress.trace)?;
-        let caller = self.authenticate(&head, &mut progress.trace).await?;
+        let caller = self
+            .authenticate(&head, &mut progress.trace)
+            .instrument(phase_span!("sipgw.authenticate"))
+            .await?;
         let change = self.shape_body(body, deadline, progress).await?;
-        let admitted = match self.admit(&caller.id, &head, &change.bytes).await? {
+        let admission = self
+            .admit(&caller.id, &head, &change.bytes)
+            .instrument(phase_span!("sipgw.admit"))
+            .await?;
+        let admitted = match admission {
             Admission::Proceed(admitted) => admitted,
             Admission::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         self.record(request_id, &mut progress.trace, client_ip, deadline)
+            .instrument(phase_span!("sipgw.audit_attempt"))
             .await?;
         let message = self
             .forward(
@@ -287,7 +296,8 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<String, ApiError> {
         let exchange = self
-            .call_vendor(&head.account, change, request_id, deadline)
+            .call_vendor(&head.account, change, request_id, &head.headers, deadline)
+            .instrument(phase_span!("sipgw.vendor_call", otel.kind = "client"))
             .await;
         trace.vendor = exchange.vendor;
         let result = exchange.result.and_then(|outcome| {
