@@ -344,6 +344,7 @@ mod tests {
             forwarded_for: Some("203.0.113.9".into()),
             grant: Some(GrantKind::SelfService),
             replay_of: Some("r-0".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             suppressed: None,
             flood: None,
         }

@@ -97,8 +97,11 @@ impl Gateway {
         progress: &mut Progress,
     ) -> Result<Reply, ApiError> {
         let (head, body) = self.shape_head(req, &mut progress.trace)?;
+        // The phases run in spans of their own: what they learn of the request is recorded
+        // in the request's span, where every log line of the request finds it.
+        let request_span = tracing::Span::current();
         let caller = self
-            .authenticate(&head, &mut progress.trace)
+            .authenticate(&head, &request_span, &mut progress.trace)
             .instrument(phase_span!("sipgw.authenticate"))
             .await?;
         let change = self.shape_body(body, deadline, progress).await?;
@@ -164,7 +167,12 @@ impl Gateway {
     /// request to the endpoint, before authorization, so a caller that keeps asking for
     /// what it may not do is soon refused cheaply (429) like any other runaway caller;
     /// after authentication, so unauthenticated floods cannot spend it.
-    async fn authenticate(&self, head: &Head, trace: &mut Trace) -> Result<Caller, ApiError> {
+    async fn authenticate(
+        &self,
+        head: &Head,
+        request_span: &tracing::Span,
+        trace: &mut Trace,
+    ) -> Result<Caller, ApiError> {
         let mut authorization = head.headers.get_all(http::header::AUTHORIZATION).iter();
         let (header, extra) = (authorization.next(), authorization.next());
         if extra.is_some() {
@@ -176,7 +184,7 @@ impl Gateway {
             .await
             .map_err(ApiError::Unauthenticated)?;
         let caller = &identity.caller;
-        tracing::Span::current().record("sub", terminal::escape(caller.sub()).as_ref());
+        request_span.record("sub", terminal::escape(caller.sub()).as_ref());
         trace.caller = Some(caller.clone());
         trace.caller_name.clone_from(&identity.name);
 

@@ -80,8 +80,14 @@ mod tests {
     #[test]
     fn the_traces_path_is_added_to_the_base_url() {
         let url = |raw| check(Some(raw)).unwrap().traces_url.unwrap();
-        assert_eq!(url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(url("https://otel.example/"), "https://otel.example/v1/traces");
+        assert_eq!(
+            url("http://127.0.0.1:4318"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            url("https://otel.example/"),
+            "https://otel.example/v1/traces"
+        );
         assert_eq!(url("http://gw:4318/otlp"), "http://gw:4318/otlp/v1/traces");
     }
 

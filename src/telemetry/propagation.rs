@@ -23,6 +23,9 @@ pub const PHASE_TARGET: &str = "sipgw::phase";
 /// The W3C header naming the caller's trace and span.
 const TRACEPARENT: &str = "traceparent";
 
+/// The W3C header carrying vendors' own trace data along with `traceparent`.
+const TRACESTATE: &str = "tracestate";
+
 /// Continues the caller's trace in `span` (the request's span, before anything runs in it)
 /// and returns the request's trace id: the one sipgw exports under, or, with export off,
 /// the caller's. `None` when there is neither.
@@ -55,6 +58,14 @@ pub fn outgoing(caller: &HeaderMap) -> HeaderMap {
         }
     };
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    // The propagator writes an empty `tracestate` when there is none; W3C allows leaving
+    // it out, which says the same to any reader.
+    if headers
+        .get(TRACESTATE)
+        .is_some_and(|state| state.is_empty())
+    {
+        headers.remove(TRACESTATE);
+    }
     headers
 }
 
@@ -67,11 +78,7 @@ fn caller_context(headers: &HeaderMap) -> Option<Context> {
         return None;
     }
     let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-    context
-        .span()
-        .span_context()
-        .is_valid()
-        .then_some(context)
+    context.span().span_context().is_valid().then_some(context)
 }
 
 #[cfg(test)]
@@ -103,13 +110,23 @@ mod tests {
     fn malformed_or_duplicated_context_is_ignored() {
         for bad in [
             headers(&[("traceparent", "00-xyz-00f067aa0ba902b7-01")]),
-            headers(&[("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")]),
-            headers(&[("traceparent", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]),
+            headers(&[(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )]),
+            headers(&[(
+                "traceparent",
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )]),
             headers(&[("traceparent", PARENT), ("traceparent", PARENT)]),
             headers(&[("tracestate", "vendor=x1")]),
             HeaderMap::new(),
         ] {
-            assert_eq!(continue_trace(&tracing::Span::none(), &bad), None, "{bad:?}");
+            assert_eq!(
+                continue_trace(&tracing::Span::none(), &bad),
+                None,
+                "{bad:?}"
+            );
             assert!(outgoing(&bad).is_empty(), "{bad:?}");
         }
     }
