@@ -260,7 +260,38 @@ async fn the_callers_trace_goes_through_every_phase_to_the_vendor() {
     for secret in [CURRENT, NEW, APP_SECRET, &gateway.token, &access_token] {
         assert!(!raw.contains(secret), "a secret was exported");
     }
+    let trail = gateway.trail.parent().unwrap().to_owned();
     gateway.terminate();
+
+    // The field is covered by the chain like any other, and the readers carry it.
+    let (code, _) = audit(&["verify"], &trail);
+    assert_eq!(code, Some(0), "the trail verifies");
+    let (code, csv) = audit(&["show", "--format", "csv"], &trail);
+    assert_eq!(code, Some(0));
+    assert!(csv.lines().next().unwrap().contains(",traceId,"));
+    assert_eq!(csv.matches(&format!(",{TRACE},")).count(), 2, "{csv}");
+    let (code, ecs) = audit(&["export", "--format", "ecs"], &trail);
+    assert_eq!(code, Some(0));
+    let traced = ecs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|doc| doc["trace"]["id"] == TRACE)
+        .count();
+    assert_eq!(traced, 2, "attempt and outcome carry trace.id");
+}
+
+/// `sipgw audit SUBCOMMAND ARGS TRAIL`: its exit status and stdout.
+fn audit(args: &[&str], trail: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(SIPGW)
+        .arg("audit")
+        .args(args)
+        .arg(trail)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
