@@ -64,7 +64,7 @@ impl Gateway {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\
                  [audit]\npath = {:?}\ncheckpoint_every = 0\ncheckpoint_interval_secs = 0\n\
                  [telemetry]\n{telemetry}\n{sections}",
                 trail.display().to_string()
