@@ -33,6 +33,15 @@ impl TelemetryConfig {
         let Some(raw) = section.otlp_endpoint.as_deref().filter(|s| !s.is_empty()) else {
             return Ok(Self::default());
         };
+        // Credentials would be printed by `check-config` and in errors; the value is not
+        // echoed here either.
+        if raw.contains('@') {
+            return Err(invalid(
+                key,
+                "must not hold credentials (user:password@); a collector's API key goes in \
+                 the OTEL_EXPORTER_OTLP_HEADERS environment variable",
+            ));
+        }
         let uri: http::Uri = raw
             .parse()
             .map_err(|_| invalid(key, format!("is not a URL: {raw:?}")))?;
@@ -100,10 +109,16 @@ mod tests {
             ("http://collector:4318/?x=1", "query"),
             ("http://collector:4318/v1/traces", "base URL"),
             ("not a url", "not a URL"),
+            ("http://user:pw@collector:4318", "credentials"),
         ] {
             let error = check(Some(raw)).expect_err(raw);
             assert_eq!(error.key, "telemetry.otlp_endpoint", "{raw}");
             assert!(error.message.contains(says), "{raw}: {}", error.message);
+            assert!(
+                !error.message.contains("pw@"),
+                "never echoed: {}",
+                error.message
+            );
         }
     }
 }
