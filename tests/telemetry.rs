@@ -326,6 +326,31 @@ async fn a_malformed_traceparent_starts_a_fresh_trace() {
     for record in gateway.records_of(&id) {
         assert_eq!(record["traceId"], request.trace_id().as_str());
     }
+    assert_eq!(request.attribute("sipgw.code").as_deref(), Some("ok"));
+    assert_eq!(
+        request.attribute("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        request.span.status.map_or(0, |s| s.code),
+        0,
+        "unset: no error"
+    );
+
+    // A vendor failure (502): the request's span is marked as an error, with the code.
+    gateway.sim.faults().set_update_status(Some(500));
+    let (status, id) = gateway.change(NEW, CURRENT, &[]).await;
+    assert_eq!(status, 502);
+    let failed = collector.request_span(&id).await;
+    assert_eq!(
+        failed.attribute("sipgw.code").as_deref(),
+        Some("vendor_error")
+    );
+    let failed_status = failed.span.status.expect("a status");
+    assert_eq!(
+        (failed_status.code, failed_status.message.as_str()),
+        (2, "vendor_error")
+    );
     gateway.terminate();
 }
 

@@ -16,18 +16,18 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 /// A span of one pipeline phase, child of the current span (the request's): exported
-/// with the trace, left out of the log lines (see [`crate::telemetry::propagation`]).
+/// with the trace, left out of the log lines (see [`crate::telemetry::spans`]).
 macro_rules! phase_span {
     (parent: $parent:expr, $name:literal) => {
         tracing::info_span!(
-            target: crate::telemetry::propagation::PHASE_TARGET,
+            target: crate::telemetry::spans::PHASE_TARGET,
             parent: $parent,
             $name
         )
     };
     ($name:literal $(, $($field:tt)*)?) => {
         tracing::info_span!(
-            target: crate::telemetry::propagation::PHASE_TARGET,
+            target: crate::telemetry::spans::PHASE_TARGET,
             $name
             $(, $($field)*)?
         )
@@ -52,7 +52,7 @@ use crate::metrics::{CodeLabel, RequestMetrics};
 use crate::password_policy::PasswordPolicy;
 use crate::request;
 use crate::request::forwarded::TrustedProxies;
-use crate::telemetry::propagation;
+use crate::telemetry::{propagation, spans};
 use crate::terminal;
 use crate::vendor::{TokenCache, VendorClient};
 
@@ -234,6 +234,7 @@ impl Gateway {
             .get_or_create(&CodeLabel { code })
             .inc();
         self.metrics.duration.observe(answered.as_secs_f64());
+        spans::record_answer(&span, response.status().as_u16(), code);
         span.in_scope(|| {
             tracing::info!(
                 status = response.status().as_u16(),

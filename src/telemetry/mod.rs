@@ -12,6 +12,7 @@
 mod config;
 mod export;
 pub mod propagation;
+pub mod spans;
 
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -117,7 +118,7 @@ impl Logging {
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(&self.default_filter))
             .add_directive(
-                format!("{}=off", propagation::PHASE_TARGET)
+                format!("{}=off", spans::PHASE_TARGET)
                     .parse()
                     .expect("a valid directive"),
             );

@@ -15,11 +15,6 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The `tracing` target of the pipeline's phase spans (`sipgw.authenticate`, ...): they
-/// exist for traces only, so the log layer leaves them out and a log line keeps naming the
-/// request's span (request id, route, caller, agent) as its current span.
-pub const PHASE_TARGET: &str = "sipgw::phase";
-
 /// The W3C header naming the caller's trace and span.
 const TRACEPARENT: &str = "traceparent";
 

@@ -193,6 +193,7 @@ fn hex(bytes: &[u8]) -> String {
 fn text(value: &Value) -> String {
     match value {
         Value::StringValue(s) => s.clone(),
+        Value::IntValue(n) => n.to_string(),
         other => format!("{other:?}"),
     }
 }
