@@ -36,6 +36,7 @@ fn event() -> Event {
         forwarded_for: None,
         grant: None,
         replay_of: None,
+        trace_id: None,
         suppressed: None,
         flood: None,
     }

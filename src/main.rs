@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use sipgw::app::{self, EXIT_CONFIG, EXIT_FAILURE, Listeners, StartError};
 use sipgw::audit::cli::AuditCommand;
 use sipgw::config::Config;
-use sipgw::telemetry::{self, LogFormat};
+use sipgw::telemetry::{self, LogFormat, Traces};
 use sipgw::terminal::{self, print_all};
 use sipgw::tls::Reloads;
 
@@ -64,8 +64,8 @@ enum Command {
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config, log_format } => {
-            let _log = telemetry::init(log_format, "info");
-            match serve(&config).await {
+            let log = telemetry::Logging::start(log_format, "info");
+            match serve(&config, &log).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     // Config values and paths may hold any text: escaped for the terminal.
@@ -102,8 +102,10 @@ async fn main() -> ExitCode {
 
 /// `sipgw serve`. The signal handlers come first: a SIGTERM or a SIGHUP (`systemctl
 /// reload`) that arrives while the config is read or the ports are bound must not take the
-/// signal's default action, which ends the process.
-async fn serve(path: &Path) -> Result<(), StartError> {
+/// signal's default action, which ends the process. Logging is installed once the config
+/// says where traces go (its warnings are logged while it loads); queued spans are
+/// exported before the process ends.
+async fn serve(path: &Path, log: &telemetry::Logging) -> Result<(), StartError> {
     let shutdown = sipgw::server::shutdown_signal();
     let reloads = Reloads::when_files_change()
         .on_hangup()
@@ -111,9 +113,19 @@ async fn serve(path: &Path) -> Result<(), StartError> {
             signal: "SIGHUP",
             cause,
         })?;
-    let config = Config::load(path)?;
-    let listeners = Listeners::bind(&config).await?;
-    app::serve(&config, listeners, reloads, shutdown).await
+    let config = log.scoped(|| Config::load(path))?;
+    let traces = Traces::start(&config.telemetry, &config.audit.instance)
+        .map_err(|e| StartError::Config(e.into()))?;
+    log.install(traces.as_ref());
+    let served = async {
+        let listeners = Listeners::bind(&config).await?;
+        app::serve(&config, listeners, reloads, shutdown).await
+    }
+    .await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    served
 }
 
 /// `sipgw check-config`: the config validated and the start-up checks that need no network

@@ -50,6 +50,7 @@ async fn trail(name: &str, key: &MacKey, instance: &str, n: u64) -> (PathBuf, Ve
             code: "ok".into(),
             http_status: Some(200),
             replay_of: None,
+            trace_id: None,
             vendor: None,
             latency_ms: Some(1),
             suppressed: None,

@@ -425,6 +425,7 @@ fn verify_and_show_read_old_and_new_summaries() {
         forwarded_for: None,
         grant: None,
         replay_of: None,
+        trace_id: None,
         suppressed: Some(7),
         flood,
     };

@@ -460,6 +460,7 @@ async fn audit_verify_and_show_read_a_trail() {
             forwarded_for: None,
             grant: None,
             replay_of: None,
+            trace_id: None,
             suppressed: None,
             flood: None,
         };

@@ -56,6 +56,7 @@ async fn trail(name: &str, n: usize, sub: &str) -> PathBuf {
             forwarded_for: None,
             grant: None,
             replay_of: None,
+            trace_id: None,
             suppressed: None,
             flood: None,
         };

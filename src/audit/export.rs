@@ -149,6 +149,10 @@ pub fn ecs(row: &Row) -> Value {
     if let Some(grant) = &record.grant {
         doc.insert("labels".into(), json!({ "grant": grant }));
     }
+    // ECS's own field: a SIEM links the record to the request's spans by it.
+    if let Some(trace_id) = &record.trace_id {
+        doc.insert("trace".into(), json!({ "id": trace_id }));
+    }
     doc.insert("sipgw".into(), sipgw_fields(row));
     Value::Object(doc)
 }
@@ -246,7 +250,7 @@ mod tests {
 
     fn outcome_record() -> Value {
         json!({"v":2,"seq":12,"ts":"2026-12-01T05:18:26.123Z","instance":"sipgw-7d9f-abc12",
-            "kind":"outcome","requestId":"r-1",
+            "kind":"outcome","requestId":"r-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736",
             "caller":{"iss":"https://sso","sub":"alice","clientIp":"127.0.0.1"},
             "callerName":"Alice Example","forwardedFor":"203.0.113.9",
             "agent":"a1001","grant":"self","code":"ok","httpStatus":200,"replayOf":"r-0",
@@ -280,6 +284,7 @@ mod tests {
         assert_eq!(doc["http"]["response"]["status_code"], 200);
         assert_eq!(doc["host"]["name"], "sipgw-7d9f-abc12");
         assert_eq!(doc["labels"]["grant"], "self");
+        assert_eq!(doc["trace"]["id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         let sipgw = &doc["sipgw"];
         assert_eq!(sipgw["seq"], 12);
         assert_eq!(sipgw["kind"], "outcome");
@@ -334,6 +339,10 @@ mod tests {
         assert_eq!(ecs(&attempt)["event"]["type"], json!(["change"]));
         attempt.outcome_unknown = true;
         assert_eq!(ecs(&attempt)["sipgw"]["outcomeUnknown"], true);
+        assert!(
+            ecs(&attempt).get("trace").is_none(),
+            "no traceId, no trace.id"
+        );
         assert_eq!(ecs(&attempt)["event"]["outcome"], "unknown");
     }
 

@@ -23,6 +23,10 @@ pub struct Event {
     /// The request's id (absent in a summary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The request's W3C trace id (32 hex digits), when it had a trace context: continued
+    /// from the caller's `traceparent`, or started by sipgw while traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Who asked.
     pub caller: CallerInfo,
     /// The caller's display name (the token's `auth.display_claim`, cut to 64 characters
@@ -340,6 +344,7 @@ mod tests {
             forwarded_for: Some("203.0.113.9".into()),
             grant: Some(GrantKind::SelfService),
             replay_of: Some("r-0".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             suppressed: None,
             flood: None,
         }
@@ -348,7 +353,7 @@ mod tests {
     #[test]
     fn fields_come_in_the_documented_order_and_caller_values_are_escaped() {
         let json = unsealed_json(envelope(7), &event(), &"0".repeat(64));
-        assert!(json.starts_with(r#"{"v":2,"seq":7,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"outcome","requestId":"r-1","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"callerName":"Alice Example","forwardedFor":"203.0.113.9","agent":"a1001","grant":"self","code":"ok","httpStatus":200,"replayOf":"r-0","vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
+        assert!(json.starts_with(r#"{"v":2,"seq":7,"ts":"2026-11-27T20:00:00.000Z","instance":"gw-1","kind":"outcome","requestId":"r-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","caller":{"iss":"https://sso","sub":"alice\nforged","clientIp":"127.0.0.1"},"callerName":"Alice Example","forwardedFor":"203.0.113.9","agent":"a1001","grant":"self","code":"ok","httpStatus":200,"replayOf":"r-0","vendor":{"status":200,"resultCode":"0","latencyMs":12},"latencyMs":15,"prev":"#), "{json}");
         assert!(
             !json.contains('\n'),
             "a caller's line break cannot split a record"
@@ -375,10 +380,11 @@ mod tests {
             &event.forwarded_for,
             event.grant,
             &event.replay_of,
+            &event.trace_id,
         );
-        assert_eq!(v2, (&None, &None, None, &None));
+        assert_eq!(v2, (&None, &None, None, &None, &None));
         let json = unsealed_json(envelope(3), &event, "00");
-        for field in ["callerName", "forwardedFor", "grant", "replayOf"] {
+        for field in ["callerName", "forwardedFor", "grant", "replayOf", "traceId"] {
             assert!(!json.contains(field), "{json}");
         }
     }
@@ -402,6 +408,7 @@ mod tests {
             forwarded_for: None,
             grant: None,
             replay_of: None,
+            trace_id: None,
             suppressed: Some(12),
             flood: Some(FloodSummary {
                 network: Some("2001:db8:1:2::/64".into()),

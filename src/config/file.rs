@@ -12,6 +12,7 @@ use crate::auth::config::AuthSection;
 use crate::limits::config::{IdempotencySection, LockoutSection, RateLimitSection};
 use crate::password_policy::config::PasswordPolicySection;
 use crate::server::config::ServerSection;
+use crate::telemetry::TelemetrySection;
 use crate::vendor::config::VendorSection;
 
 /// The whole file, section by section; each section's struct lives in its domain module.
@@ -34,4 +35,6 @@ pub struct FileConfig {
     pub idempotency: IdempotencySection,
     /// `[audit]`: the tamper-evident audit trail.
     pub audit: AuditSection,
+    /// `[telemetry]`: where traces are exported (off by default).
+    pub telemetry: TelemetrySection,
 }

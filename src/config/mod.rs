@@ -25,6 +25,7 @@ use crate::config_key::InvalidKey;
 use crate::limits::config::LimitsConfig;
 use crate::password_policy::PasswordPolicy;
 use crate::server::config::ServerConfig;
+use crate::telemetry::TelemetryConfig;
 use crate::vendor::config::VendorConfig;
 pub use file::FileConfig;
 
@@ -161,6 +162,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[audit]`, with the HMAC key loaded.
     pub audit: AuditConfig,
+    /// `[telemetry]`: the OTLP collector traces go to, if any.
+    pub telemetry: TelemetryConfig,
 }
 
 /// What `sipgw check-config` prints.
@@ -263,6 +266,7 @@ impl Config {
             auth,
             limits,
             audit: AuditConfig::from_section(&file.audit)?,
+            telemetry: TelemetryConfig::from_section(&file.telemetry)?,
         })
     }
 }

@@ -398,3 +398,31 @@ fn admin_listen_on_the_api_port_is_a_config_error_naming_both_keys() {
         assert!(with(listen, admin).is_ok(), "{listen} {admin}");
     }
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn telemetry_is_off_by_default_and_its_endpoint_can_come_from_the_environment() {
+    assert_eq!(load(MINIMAL).unwrap().telemetry.traces_url, None);
+    let err = error_of(&format!(
+        "{MINIMAL}[telemetry]\notlp_endpoint = \"collector:4318\"\n"
+    ));
+    assert!(err.starts_with("telemetry.otlp_endpoint "), "{err}");
+    let err = error_of(&format!(
+        "{MINIMAL}[telemetry]\nendpoint = \"http://c:4318\"\n"
+    ));
+    assert!(
+        err.contains("otlp_endpoint"),
+        "the known keys are named: {err}"
+    );
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("sipgw.toml", MINIMAL)?;
+        jail.set_env("SIPGW_APP_SECRET", "env-secret");
+        jail.set_env("SIPGW__TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        let c = Config::load(Path::new("sipgw.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(
+            c.telemetry.traces_url.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        Ok(())
+    });
+}

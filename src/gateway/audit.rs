@@ -49,6 +49,9 @@ pub struct Trace {
     /// Whether an `attempt` record was (or may have been) written: the change reached, or
     /// was about to reach, the vendor, so its outcome is never flood-controlled.
     pub attempted: bool,
+    /// The request's trace, when it has one (continued from the caller's `traceparent`,
+    /// or started by sipgw while traces are exported): reviewers find its spans by it.
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 /// Writes a request's records.
@@ -189,6 +192,7 @@ fn event(
     Event {
         kind,
         request_id: Some(request_id.to_owned()),
+        trace_id: trace.trace_id.map(|id| id.to_string()),
         caller: CallerInfo {
             iss: trace.caller.as_ref().map(|c| c.iss().to_owned()),
             sub: trace.caller.as_ref().map(|c| c.sub().to_owned()),

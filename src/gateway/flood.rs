@@ -177,6 +177,7 @@ fn summary<K>(caller: CallerInfo, network: Option<String>, closed: Closed<K>) ->
         forwarded_for: None,
         grant: None,
         replay_of: None,
+        trace_id: None,
         suppressed: Some(closed.suppressed),
         flood: Some(FloodSummary {
             network,

@@ -15,6 +15,25 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+/// A span of one pipeline phase, child of the current span (the request's): exported
+/// with the trace, left out of the log lines (see [`crate::telemetry::spans`]).
+macro_rules! phase_span {
+    (parent: $parent:expr, $name:literal) => {
+        tracing::info_span!(
+            target: crate::telemetry::spans::PHASE_TARGET,
+            parent: $parent,
+            $name
+        )
+    };
+    ($name:literal $(, $($field:tt)*)?) => {
+        tracing::info_span!(
+            target: crate::telemetry::spans::PHASE_TARGET,
+            $name
+            $(, $($field)*)?
+        )
+    };
+}
+
 mod audit;
 mod flood;
 mod pipeline;
@@ -33,6 +52,7 @@ use crate::metrics::{CodeLabel, RequestMetrics};
 use crate::password_policy::PasswordPolicy;
 use crate::request;
 use crate::request::forwarded::TrustedProxies;
+use crate::telemetry::{propagation, spans};
 use crate::terminal;
 use crate::vendor::{TokenCache, VendorClient};
 
@@ -127,8 +147,10 @@ impl Gateway {
     /// Serves one request on the API listener.
     ///
     /// Everything logged while the request is handled happens inside its `request` span
-    /// (request id, client IP, route; the caller's `sub` and the agent once known), and the
-    /// last event, `request`, adds the status, code and latency.
+    /// (request id, client IP, route, the trace id when there is a trace; the caller's `sub`
+    /// and the agent once known), and the last event, `request`, adds the status, code and
+    /// latency. The span continues the caller's `traceparent`; the pipeline's phases are
+    /// its child spans (docs/operating.md, "Traces").
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let request_id = request::request_id(req.headers());
@@ -141,10 +163,15 @@ impl Gateway {
             forwarded_for = tracing::field::Empty,
             sub = tracing::field::Empty,
             agent = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
+        let mut progress = Progress::default();
+        progress.trace.trace_id = propagation::continue_trace(&span, req.headers());
+        if let Some(trace_id) = progress.trace.trace_id {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let unread_body_closes = req.version() < Version::HTTP_2 && declares_body(req.headers());
-        let mut progress = Progress::default();
         // Only a trusted proxy's word is taken, and only as an IP address: see
         // `request::forwarded`.
         progress.trace.forwarded_for = self
@@ -196,7 +223,7 @@ impl Gateway {
                     status,
                     latency_ms,
                 )
-                .instrument(span.clone())
+                .instrument(phase_span!(parent: &span, "sipgw.audit_outcome"))
                 .await;
         }
         // The answer leaves only now, after the outcome record: the histogram and the log
@@ -207,6 +234,7 @@ impl Gateway {
             .get_or_create(&CodeLabel { code })
             .inc();
         self.metrics.duration.observe(answered.as_secs_f64());
+        spans::record_answer(&span, response.status().as_u16(), code);
         span.in_scope(|| {
             tracing::info!(
                 status = response.status().as_u16(),

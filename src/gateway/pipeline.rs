@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
+use tracing::Instrument;
 
 use super::audit::grant_kind;
 use super::reply::{idempotency_key, read_body, stored_outcome};
@@ -96,13 +97,24 @@ impl Gateway {
         progress: &mut Progress,
     ) -> Result<Reply, ApiError> {
         let (head, body) = self.shape_head(req, &mut progress.trace)?;
-        let caller = self.authenticate(&head, &mut progress.trace).await?;
+        // The phases run in spans of their own: what they learn of the request is recorded
+        // in the request's span, where every log line of the request finds it.
+        let request_span = tracing::Span::current();
+        let caller = self
+            .authenticate(&head, &request_span, &mut progress.trace)
+            .instrument(phase_span!("sipgw.authenticate"))
+            .await?;
         let change = self.shape_body(body, deadline, progress).await?;
-        let admitted = match self.admit(&caller.id, &head, &change.bytes).await? {
+        let admission = self
+            .admit(&caller.id, &head, &change.bytes)
+            .instrument(phase_span!("sipgw.admit"))
+            .await?;
+        let admitted = match admission {
             Admission::Proceed(admitted) => admitted,
             Admission::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         self.record(request_id, &mut progress.trace, client_ip, deadline)
+            .instrument(phase_span!("sipgw.audit_attempt"))
             .await?;
         let message = self
             .forward(
@@ -155,7 +167,12 @@ impl Gateway {
     /// request to the endpoint, before authorization, so a caller that keeps asking for
     /// what it may not do is soon refused cheaply (429) like any other runaway caller;
     /// after authentication, so unauthenticated floods cannot spend it.
-    async fn authenticate(&self, head: &Head, trace: &mut Trace) -> Result<Caller, ApiError> {
+    async fn authenticate(
+        &self,
+        head: &Head,
+        request_span: &tracing::Span,
+        trace: &mut Trace,
+    ) -> Result<Caller, ApiError> {
         let mut authorization = head.headers.get_all(http::header::AUTHORIZATION).iter();
         let (header, extra) = (authorization.next(), authorization.next());
         if extra.is_some() {
@@ -167,7 +184,7 @@ impl Gateway {
             .await
             .map_err(ApiError::Unauthenticated)?;
         let caller = &identity.caller;
-        tracing::Span::current().record("sub", terminal::escape(caller.sub()).as_ref());
+        request_span.record("sub", terminal::escape(caller.sub()).as_ref());
         trace.caller = Some(caller.clone());
         trace.caller_name.clone_from(&identity.name);
 
@@ -287,7 +304,8 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<String, ApiError> {
         let exchange = self
-            .call_vendor(&head.account, change, request_id, deadline)
+            .call_vendor(&head.account, change, request_id, &head.headers, deadline)
+            .instrument(phase_span!("sipgw.vendor_call", otel.kind = "client"))
             .await;
         trace.vendor = exchange.vendor;
         let result = exchange.result.and_then(|outcome| {

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::HeaderMap;
 use secrecy::ExposeSecret;
 
 use super::{Deadline, Gateway};
 use crate::audit::record::VendorInfo;
 use crate::error::ApiError;
 use crate::request::ChangeBody;
+use crate::telemetry::propagation;
 use crate::vendor::{AccessToken, UpdateOutcome, UpdateRequest, VendorError};
 
 /// What sending one change to the vendor came to.
@@ -48,18 +50,24 @@ impl Gateway {
     /// Sends the change once; after a vendor 401, once more with a freshly fetched token.
     /// Nothing else is ever retried: a change may have been applied even when its answer
     /// was lost, and a retry would then carry a current password that is no longer valid.
+    ///
+    /// Runs in the `sipgw.vendor_call` span, the parent the vendor is told of in
+    /// `traceparent` (with export off: the caller's `traceparent`, from `caller_headers`).
     pub(super) async fn call_vendor(
         &self,
         user_account: &str,
         change: &ChangeBody,
         request_id: &str,
+        caller_headers: &HeaderMap,
         deadline: Deadline,
     ) -> Exchange {
+        let trace_headers = propagation::outgoing(caller_headers);
         let update = UpdateRequest {
             user_account,
             account_pwd: &change.account_pwd,
             new_phone_pwd: &change.new_phone_pwd,
             request_id,
+            trace_headers: &trace_headers,
         };
         let token = match self.token(deadline).await {
             Ok(token) => token,

@@ -70,6 +70,9 @@ pub struct UpdateRequest<'a> {
     pub new_phone_pwd: &'a SecretString,
     /// Our request id, forwarded as `X-Request-Id` for cross-system tracing.
     pub request_id: &'a str,
+    /// `traceparent` and `tracestate` for the vendor (see
+    /// [`crate::telemetry::propagation::outgoing`]); empty when the request has no trace.
+    pub trace_headers: &'a http::HeaderMap,
 }
 
 /// Pooled HTTP(S) client for the vendor's two calls.
@@ -155,11 +158,15 @@ impl VendorClient {
                 .map_err(|_| VendorError::BadBody)?;
         // Keeps the token out of `Debug` output and out of HPACK tables.
         bearer.set_sensitive(true);
-        let request = Request::post(&self.update_uri)
+        let mut request = Request::post(&self.update_uri)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::AUTHORIZATION, bearer)
             .header("x-app-key", &self.config.app_key)
-            .header(crate::error::REQUEST_ID_HEADER, change.request_id)
+            .header(crate::error::REQUEST_ID_HEADER, change.request_id);
+        for (name, value) in change.trace_headers {
+            request = request.header(name, value);
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| {
                 VendorError::Transport(format!(

@@ -163,11 +163,13 @@ mod tests {
             SecretString::from("Old-Pass1"),
             SecretString::from("New~Pass2"),
         );
+        let no_trace = http::HeaderMap::new();
         let change = UpdateRequest {
             user_account: "a1001",
             account_pwd: &old,
             new_phone_pwd: &new,
             request_id: "r",
+            trace_headers: &no_trace,
         };
         let wrapped: Value =
             serde_json::from_slice(&update_body(BodyShape::Wrapped, &change)).unwrap();

@@ -38,6 +38,7 @@ fn record(seq: u64, ts: &str, kind: &str, code: &str, sub: &str, agent: &str) ->
         forwarded_for: None,
         grant: None,
         replay_of: None,
+        trace_id: None,
         http_status: None,
         vendor_status: None,
         vendor_result_code: None,

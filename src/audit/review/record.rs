@@ -38,6 +38,8 @@ pub struct Record {
     pub grant: Option<String>,
     /// For an idempotent replay: the first request's id (v2).
     pub replay_of: Option<String>,
+    /// The request's W3C trace id, when it had a trace (v2): where its spans are found.
+    pub trace_id: Option<String>,
     /// The agent account, as the request wrote it.
     pub agent: Option<String>,
     /// The stable code (`ok`, `vendor_rejected`, ...; `attempt` for an attempt).
@@ -87,6 +89,7 @@ impl Record {
             forwarded_for: text(&raw["forwardedFor"]),
             grant: text(&raw["grant"]),
             replay_of: text(&raw["replayOf"]),
+            trace_id: text(&raw["traceId"]),
             agent: text(&raw["agent"]),
             code: text(&raw["code"]),
             http_status: status(&raw["httpStatus"]),

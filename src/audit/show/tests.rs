@@ -55,7 +55,8 @@ fn alice() -> Row {
         json!({"v": 2, "seq": 3, "ts": "2026-12-01T05:18:26.123Z", "kind": "outcome",
         "requestId": "r-2", "caller": {"iss": "https://sso", "sub": "alice", "clientIp": "10.0.0.1"},
         "callerName": "Alice Example", "forwardedFor": "203.0.113.9", "agent": "A1001",
-        "grant": "self", "code": "ok", "httpStatus": 200, "replayOf": "r-1"}),
+        "grant": "self", "code": "ok", "httpStatus": 200, "replayOf": "r-1",
+        "traceId": "4bf92f3577b34da6a3ce929d0e0e4736"}),
     )
 }
 
@@ -148,7 +149,7 @@ fn csv_cells_are_quoted_escaped_and_defused() {
     }
     assert_eq!(csv_cell("a\u{1b}\nb"), "a\\u{1b}\\u{a}b");
     let line = csv_row(&alice());
-    assert!(line.starts_with("2026-12-01T05:18:26.123Z,outcome,ok,200,A1001,alice,Alice Example,https://sso,self,203.0.113.9,r-2,r-1,,3,true,,false,/trail/audit.jsonl,7"), "{line}");
+    assert!(line.starts_with("2026-12-01T05:18:26.123Z,outcome,ok,200,A1001,alice,Alice Example,https://sso,self,203.0.113.9,r-2,r-1,4bf92f3577b34da6a3ce929d0e0e4736,,3,true,,false,/trail/audit.jsonl,7"), "{line}");
     assert_eq!(line.split(',').count(), csv_header().split(',').count());
 }
 

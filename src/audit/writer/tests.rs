@@ -33,6 +33,7 @@ fn event(n: u64) -> Event {
         forwarded_for: None,
         grant: None,
         replay_of: None,
+        trace_id: None,
         suppressed: None,
         flood: None,
     }
