@@ -166,14 +166,12 @@ impl VendorClient {
         for (name, value) in change.trace_headers {
             request = request.header(name, value);
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| {
-                VendorError::Transport(format!(
-                    "{}: {e}",
-                    outbound::cause::target(&http::Method::POST, &self.update_uri)
-                ))
-            })?;
+        let request = request.body(Full::new(body)).map_err(|e| {
+            VendorError::Transport(format!(
+                "{}: {e}",
+                outbound::cause::target(&http::Method::POST, &self.update_uri)
+            ))
+        })?;
         let deadline = deadline.min(Instant::now() + self.config.timeout);
         let (status, body) = self.send(VendorCall::Update, request, deadline).await?;
         match status {
