@@ -21,6 +21,7 @@ use crate::auth::keys::{KeySet, KeySource, KeyStore};
 use crate::config::Config;
 use crate::limits::config::LimitsBackend;
 use crate::limits::redis::endpoint::RedisEndpoint;
+use crate::metrics::VendorCall;
 use crate::outbound::cause;
 use crate::vendor::{VendorClient, VendorError};
 
@@ -189,9 +190,9 @@ async fn vendor_token(config: &Config) -> Result<String, String> {
         )),
         Err(error @ VendorError::Unauthorized) => Err(format!(
             "{} (check vendor.app_key and the app secret)",
-            client.describe(&error)
+            client.describe(VendorCall::Token, &error)
         )),
-        Err(error) => Err(client.describe(&error)),
+        Err(error) => Err(client.describe(VendorCall::Token, &error)),
     }
 }
 

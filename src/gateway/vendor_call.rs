@@ -10,9 +10,10 @@ use secrecy::ExposeSecret;
 use super::{Deadline, Gateway};
 use crate::audit::record::VendorInfo;
 use crate::error::ApiError;
+use crate::metrics::VendorCall;
 use crate::request::ChangeBody;
 use crate::telemetry::propagation;
-use crate::vendor::{AccessToken, UpdateOutcome, UpdateRequest, VendorError};
+use crate::vendor::{AccessToken, UpdateOutcome, UpdateRequest, VendorClient, VendorError};
 
 /// What sending one change to the vendor came to.
 pub(super) struct Exchange {
@@ -36,12 +37,17 @@ impl Exchange {
         }
     }
 
-    /// The last call's `result`, made at `started`.
-    fn of(result: Result<UpdateOutcome, VendorError>, started: Instant, request_id: &str) -> Self {
+    /// The last call's `result`, made at `started` by `vendor`.
+    fn of(
+        result: Result<UpdateOutcome, VendorError>,
+        started: Instant,
+        request_id: &str,
+        vendor: &VendorClient,
+    ) -> Self {
         Self {
             vendor: Some(vendor_info(&result, started)),
             may_have_checked: may_have_checked(&result),
-            result: result.map_err(|e| vendor_failure(e, request_id)),
+            result: result.map_err(|e| vendor_failure(e, request_id, vendor)),
         }
     }
 }
@@ -77,7 +83,7 @@ impl Gateway {
         let result = self.vendor.update_password(&token, &update, deadline).await;
         if !matches!(result, Err(VendorError::Unauthorized)) {
             self.tokens.accepted();
-            return Exchange::of(result, started, request_id);
+            return Exchange::of(result, started, request_id, &self.vendor);
         }
         tracing::warn!(
             request_id,
@@ -100,7 +106,7 @@ impl Gateway {
             Err(VendorError::Unauthorized) => self.tokens.refused(&fresh),
             _ => self.tokens.accepted(),
         }
-        Exchange::of(result, started, request_id)
+        Exchange::of(result, started, request_id, &self.vendor)
     }
 
     /// A token, or 503 when none can be had before the request's deadline.
@@ -163,9 +169,11 @@ fn may_have_checked(result: &Result<UpdateOutcome, VendorError>) -> bool {
     }
 }
 
-/// Maps a failed vendor call to what the client sees; the cause goes to the log only.
-fn vendor_failure(error: VendorError, request_id: &str) -> ApiError {
-    tracing::warn!(request_id, %error, "vendor call failed");
+/// Maps a failed vendor call to what the client sees; the cause, naming the URL, goes to
+/// the log only.
+fn vendor_failure(error: VendorError, request_id: &str, vendor: &VendorClient) -> ApiError {
+    let cause = vendor.describe(VendorCall::Update, &error);
+    tracing::warn!(request_id, error = %cause, "vendor call failed");
     match error {
         VendorError::Timeout => ApiError::VendorTimeout,
         // A fresh token refused too: the vendor does not accept our credentials.

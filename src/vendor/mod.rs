@@ -207,15 +207,24 @@ impl VendorClient {
 
     /// `POST <token URL>`, as failures name it.
     pub fn token_target(&self) -> String {
-        outbound::cause::target(&http::Method::POST, &self.token_uri)
+        self.target(VendorCall::Token)
     }
 
-    /// A failed token fetch as one line naming the URL: the connection failures already
-    /// carry it, the others (a status, a timeout) get it in front.
-    pub fn describe(&self, error: &VendorError) -> String {
+    /// `POST <URL>` of `call`, as failures name it.
+    fn target(&self, call: VendorCall) -> String {
+        let uri = match call {
+            VendorCall::Token => &self.token_uri,
+            VendorCall::Update => &self.update_uri,
+        };
+        outbound::cause::target(&http::Method::POST, uri)
+    }
+
+    /// A failed `call` as one line naming the URL: the connection failures already carry
+    /// it, the others (a status, a timeout, a bad body) get it in front.
+    pub fn describe(&self, call: VendorCall, error: &VendorError) -> String {
         match error {
             VendorError::Connect(_) | VendorError::Transport(_) => error.to_string(),
-            _ => format!("{}: {error}", self.token_target()),
+            _ => format!("{}: {error}", self.target(call)),
         }
     }
 }
@@ -226,6 +235,42 @@ impl TokenSource for VendorClient {
     }
 
     fn describe(&self, error: &VendorError) -> String {
-        VendorClient::describe(self, error)
+        VendorClient::describe(self, VendorCall::Token, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> VendorClient {
+        let section = config::VendorSection {
+            base_url: Some("https://vendor.example".into()),
+            app_key: Some("ak".into()),
+            ..Default::default()
+        };
+        let config = VendorConfig::from_section(&section, |_| Some("sk".into())).unwrap();
+        VendorClient::new(config).unwrap()
+    }
+
+    #[test]
+    fn a_failure_without_a_connection_cause_is_named_by_the_calls_url() {
+        let client = client();
+        let update = client.describe(VendorCall::Update, &VendorError::Status(502));
+        assert_eq!(
+            update,
+            format!("POST https://vendor.example{UPDATE_PATH}: the vendor answered HTTP 502")
+        );
+        let token = client.describe(VendorCall::Token, &VendorError::Timeout);
+        assert!(
+            token.starts_with(&format!("POST https://vendor.example{TOKEN_PATH}: ")),
+            "{token}"
+        );
+        // A connection failure already names its URL: nothing is put in front twice.
+        let connect = VendorError::Connect("POST https://vendor.example/x: refused".into());
+        assert_eq!(
+            client.describe(VendorCall::Update, &connect),
+            connect.to_string()
+        );
     }
 }
