@@ -197,6 +197,8 @@ fn the_demo_shows_the_operators_side_and_no_secret() {
     assert!(stderr.contains("admin listening"), "{stderr}");
     let request_lines = stderr.lines().filter(|l| l.contains("request_id")).count();
     assert!(request_lines >= 4, "{stderr}");
+    // Captured, not a terminal: no colour escape codes around the fields.
+    assert!(!stderr.contains('\x1b'), "escape codes in a pipe: {stderr}");
     // The app secret nowhere; the token and the passwords only in the walk-through.
     assert!(!stdout.contains("demo-app-secret"), "{stdout}");
     for secret in [

@@ -14,6 +14,8 @@ mod export;
 pub mod propagation;
 pub mod spans;
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -134,7 +136,13 @@ impl Logging {
                 .with_span_list(false)
                 .with_filter(filter)
                 .boxed(),
-            LogFormat::Pretty => layer.compact().with_filter(filter).boxed(),
+            // Colours only on a terminal: piped or captured (the demo's stderr in a file,
+            // journald), escape codes are noise around every field.
+            LogFormat::Pretty => layer
+                .compact()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter)
+                .boxed(),
         }
     }
 }
