@@ -45,7 +45,7 @@ use pipeline::Progress;
 use reply::{declares_body, replay, success_body};
 
 use crate::auth::Authenticator;
-use crate::error::json_response;
+use crate::error::{OK_CODE, json_response};
 use crate::limits::Limits;
 use crate::limits::idempotency::Stored;
 use crate::metrics::{CodeLabel, RequestMetrics};
@@ -191,7 +191,7 @@ impl Gateway {
                     &success_body(&message, &request_id),
                     &request_id,
                 ),
-                "ok",
+                OK_CODE,
             ),
             Ok(Reply::Replayed(stored)) => {
                 progress.trace.replay_of = Some(stored.request_id().to_owned());
