@@ -327,19 +327,13 @@ async fn serve_once(name: &str, audit: &str) -> (Vec<String>, String, PathBuf) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(SIPGW)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SIPGW_APP_SECRET", APP_SECRET)
+    let mut child = serve_command(&config)
         .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let (lines, mut log, addr) = listening(&mut child, Duration::from_secs(60));
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+    let client = http_client();
     let request = http::Request::post(format!("http://{addr}{}", Harness::endpoint(AGENT)))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"))

@@ -148,21 +148,15 @@ async fn sigterm_drains_and_exits_0() {
              [audit]\npath = {audit_path:?}\nstdout = true\nhmac_key_file = {hmac_key_path:?}\n{sections}"
         ),
     );
-    let mut child = Command::new(SIPGW)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("SIPGW_APP_SECRET", APP_SECRET)
+    let mut child = serve_command(&path)
         .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     // The JSON log line "sipgw listening" carries the address.
     let (lines_rx, mut log, addr) = listening(&mut child, Duration::from_secs(20));
     // Traffic with secrets in it: a change, a vendor rejection, a policy refusal.
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+    let client = http_client();
     for (current, new) in [
         (CURRENT, NEW),
         ("Wrong~Pass77", "Other~Pass88"),

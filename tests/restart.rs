@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -59,14 +59,8 @@ impl Setup {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(SIPGW);
-        command
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("SIPGW_APP_SECRET", APP_SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = serve_command(&self.config);
+        command.env("RUST_LOG", "info");
         command
     }
 

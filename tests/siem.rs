@@ -82,11 +82,7 @@ async fn serve_and_change(name: &str) -> Run {
         ),
     )
     .unwrap();
-    let mut child = Command::new(SIPGW)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SIPGW_APP_SECRET", APP_SECRET)
-        .stderr(Stdio::piped())
+    let mut child = serve_command(&config)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -97,9 +93,7 @@ async fn serve_and_change(name: &str) -> Run {
     let mallory = upstreams
         .idp
         .mint_for(HOSTILE_SUB, AUDIENCE, Some(AGENT), false);
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+    let client = http_client();
     for (token, current, new, status) in [
         (&alice, CURRENT, NEW, 200),
         (&alice, "Wrong~Pass77", "Other~Pass88", 422),

@@ -9,13 +9,12 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const SIPGW: &str = env!("CARGO_BIN_EXE_sipgw");
 /// Long enough for any step of a debug build on a busy machine; only a failure waits it out.
 const PATIENCE: Duration = Duration::from_secs(30);
 /// A short watchdog period (pings every 100 ms), so the test sees several.
@@ -130,17 +129,12 @@ impl Setup {
     /// Starts `sipgw serve` with `env` and the notify socket; returns the child (killed on
     /// drop), the admin address, and the log lines still to come.
     fn start(&self, env: &[(&str, String)]) -> Running {
-        let mut child = Command::new(SIPGW)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("SIPGW_APP_SECRET", APP_SECRET)
+        let mut child = serve_command(&self.config)
             .env("RUST_LOG", "info")
             .env("NOTIFY_SOCKET", &self.notify.path)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let (lines, log, _api) = listening(&mut child, PATIENCE);

@@ -7,7 +7,7 @@ mod collector;
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -71,16 +71,11 @@ impl Gateway {
             ),
         )
         .unwrap();
-        let mut child = Command::new(SIPGW)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("SIPGW_APP_SECRET", APP_SECRET)
+        let mut child = serve_command(&config)
             // Debug: the "caller authorized" line is logged inside a phase span.
             .env("RUST_LOG", "info,sipgw=debug")
             // Export every 100 ms rather than every 5 s.
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let (lines, _, addr) = listening(&mut child, Duration::from_secs(30));

@@ -158,13 +158,8 @@ async fn a_hostile_sub_and_path_reach_the_log_escaped() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(SIPGW)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SIPGW_APP_SECRET", APP_SECRET)
+    let mut child = serve_command(&config)
         .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let (lines, mut log, addr) = listening(&mut child, Duration::from_secs(20));

@@ -9,7 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -866,14 +866,7 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
         idp_addr,
         sim_addr,
     );
-    let mut child = Command::new(SIPGW)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SIPGW_APP_SECRET", APP_SECRET)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(&config).spawn().unwrap();
     let lines_rx = stderr_lines(&mut child);
     let mut log = Vec::new();
     let listening = wait_for_listening(&lines_rx, &mut log, PATIENCE);

@@ -436,6 +436,25 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     lines_rx
 }
 
+/// `sipgw serve --config CONFIG` as the tests run the binary: the app secret in the
+/// environment, stderr piped (the JSON log, for [`listening`]), stdout discarded. Callers
+/// add their own environment, or take stdout (the audit records with `audit.stdout`).
+pub fn serve_command(config: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sipgw"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SIPGW_APP_SECRET", APP_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// A plain-HTTP client for a gateway started as a process.
+pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
 /// A `sipgw serve` child's stderr (see [`stderr_lines`]) read up to its listening line: the
 /// lines still to come, the log read so far, and the address it listens on.
 pub fn listening(
