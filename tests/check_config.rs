@@ -6,8 +6,6 @@
 mod common;
 #[path = "check_config/probe.rs"]
 mod probe;
-#[path = "check_config/tls_front.rs"]
-mod tls_front;
 
 use std::process::Command;
 

@@ -5,40 +5,10 @@
 
 mod common;
 
+use common::tls_front::TestPki;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sipgw::config::{Config, FileConfig};
 use tokio::net::TcpListener;
-
-/// A CA and a `localhost` server certificate it signed.
-struct TestPki {
-    ca_pem: String,
-    leaf: CertificateDer<'static>,
-    leaf_key: PrivateKeyDer<'static>,
-}
-
-fn test_pki() -> TestPki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sipgw test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    TestPki {
-        ca_pem: ca_cert.pem(),
-        leaf: leaf.der().clone(),
-        leaf_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
-    }
-}
 
 fn write_temp(name: &str, contents: &str) -> String {
     let dir = std::env::temp_dir().join(format!("sipgw-tls-{}-{name}", std::process::id()));
@@ -49,7 +19,7 @@ fn write_temp(name: &str, contents: &str) -> String {
 }
 
 async fn start_behind_tls(ca_file: Option<String>) -> Harness {
-    let pki = test_pki();
+    let pki = TestPki::new();
     let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())

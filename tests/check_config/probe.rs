@@ -9,6 +9,7 @@ use std::process::Command;
 
 use super::SIPGW;
 use super::common::redis_server::{Options, RedisServer};
+use super::common::tls_front::{self, TestPki};
 use super::common::*;
 use tokio::net::TcpListener;
 
@@ -277,7 +278,8 @@ async fn tls_failures_say_why_the_handshake_failed() {
         ],
     );
     // The simulator behind TLS with a certificate from a CA nobody configured.
-    let front = super::tls_front::start(up.sim_addr).await;
+    let pki = TestPki::new();
+    let front = tls_front::start(pki.leaf, pki.leaf_key, up.sim_addr).await;
     let sections = upstream_sections(up.idp_addr, up.sim_addr).replace(
         &format!("base_url = \"http://{}\"", up.sim_addr),
         &format!("base_url = \"https://localhost:{}\"", front.port()),

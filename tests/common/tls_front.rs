@@ -1,11 +1,48 @@
 //! A TLS front on `127.0.0.1:0` that relays each connection to a plain backend (the
-//! simulator), so the gateway talks real TLS to a real listener.
+//! simulator), so the gateway talks real TLS to a real listener; and the throw-away CA
+//! whose `localhost` certificate it presents.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
+
+/// A CA made for one test and a `localhost` server certificate it signed.
+pub struct TestPki {
+    /// The CA's certificate, for `vendor.ca_file` (trusting it) or nothing (not).
+    pub ca_pem: String,
+    /// The server certificate.
+    pub leaf: CertificateDer<'static>,
+    /// Its key.
+    pub leaf_key: PrivateKeyDer<'static>,
+}
+
+impl TestPki {
+    /// A fresh CA and `localhost` certificate.
+    pub fn new() -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sipgw test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        Self {
+            ca_pem: ca_cert.pem(),
+            leaf: leaf.der().clone(),
+            leaf_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+        }
+    }
+}
 
 /// Terminates TLS with `leaf` and `key` and relays each connection to `backend`.
 pub async fn start(
