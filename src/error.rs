@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::ids::{QuotaSpec, Scope};
@@ -185,25 +185,27 @@ impl ApiError {
     }
 
     /// The RFC 9457 problem document.
-    pub fn problem(&self, request_id: &str) -> serde_json::Value {
+    pub fn problem<'a>(&'a self, request_id: &'a str) -> Problem<'a> {
         let status = self.status();
         let code = self.code();
-        let mut body = json!({
-            "type": format!("urn:sipgw:problem:{code}"),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": self.detail(),
-            "code": code,
-            "requestId": request_id,
-        });
-        if let Self::VendorRejected { vendor_message } = self {
-            let message: String = vendor_message
-                .chars()
-                .take(MAX_VENDOR_MESSAGE_CHARS)
-                .collect();
-            body["vendorMessage"] = message.into();
+        let vendor_message = match self {
+            Self::VendorRejected { vendor_message } => Some(
+                vendor_message
+                    .chars()
+                    .take(MAX_VENDOR_MESSAGE_CHARS)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Problem {
+            code,
+            detail: self.detail(),
+            request_id,
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            problem_type: ProblemType(code),
+            vendor_message,
         }
-        body
     }
 
     /// Renders the problem document, with `X-Request-Id` and per-status headers.
@@ -320,14 +322,48 @@ impl ApiError {
     }
 }
 
+/// An RFC 9457 problem document, serialised straight to its bytes. The members are in
+/// alphabetical order, as earlier versions (a JSON tree) wrote them: an answer stored for
+/// idempotent replays (on Redis, shared with other replicas) reads back the same.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem<'a> {
+    /// The stable code.
+    code: &'static str,
+    /// What went wrong, in words.
+    detail: Cow<'static, str>,
+    /// The request's id.
+    request_id: &'a str,
+    /// The HTTP status, repeated.
+    status: u16,
+    /// The status's reason phrase.
+    title: &'static str,
+    /// `urn:sipgw:problem:<code>`.
+    #[serde(rename = "type")]
+    problem_type: ProblemType,
+    /// The vendor's `resultMessage`, cut, for a rejected change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor_message: Option<String>,
+}
+
+/// `urn:sipgw:problem:<code>`, written without building the string first.
+#[derive(Debug)]
+struct ProblemType(&'static str);
+
+impl Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("urn:sipgw:problem:{}", self.0))
+    }
+}
+
 /// A JSON response with the headers every answer of the gateway carries. Answers concern
 /// credentials, so no intermediary may store them (`Cache-Control: no-store`).
 pub fn json_response(
     status: StatusCode,
-    body: &serde_json::Value,
+    body: &impl Serialize,
     request_id: &str,
 ) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut response = Response::new(Full::new(json_bytes(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -340,6 +376,12 @@ pub fn json_response(
         headers.insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// A body's JSON. The gateway's bodies are plain structs of strings and numbers, which
+/// always serialise.
+pub fn json_bytes(body: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(body).expect("answer bodies always serialize"))
 }
 
 #[cfg(test)]
@@ -405,6 +447,30 @@ mod tests {
         assert_eq!(body["code"], "vendor_timeout");
         assert_eq!(body["requestId"], "req-1");
         assert!(body["detail"].as_str().unwrap().contains("may or may not"));
+    }
+
+    /// Stored answers (idempotent replays, on Redis too) are compared as bytes: the
+    /// document keeps the exact bytes a JSON tree of the same members gave.
+    #[test]
+    fn problem_bytes_are_those_of_a_sorted_json_tree() {
+        let rejected = ApiError::VendorRejected {
+            vendor_message: "no \"such\" agent\u{2028}".into(),
+        };
+        for error in [ApiError::VendorTimeout, ApiError::Forbidden, rejected] {
+            let status = error.status();
+            let mut tree = serde_json::json!({
+                "type": format!("urn:sipgw:problem:{}", error.code()),
+                "title": status.canonical_reason().unwrap(),
+                "status": status.as_u16(),
+                "detail": error.detail(),
+                "code": error.code(),
+                "requestId": "r-\"1",
+            });
+            if let ApiError::VendorRejected { vendor_message } = &error {
+                tree["vendorMessage"] = vendor_message.as_str().into();
+            }
+            assert_eq!(json_bytes(&error.problem("r-\"1")), tree.to_string());
+        }
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ pub struct Parts {
     pub request_timeout: Duration,
     /// `server.trusted_proxies`.
     pub trusted_proxies: TrustedProxies,
+    /// Whether `[telemetry] otlp_endpoint` is set (request spans then carry trace contexts).
+    pub exporting_traces: bool,
 }
 
 impl std::fmt::Debug for Parts {
@@ -88,6 +90,7 @@ impl Parts {
             policy: config.password_policy.clone(),
             request_timeout: config.server.request_timeout,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            exporting_traces: config.telemetry.traces_url.is_some(),
         })
     }
 
@@ -113,6 +116,7 @@ impl Parts {
             tokens: Arc::clone(&self.tokens),
             metrics: self.requests.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
+            exporting_traces: self.exporting_traces,
         })
     }
 

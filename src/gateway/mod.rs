@@ -78,6 +78,10 @@ pub struct Parts {
     pub metrics: RequestMetrics,
     /// Proxies whose forwarding headers name the end user, for the audit trail.
     pub trusted_proxies: TrustedProxies,
+    /// Whether request spans are exported (`[telemetry] otlp_endpoint`): only then do they
+    /// carry a trace context worth reading; without it, a request that brings no
+    /// `traceparent` costs no trace work at all.
+    pub exporting_traces: bool,
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -100,6 +104,8 @@ pub struct Gateway {
     metrics: RequestMetrics,
     /// Proxies whose forwarding headers name the end user, for the audit trail.
     trusted_proxies: TrustedProxies,
+    /// Whether request spans are exported (their trace context is then read and passed on).
+    exporting_traces: bool,
 }
 
 /// When a request must be answered: `server.request_timeout_ms` after its head arrived.
@@ -130,6 +136,7 @@ impl Gateway {
             tokens,
             metrics,
             trusted_proxies,
+            exporting_traces,
         } = parts;
         Self {
             auth,
@@ -141,6 +148,7 @@ impl Gateway {
             tokens,
             metrics,
             trusted_proxies,
+            exporting_traces,
         }
     }
 
@@ -166,7 +174,8 @@ impl Gateway {
             trace_id = tracing::field::Empty,
         );
         let mut progress = Progress::default();
-        progress.trace.trace_id = propagation::continue_trace(&span, req.headers());
+        progress.trace.trace_id =
+            propagation::continue_trace(&span, req.headers(), self.exporting_traces);
         if let Some(trace_id) = progress.trace.trace_id {
             span.record("trace_id", tracing::field::display(trace_id));
         }
@@ -234,7 +243,9 @@ impl Gateway {
             .get_or_create(&CodeLabel { code })
             .inc();
         self.metrics.duration.observe(answered.as_secs_f64());
-        spans::record_answer(&span, response.status().as_u16(), code);
+        if self.exporting_traces {
+            spans::record_answer(&span, response.status().as_u16(), code);
+        }
         span.in_scope(|| {
             tracing::info!(
                 status = response.status().as_u16(),

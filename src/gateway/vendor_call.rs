@@ -67,7 +67,7 @@ impl Gateway {
         caller_headers: &HeaderMap,
         deadline: Deadline,
     ) -> Exchange {
-        let trace_headers = propagation::outgoing(caller_headers);
+        let trace_headers = propagation::outgoing(caller_headers, self.exporting_traces);
         let update = UpdateRequest {
             user_account,
             account_pwd: &change.account_pwd,

@@ -24,8 +24,18 @@ const TRACESTATE: &str = "tracestate";
 /// Continues the caller's trace in `span` (the request's span, before anything runs in it)
 /// and returns the request's trace id: the one sipgw exports under, or, with export off,
 /// the caller's. `None` when there is neither.
-pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<TraceId> {
+///
+/// With `exporting` false (no trace layer is installed) the span has no context to read:
+/// only the caller's header is looked at, and a request without one costs nothing.
+pub fn continue_trace(
+    span: &tracing::Span,
+    headers: &HeaderMap,
+    exporting: bool,
+) -> Option<TraceId> {
     let caller = caller_context(headers);
+    if !exporting {
+        return caller.map(|parent| parent.span().span_context().trace_id());
+    }
     if let Some(parent) = &caller {
         // Fails only when no trace layer is installed (export off): nothing to continue.
         let _ = span.set_parent(parent.clone());
@@ -40,17 +50,16 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<Trace
 
 /// The `traceparent` (and `tracestate`) for a call made in the current span: that span as
 /// the parent when traces are exported; else the caller's context from `caller` as it came;
-/// else none.
-pub fn outgoing(caller: &HeaderMap) -> HeaderMap {
+/// else none. With `exporting` false the current span is not looked at (it has no
+/// context), so a request without a `traceparent` costs nothing here.
+pub fn outgoing(caller: &HeaderMap, exporting: bool) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let current = tracing::Span::current().context();
-    let context = if current.span().span_context().is_valid() {
-        current
-    } else {
-        match caller_context(caller) {
-            Some(context) => context,
-            None => return headers,
-        }
+    let current = exporting
+        .then(|| tracing::Span::current().context())
+        .filter(|current| current.span().span_context().is_valid());
+    let context = match current.or_else(|| caller_context(caller)) {
+        Some(context) => context,
+        None => return headers,
     };
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
     // The propagator writes an empty `tracestate` when there is none; W3C allows leaving
@@ -94,11 +103,13 @@ mod tests {
     fn without_export_the_callers_context_is_the_trace_and_goes_on_unchanged() {
         let caller = headers(&[("traceparent", PARENT), ("tracestate", "vendor=x1,other=y")]);
         let span = tracing::Span::none();
-        let id = continue_trace(&span, &caller).unwrap();
-        assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        let out = outgoing(&caller);
-        assert_eq!(out["traceparent"], PARENT);
-        assert_eq!(out["tracestate"], "vendor=x1,other=y");
+        for exporting in [false, true] {
+            let id = continue_trace(&span, &caller, exporting).unwrap();
+            assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            let out = outgoing(&caller, exporting);
+            assert_eq!(out["traceparent"], PARENT);
+            assert_eq!(out["tracestate"], "vendor=x1,other=y");
+        }
     }
 
     #[test]
@@ -117,12 +128,14 @@ mod tests {
             headers(&[("tracestate", "vendor=x1")]),
             HeaderMap::new(),
         ] {
-            assert_eq!(
-                continue_trace(&tracing::Span::none(), &bad),
-                None,
-                "{bad:?}"
-            );
-            assert!(outgoing(&bad).is_empty(), "{bad:?}");
+            for exporting in [false, true] {
+                assert_eq!(
+                    continue_trace(&tracing::Span::none(), &bad, exporting),
+                    None,
+                    "{bad:?}"
+                );
+                assert!(outgoing(&bad, exporting).is_empty(), "{bad:?}");
+            }
         }
     }
 }

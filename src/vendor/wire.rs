@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::UpdateRequest;
 use super::config::BodyShape;
@@ -98,18 +98,37 @@ pub fn parse_update(body: &[u8]) -> Option<UpdateOutcome> {
     })
 }
 
-/// The change's body in the configured shape (docs/vendor.md, "Body shape").
+/// The fields of a change, in the order the vendor's examples give them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateFields<'a> {
+    account_pwd: &'a str,
+    new_phone_pwd: &'a str,
+    user_account: &'a str,
+}
+
+/// The fields wrapped in `requestParam` ([`BodyShape::Wrapped`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wrapped<'a> {
+    request_param: UpdateFields<'a>,
+}
+
+/// The change's body in the configured shape (docs/vendor.md, "Body shape"): serialised
+/// straight from the request's fields, with no intermediate JSON tree.
 pub fn update_body(shape: BodyShape, change: &UpdateRequest<'_>) -> Bytes {
-    let fields = json!({
-        "accountPwd": change.account_pwd.expose_secret(),
-        "newPhonePwd": change.new_phone_pwd.expose_secret(),
-        "userAccount": change.user_account,
-    });
-    let body = match shape {
-        BodyShape::Wrapped => json!({ "requestParam": fields }),
-        BodyShape::Flat => fields,
+    let fields = UpdateFields {
+        account_pwd: change.account_pwd.expose_secret(),
+        new_phone_pwd: change.new_phone_pwd.expose_secret(),
+        user_account: change.user_account,
     };
-    Bytes::from(body.to_string())
+    let body = match shape {
+        BodyShape::Wrapped => serde_json::to_vec(&Wrapped {
+            request_param: fields,
+        }),
+        BodyShape::Flat => serde_json::to_vec(&fields),
+    };
+    Bytes::from(body.expect("strings always serialize"))
 }
 
 #[cfg(test)]
@@ -179,5 +198,10 @@ mod tests {
         let flat: Value = serde_json::from_slice(&update_body(BodyShape::Flat, &change)).unwrap();
         assert_eq!(flat["newPhonePwd"], "New~Pass2");
         assert_eq!(flat.as_object().unwrap().len(), 3);
+        // The exact bytes, as earlier versions (a JSON tree, keys sorted) sent them.
+        assert_eq!(
+            &update_body(BodyShape::Wrapped, &change)[..],
+            br#"{"requestParam":{"accountPwd":"Old-Pass1","newPhonePwd":"New~Pass2","userAccount":"a1001"}}"#
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! that rendered the first answer, so it comes out byte for byte the same.
 
 use bytes::Bytes;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::error::{ApiError, PROBLEM_JSON};
+use crate::error::{ApiError, PROBLEM_JSON, json_bytes};
 
 /// Which answer the first request got (only outcomes that reached the vendor are stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,26 @@ pub struct Stored {
     text: Box<str>,
 }
 
-/// The success body (docs/api.md); the gateway's first answer uses it too.
-pub fn success_body(message: &str, request_id: &str) -> serde_json::Value {
-    json!({ "resultCode": "0", "resultMessage": message, "requestId": request_id })
+/// The success body (docs/api.md); the gateway's first answer uses it too. Its members
+/// are in alphabetical order, as earlier versions (a JSON tree) wrote them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuccessBody<'a> {
+    /// The request whose change this was.
+    request_id: &'a str,
+    /// Always `"0"`, as the vendor says it.
+    result_code: &'static str,
+    /// The vendor's `resultMessage`.
+    result_message: &'a str,
+}
+
+/// The success body of the request `request_id`, with the vendor's `message`.
+pub fn success_body<'a>(message: &'a str, request_id: &'a str) -> SuccessBody<'a> {
+    SuccessBody {
+        request_id,
+        result_code: "0",
+        result_message: message,
+    }
 }
 
 impl Stored {
@@ -114,11 +131,10 @@ impl Stored {
 
     /// The first answer's body, rendered again.
     pub fn body(&self) -> Bytes {
-        let body = match self.error() {
-            None => success_body(self.message(), self.request_id()),
-            Some(error) => error.problem(self.request_id()),
-        };
-        Bytes::from(body.to_string())
+        match self.error() {
+            None => json_bytes(&success_body(self.message(), self.request_id())),
+            Some(error) => json_bytes(&error.problem(self.request_id())),
+        }
     }
 
     /// Reads back a rendered answer (the Redis record keeps the rendered body, so replicas
@@ -158,11 +174,12 @@ mod tests {
             assert_eq!(stored.request_id(), "req-1");
             assert_eq!(stored.message(), message);
             let body = stored.body();
-            let first = match outcome {
-                Outcome::Accepted => success_body(message, "req-1"),
-                _ => stored.error().unwrap().problem("req-1"),
+            let error = stored.error();
+            let first = match &error {
+                None => json_bytes(&success_body(message, "req-1")),
+                Some(error) => json_bytes(&error.problem("req-1")),
             };
-            assert_eq!(body, Bytes::from(first.to_string()), "byte for byte");
+            assert_eq!(body, first, "byte for byte");
             assert_eq!(Stored::parse(stored.status(), &body), Some(stored));
         }
         assert_eq!(Stored::parse(200, b"{}"), None);
