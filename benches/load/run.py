@@ -43,6 +43,8 @@ import tempfile
 import time
 import urllib.request
 
+import count
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LUA = os.path.join(ROOT, "benches", "load", "change.lua")
 RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
@@ -57,6 +59,8 @@ UPDATE_ANSWER = '{"resultCode":"0","resultMessage":"success"}'
 MEMORY_BODY = '{"accountPwd":"Wrong~Pass11","newPhonePwd":"Sip~Phone2025"}'
 # Pause per connection between requests in the fixed-rate rows.
 PAUSE_MS = 20
+# Keep-alive connections of the counting mode.
+COUNT_CONNECTIONS = 8
 
 
 def log(message):
@@ -69,10 +73,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ensure_tools(install):
-    """nginx and wrk, installed from Debian's packages when missing (and `install`);
-    returns nginx's path, or None when nginx cannot be had."""
-    missing = [pkg for pkg, exe in (("nginx", "nginx"), ("wrk", "wrk")) if not find(exe)]
+def ensure_tools(install, needed=("wrk",)):
+    """nginx and the `needed` tools (Debian packages of the same names), installed when
+    missing (and `install`); returns nginx's path, or None when nginx cannot be had."""
+    missing = [exe for exe in ("nginx", *needed) if not find(exe)]
     if missing and install and shutil.which("apt-get"):
         sudo = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
         if sudo is not None:
@@ -84,8 +88,9 @@ def ensure_tools(install):
                 subprocess.run(install, env=env, capture_output=True)
             # Debian starts the packaged nginx service; the benchmark runs its own.
             subprocess.run(sudo + ["service", "nginx", "stop"], capture_output=True)
-    if not find("wrk"):
-        sys.exit("wrk is needed (apt-get install wrk)")
+    for exe in needed:
+        if not find(exe):
+            sys.exit(f"{exe} is needed (apt-get install {exe})")
     return find("nginx")
 
 
@@ -103,11 +108,11 @@ class Process:
                                      env=env, start_new_session=True)
         self.pid = self.proc.pid
 
-    def stop(self):
+    def stop(self, timeout=10):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -213,6 +218,11 @@ class Bench:
                 head, sig = token.rsplit(".", 1)
                 sig = ("A" if sig[0] != "A" else "B") * 8 + sig[8:]
                 f.write(f"{agent} {head}.{sig}\n")
+        # Caller i changing agent i+1, which it may not: refused with 403 (the counting
+        # mode's 403 row).
+        with open(self.path("other-agent.txt"), "w") as f:
+            for i, line in enumerate(lines):
+                f.write(f"agent{(i + 1) % len(lines)} {line.split(' ')[1]}\n")
         # One caller only: its quota is spent after the first change (the 429 row).
         with open(self.path("one-caller.txt"), "w") as f:
             f.write(lines[0] + "\n")
@@ -242,7 +252,15 @@ class Bench:
 
     def start_nginx_proxy(self, nginx, upstream_port):
         port = free_port()
-        conf = self.nginx_conf("proxy", f"""
+        conf = self.nginx_conf("proxy", self.proxy_block(upstream_port, port), workers="auto")
+        child = self.spawn([nginx, "-p", self.dir, "-c", conf], "nginx-proxy")
+        wait_port(port, "nginx (proxy)")
+        return child, port
+
+    @staticmethod
+    def proxy_block(upstream_port, port):
+        """nginx as a plain reverse proxy on `port`, keep-alive to the upstream."""
+        return f"""
     upstream stand_in {{
         server 127.0.0.1:{upstream_port};
         keepalive 64;
@@ -255,12 +273,11 @@ class Bench:
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}""", workers="auto")
-        child = self.spawn([nginx, "-p", self.dir, "-c", conf], "nginx-proxy")
-        wait_port(port, "nginx (proxy)")
-        return child, port
+    }}"""
 
-    def nginx_conf(self, name, http_block, workers):
+    def nginx_conf(self, name, http_block, workers, master=True):
+        """An nginx config file; `master=False` makes it one process doing all the work
+        (the counting mode runs it so under valgrind and strace)."""
         path = self.path(f"nginx-{name}.conf")
         user = "user root;" if os.geteuid() == 0 else ""
         temp = "".join(f"    {kind}_temp_path {self.path(name + '-' + kind)};\n"
@@ -268,6 +285,7 @@ class Bench:
         with open(path, "w") as f:
             f.write(f"""{user}
 worker_processes {workers};
+{'' if master else 'master_process off;'}
 daemon off;
 pid {self.path(name + '.pid')};
 error_log {self.path(name + '-error.log')} warn;
@@ -312,13 +330,14 @@ fsync = "{fsync or self.args.fsync}"
 """)
         return path, port, admin
 
-    def start_sipgw(self, config, admin_port, name):
+    def start_sipgw(self, config, admin_port, name, wrapper=(), ready_secs=20):
+        """Starts sipgw (under `wrapper`: valgrind, strace) and waits for /readyz."""
         env = dict(os.environ, SIPGW_APP_SECRET=APP_SECRET)
         env.setdefault("RUST_LOG", "info")
         started = time.monotonic()
-        child = self.spawn([os.path.join(self.bin, "sipgw"), "serve", "--config", config],
-                           name, env=env)
-        deadline = started + 20
+        child = self.spawn([*wrapper, os.path.join(self.bin, "sipgw"), "serve", "--config",
+                            config], name, env=env)
+        deadline = started + ready_secs
         while get_status(f"http://127.0.0.1:{admin_port}/readyz") != 200:
             if time.monotonic() > deadline or child.proc.poll() is not None:
                 sys.exit(f"sipgw ({name}) did not become ready; see {child.log.name}")
@@ -419,6 +438,31 @@ fsync = "{fsync or self.args.fsync}"
         log(f"{name}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, errors {row['errors']}")
         return row
 
+    def build(self):
+        """Release binaries, unless --bin-dir names binaries to use."""
+        if not self.args.bin_dir:
+            log("building release binaries")
+            subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins"],
+                           cwd=ROOT, check=True)
+            self.bin = os.path.join(ROOT, "target", "release")
+
+    def count(self):
+        """The counting mode (count.py): instructions and syscalls per request."""
+        a = self.args
+        nginx = ensure_tools(not a.no_install, needed=("valgrind", "strace"))
+        if not nginx or a.no_nginx:
+            sys.exit("the counting mode needs nginx (its proxy row and the vendor stand-in)")
+        self.build()
+        jwks = self.mint_tokens(a.callers)
+        _, stand_in, stand_in_kind = self.start_stand_in(nginx)
+        settings = {"requests": a.count_requests, "warmup": a.count_warmup,
+                    "connections": COUNT_CONNECTIONS, "top": a.count_top,
+                    "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
+                    "binaries": self.bin, "commit": commit()}
+        result = count.Counter(self, nginx, stand_in, jwks, settings).run()
+        result.update(mode="count", machine=machine(), command=command_line())
+        return result
+
     def run(self):
         a = self.args
         nginx = ensure_tools(not a.no_install)
@@ -426,11 +470,7 @@ fsync = "{fsync or self.args.fsync}"
             nginx = None
         if not nginx:
             log("nginx not available: the stand-in is sipgw-vendor-sim, no nginx-proxy row")
-        if not a.bin_dir:
-            log("building release binaries")
-            subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins"],
-                           cwd=ROOT, check=True)
-            self.bin = os.path.join(ROOT, "target", "release")
+        self.build()
         jwks = self.mint_tokens(a.callers)
         if a.memory_only:
             return {"machine": machine(), "memory": self.memory_row(jwks, a.memory_agents)}
@@ -489,7 +529,7 @@ fsync = "{fsync or self.args.fsync}"
         binary = os.path.getsize(os.path.join(self.bin, "sipgw")) / (1024 * 1024)
         return {
             "machine": machine(),
-            "command": " ".join(["python3", "benches/load/run.py", *sys.argv[1:]]),
+            "command": command_line(),
             "settings": {"threads": a.threads, "connections": a.connections,
                          "duration_s": a.duration, "warmup_s": a.warmup, "runs": a.runs,
                          "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
@@ -503,6 +543,18 @@ fsync = "{fsync or self.args.fsync}"
                           "startup_ms_median": statistics.median(startups),
                           "startup_ms_runs": [round(s, 1) for s in startups]},
         }
+
+
+def command_line():
+    return " ".join(["python3", "benches/load/run.py", *sys.argv[1:]])
+
+
+def commit():
+    """The checked-out commit (and whether the tree has changes), for the results."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    return head + (" (with local changes)" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
 
 
 MEMORY_METRIC = "sipgw_limit_store_entries"
@@ -687,31 +739,66 @@ def main():
     p.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
     p.add_argument("--memory-only", action="store_true", help="only the memory row")
     p.add_argument("--smoke", action="store_true", help="a few hundred requests per row (CI)")
+    p.add_argument("--count", action="store_true",
+                   help="instructions and syscalls per request instead of wall-clock figures")
+    p.add_argument("--count-requests", type=int, default=2000,
+                   help="requests per row of --count (N; syscalls also run 3N)")
+    p.add_argument("--count-warmup", type=int, default=400,
+                   help="requests per row before --count starts counting")
+    p.add_argument("--count-top", type=int, default=12, help="top functions per row of --count")
+    p.add_argument("--baseline", help="an earlier --count --json file: its figures as 'before'")
     p.add_argument("--json", help="also write the results as JSON here")
-    p.add_argument("--write-results", action="store_true", help=f"rewrite {os.path.relpath(RESULTS, ROOT)}")
+    p.add_argument("--write-results", action="store_true",
+                   help="rewrite the results file's part this run measured")
+    p.add_argument("--results-file", default=RESULTS,
+                   help=f"the results file (default {os.path.relpath(RESULTS, ROOT)})")
     p.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.runs = 1, 0, 1
         args.connections, args.threads, args.callers, args.startups = 4, 1, 10, 1
         args.memory_agents = min(args.memory_agents, 500)
+        args.count_requests, args.count_warmup = 8, 10
+    baseline = None
+    if args.baseline:
+        with open(args.baseline) as f:
+            baseline = json.load(f)
     bench = Bench(args)
     try:
-        result = bench.run()
+        result = bench.count() if args.count else bench.run()
     except BaseException:
         bench.close(failed=True)
         raise
     bench.close()
-    print(table(result))
-    print()
-    print(targets(result))
+    if args.count:
+        print(count.table(result, baseline))
+    else:
+        print(table(result))
+        print()
+        print(targets(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     if args.write_results:
-        with open(RESULTS, "w") as f:
-            f.write(results_md(result))
-        log(f"wrote {RESULTS}")
+        write_results(args.results_file, result, baseline)
+
+
+def write_results(path, result, baseline):
+    """Rewrites the part of the results file (benches/RESULTS.md) that this run measured:
+    the wall-clock part (from the top) or the counting part (from its heading to the end),
+    keeping the other."""
+    existing = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = f.read()
+    wall, heading, counted = existing.partition(count.RESULTS_HEADING)
+    if result.get("mode") == "count":
+        counted = count.results_section(result, baseline)
+    else:
+        wall, counted = results_md(result), heading + counted
+    with open(path, "w") as f:
+        f.write("\n\n".join(part.strip() for part in (wall, counted) if part.strip()) + "\n")
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":
