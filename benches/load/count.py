@@ -20,10 +20,11 @@ status checked), not from wrk, which runs for a time rather than a number of req
 
 import glob
 import http.client
-import itertools
 import os
 import random
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,8 +88,10 @@ def rows(bench):
 # --- the client ----------------------------------------------------------------------------
 
 class Client:
-    """Keep-alive connections to one port, kept across a warm-up and the counted window, so
-    that the window holds requests only (no connection set-up)."""
+    """Keep-alive connections to one port, opened in the warm-up and kept for the counted
+    window. A connection the server closes after an answer (sipgw does when it answers
+    before reading the body: every refusal) is opened again by the next request on it, and
+    the window counts that as part of the request's cost, as a real client would pay it."""
 
     def __init__(self, port, tokens_file, mode, connections):
         self.port = port
@@ -247,7 +250,7 @@ class Counter:
         self.nginx = nginx
         self.stand_in = stand_in
         self.jwks = jwks
-        #: requests (N), warmup, connections, top: see `run.py --help`.
+        #: requests (N), warmup, repeats, connections, top: see `run.py --help`.
         self.settings = settings
         self.rows = rows(bench)
 
@@ -282,6 +285,8 @@ class Counter:
         return found
 
     def window(self, row, port, admin, pid, out):
+        """One row's counted window in a running process: warm-up, counters zeroed, N
+        requests, counters dumped; the row's instruction figures."""
         s = self.settings
         client = Client(port, row.tokens, row.mode, s["connections"])
         try:
@@ -326,22 +331,33 @@ class Counter:
     # --- syscalls ------------------------------------------------------------------------
 
     def count_syscalls(self, row):
-        """Two processes under `strace -f -c`: N and 3N requests after the same warm-up."""
+        """`repeats` pairs of processes under `strace -f -c`, N and 3N requests after the
+        same warm-up; the pair with the median total stands for the row. Wake-ups (futex,
+        sched_yield, epoll_wait) and the audit writer's batches follow the timing, so
+        pairs differ where instruction counts do not."""
         n = self.settings["requests"]
-        short, long_ = (self.strace_run(row, count) for count in (n, 3 * n))
-        requests = long_["served"] - short["served"]
-        per = {name: (long_["calls"].get(name, 0) - short["calls"].get(name, 0)) / requests
-               for name in set(short["calls"]) | set(long_["calls"])}
+        pairs = []
+        for repeat in range(self.settings["repeats"]):
+            short, long_ = (self.strace_run(row, count, repeat) for count in (n, 3 * n))
+            requests = long_["served"] - short["served"]
+            per = {name: (long_["calls"].get(name, 0) - short["calls"].get(name, 0)) / requests
+                   for name in set(short["calls"]) | set(long_["calls"])}
+            pairs.append((sum(per.values()), per, [short["served"], long_["served"]]))
+        pairs.sort(key=lambda pair: pair[0])
+        total, per, served = pairs[len(pairs) // 2]
         top = sorted(((k, v) for k, v in per.items() if v > 0), key=lambda kv: -kv[1])
-        total = sum(per.values())
-        log(f"{row.name}: {total:.2f} syscalls per request")
+        log(f"{row.name}: {total:.2f} syscalls per request "
+            f"(pairs: {', '.join(f'{p[0]:.2f}' for p in pairs)})")
         return {"syscalls_per_request": total,
+                "syscalls_per_request_pairs": [p[0] for p in pairs],
                 "top_syscalls": [{"name": k, "per_request": v} for k, v in top[:8]],
-                "strace_requests": [short["served"], long_["served"]]}
+                "strace_requests": served}
 
-    def strace_run(self, row, count):
+    def strace_run(self, row, count, repeat):
+        """One process under `strace -f -c`: started, warmed up, sent `count` requests and
+        stopped; {"served": API requests answered in all, "calls": {syscall: calls}}."""
         slug = re.sub(r"\W+", "-", row.name).strip("-")
-        name = f"strace-{slug}-{count}"
+        name = f"strace-{slug}-{count}-{repeat}"
         summary = self.bench.path(name + ".txt")
         child, port, admin, _ = self.start(row.target, ["strace", "-f", "-c", "-o", summary],
                                            name)
@@ -377,14 +393,12 @@ class Counter:
 
 
 def free_port():
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def wait_listening(port, child, name):
-    import socket
     deadline = time.monotonic() + VALGRIND_READY_SECS
     while time.monotonic() < deadline and child.proc.poll() is None:
         try:
@@ -408,82 +422,9 @@ def check(row, answered, wrong, sent, what="counted window"):
 def stop_traced(child):
     """Stops the process strace runs (strace, stopped itself, would detach and leave it
     running); strace then writes its summary and exits."""
-    import signal
     with open(f"/proc/{child.pid}/task/{child.pid}/children") as f:
         traced = [int(p) for p in f.read().split()]
     for pid in traced:
         os.kill(pid, signal.SIGTERM)
     child.proc.wait(60)
     child.stop()
-
-
-# --- tables ----------------------------------------------------------------------------------
-
-RESULTS_HEADING = "## Instructions and syscalls per request"
-
-
-def kilo(instructions):
-    return f"{instructions / 1000:.1f} k"
-
-
-def rows_table(result, baseline=None):
-    """Instructions, syscalls and their ratios to nginx per row; with `baseline` (an
-    earlier result) its figures as the "before" columns."""
-    before = {r["name"]: r for r in (baseline or {}).get("rows", [])}
-    if before:
-        out = ["| Row | instructions / request, before | after | × nginx, before | after "
-               "| syscalls / request, before | after | × nginx, before | after |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    else:
-        out = ["| Row | instructions / request | × nginx | syscalls / request | × nginx "
-               "| top syscalls / request |", "|---|---:|---:|---:|---:|---|"]
-    for r in result["rows"]:
-        now = [kilo(r["instructions_per_request"]), f"{r['x_nginx_instructions']:.2f}×",
-               f"{r['syscalls_per_request']:.2f}", f"{r['x_nginx_syscalls']:.2f}×"]
-        if before:
-            b = before.get(r["name"])
-            was = ([kilo(b["instructions_per_request"]), f"{b['x_nginx_instructions']:.2f}×",
-                    f"{b['syscalls_per_request']:.2f}", f"{b['x_nginx_syscalls']:.2f}×"]
-                   if b else [""] * 4)
-            cells = [c for pair in zip(was, now) for c in pair]
-        else:
-            top = ", ".join(f"{s['name']} {s['per_request']:.2f}" for s in r["top_syscalls"][:4])
-            cells = now + [top]
-        out.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def functions_table(row):
-    out = [f"| {row['name']}: top inclusive functions | instructions / request | % |",
-           "|---|---:|---:|"]
-    out += [f"| `{f['name']}` | {kilo(f['per_request'])} | {f['percent']:.1f} |"
-            for f in row["top_functions"]]
-    return "\n".join(out)
-
-
-def table(result, baseline=None, every_row=True):
-    """The rows table, then the top functions: of every row, or of sipgw's success path
-    and nginx only."""
-    shown = [r for r in result["rows"] if every_row or r["name"] in ("sipgw", "nginx proxy")]
-    return "\n\n".join([rows_table(result, baseline)] + [functions_table(r) for r in shown])
-
-
-def results_section(result, baseline=None):
-    """The section of benches/RESULTS.md that the counting mode writes."""
-    m, s = result["machine"], result["settings"]
-    before = ""
-    if baseline:
-        before = (f"\nThe \"before\" columns: commit {baseline['settings']['commit']}, "
-                  f"{baseline['machine']['date']}, the same settings.\n")
-    return f"""{RESULTS_HEADING}
-
-Generated by `{result['command']}` on {m['date']}, commit {s['commit']}; the
-method and what each figure means: docs/performance.md. Machine as above ({m['cpus']} CPUs,
-{m['cpu_model']}; valgrind and strace from Debian). {s['requests']} requests per row after
-{s['warmup']} of warm-up, on {s['connections']} keep-alive connections, {s['callers']}
-callers; instructions are user space only (callgrind), syscalls the difference of a
-{s['requests']}- and a {3 * s['requests']}-request run under `strace -f -c`; sipgw audit
-`fsync = "{s['fsync']}"`, `RUST_LOG=info`; vendor stand-in: {s['stand_in']}.
-{before}
-{table(result, baseline, every_row=False)}
-"""

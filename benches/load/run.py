@@ -46,6 +46,7 @@ import time
 import urllib.request
 
 import count
+import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LUA = os.path.join(ROOT, "benches", "load", "change.lua")
@@ -458,6 +459,7 @@ fsync = "{fsync or self.args.fsync}"
         jwks = self.mint_tokens(a.callers)
         _, stand_in, stand_in_kind = self.start_stand_in(nginx)
         settings = {"requests": a.count_requests, "warmup": a.count_warmup,
+                    "repeats": a.count_repeats,
                     "connections": COUNT_CONNECTIONS, "top": a.count_top,
                     "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
                     "binaries": self.bin, "commit": commit()}
@@ -625,105 +627,6 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
-def memory_table(m):
-    entries = ", ".join(f"{k} {v}" for k, v in sorted(m["entries"].items()))
-    return "\n".join([
-        "| Memory per key (default limits) | value |", "|---|---:|",
-        f"| distinct agents, each with an Idempotency-Key and a vendor rejection | {m['agents']} |",
-        f"| RSS before | {m['rss_before_mib']:.1f} MiB |",
-        f"| RSS after | {m['rss_after_mib']:.1f} MiB |",
-        f"| bytes per agent | {m['bytes_per_agent']:.0f} |",
-        f"| entries held after | {entries or 'not reported'} |"])
-
-
-def table(result):
-    if "rows" not in result:
-        return memory_table(result["memory"])
-    rows = result["rows"]
-    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
-    sipgw = next(r for r in rows if r["name"] == "sipgw")
-    out = ["| Row | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU s / 10k req (proxy) | sipgw peak RSS MiB |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows + result["fixed_rate"]["rows"]:
-        cpu = f"{r['cpu_s_per_10k']:.2f}" if r.get("cpu_s_per_10k") is not None else ""
-        rss = f"{r['peak_rss_mib']:.1f}" if r.get("peak_rss_mib") is not None else ""
-        out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                   f"{r['p999_ms']:.2f} | {r['errors']} | {cpu} | {rss} |")
-    f = result["footprint"]
-    fr = result["fixed_rate"]
-    refusals = [r for r in rows if r["name"].startswith("sipgw 4")]
-    lines = ["\n".join(out), ""]
-    if nginx:
-        lines.append(f"sipgw / nginx proxy throughput: **{sipgw['rps'] / nginx['rps']:.2f}×**")
-    for r in refusals:
-        lines.append(f"{r['name']} / sipgw success throughput: **{r['rps'] / sipgw['rps']:.2f}×**")
-    lines.append(f"Added p99 latency at ~50 % of sipgw's peak ({fr['connections']} connections, "
-                 f"{fr['pause_ms']} ms pause each): **{fr['added_p99_ms']:.2f} ms**")
-    lines += ["", "| Footprint | value |", "|---|---:|",
-              f"| binary size | {f['binary_mib']:.1f} MiB |",
-              f"| idle RSS after start-up | {f['idle_rss_mib']:.1f} MiB |",
-              f"| peak RSS (all load rows) | {f['peak_rss_mib']:.1f} MiB |",
-              f"| start-up to /readyz 200 (median of {len(f['startup_ms_runs'])}) | "
-              f"{f['startup_ms_median']:.1f} ms |"]
-    lines += ["", memory_table(result["memory"])]
-    return "\n".join(lines)
-
-
-def targets(result):
-    m = result["memory"]
-    memory_check = (f"RSS after {m['agents']} agents < 64 MiB (sidecar limit 128Mi)",
-                    f"{m['rss_after_mib']:.1f} MiB", m["rss_after_mib"] < 64)
-    if "rows" not in result:
-        checks = [memory_check]
-        out = ["| Target | measured | met |", "|---|---:|---|"]
-        out += [f"| {n} | {v} | {'yes' if ok else '**no**'} |" for n, v, ok in checks]
-        return "\n".join(out)
-    rows = result["rows"]
-    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
-    sipgw = next(r for r in rows if r["name"] == "sipgw")
-    f = result["footprint"]
-    checks = []
-    if nginx:
-        ratio = sipgw["rps"] / nginx["rps"]
-        checks.append(("throughput ≥ 0.8× nginx proxy", f"{ratio:.2f}×", ratio >= 0.8))
-    added = result["fixed_rate"]["added_p99_ms"]
-    checks.append(("added p99 < 2 ms at 50 % of peak", f"{added:.2f} ms", added < 2))
-    checks.append(("idle RSS < 10 MiB", f"{f['idle_rss_mib']:.1f} MiB", f["idle_rss_mib"] < 10))
-    checks.append(("peak RSS < 25 MiB", f"{f['peak_rss_mib']:.1f} MiB", f["peak_rss_mib"] < 25))
-    checks.append(("ready < 100 ms", f"{f['startup_ms_median']:.1f} ms", f["startup_ms_median"] < 100))
-    checks.append(memory_check)
-    for r in rows:
-        if r["name"].startswith("sipgw 4"):
-            ratio = r["rps"] / sipgw["rps"]
-            checks.append((f"{r['name']} ≥ 2× success", f"{ratio:.2f}×", ratio >= 2))
-    out = ["| Target | measured | met |", "|---|---:|---|"]
-    out += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in checks]
-    return "\n".join(out)
-
-
-def results_md(result):
-    m, s = result["machine"], result["settings"]
-    return f"""# Load benchmark results
-
-Generated by `{result['command']}` on {m['date']}; rerun it to regenerate this part
-(`--write-results`; `--count --write-results` regenerates the counting part below). Method
-and caveats: docs/performance.md.
-
-Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']};
-{m['nginx']}; {m['wrk']}; {m['rustc']}. Load generator, gateway, proxy and stand-in share
-the machine's CPUs.
-
-Settings: wrk {s['threads']} threads, {s['connections']} connections, {s['duration_s']} s per
-run after a {s['warmup_s']} s warm-up, {s['runs']} runs per row (medians shown), {s['callers']}
-callers each changing its own agent; vendor stand-in: {s['stand_in']}; sipgw audit
-`fsync = "{s['fsync']}"`.
-
-{table(result)}
-
-{targets(result)}
-"""
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin-dir", help="use the sipgw binaries here instead of building release ones")
@@ -748,6 +651,8 @@ def main():
                    help="requests per row of --count (N; syscalls also run 3N)")
     p.add_argument("--count-warmup", type=int, default=400,
                    help="requests per row before --count starts counting")
+    p.add_argument("--count-repeats", type=int, default=3,
+                   help="strace pairs per row of --count (the median's figures are shown)")
     p.add_argument("--count-top", type=int, default=12, help="top functions per row of --count")
     p.add_argument("--baseline", help="an earlier --count --json file: its figures as 'before'")
     p.add_argument("--json", help="also write the results as JSON here")
@@ -761,7 +666,7 @@ def main():
         args.duration, args.warmup, args.runs = 1, 0, 1
         args.connections, args.threads, args.callers, args.startups = 4, 1, 10, 1
         args.memory_agents = min(args.memory_agents, 500)
-        args.count_requests, args.count_warmup = 8, 10
+        args.count_requests, args.count_warmup, args.count_repeats = 8, 10, 1
     baseline = None
     if args.baseline:
         with open(args.baseline) as f:
@@ -774,34 +679,16 @@ def main():
         raise
     bench.close()
     if args.count:
-        print(count.table(result, baseline))
+        print(results.count_table(result, baseline))
     else:
-        print(table(result))
+        print(results.table(result))
         print()
-        print(targets(result))
+        print(results.targets(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     if args.write_results:
-        write_results(args.results_file, result, baseline)
-
-
-def write_results(path, result, baseline):
-    """Rewrites the part of the results file (benches/RESULTS.md) that this run measured:
-    the wall-clock part (from the top) or the counting part (from its heading to the end),
-    keeping the other."""
-    existing = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = f.read()
-    wall, heading, counted = existing.partition(count.RESULTS_HEADING)
-    if result.get("mode") == "count":
-        counted = count.results_section(result, baseline)
-    else:
-        wall, counted = results_md(result), heading + counted
-    with open(path, "w") as f:
-        f.write("\n\n".join(part.strip() for part in (wall, counted) if part.strip()) + "\n")
-    log(f"wrote {path}")
+        results.write(args.results_file, result, baseline)
 
 
 if __name__ == "__main__":
