@@ -175,7 +175,7 @@ method and what each figure means: docs/performance.md. Machine as above ({m['cp
 callers; instructions are user space only (callgrind), syscalls the difference of a
 {s['requests']}- and a {3 * s['requests']}-request run under `strace -f -c` (the median of
 {s.get('repeats', 1)} such pairs; the range in brackets); sipgw audit
-`fsync = "{s['fsync']}"`, `RUST_LOG=info`; vendor stand-in: {s['stand_in']}.
+`fsync = "{s['fsync']}"`, `RUST_LOG={s.get('rust_log', 'info')}`; vendor stand-in: {s['stand_in']}.
 {before}
 {count_table(result, baseline, every_row=False)}
 """

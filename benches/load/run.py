@@ -459,7 +459,7 @@ fsync = "{fsync or self.args.fsync}"
         jwks = self.mint_tokens(a.callers)
         _, stand_in, stand_in_kind = self.start_stand_in(nginx)
         settings = {"requests": a.count_requests, "warmup": a.count_warmup,
-                    "repeats": a.count_repeats,
+                    "repeats": a.count_repeats, "rust_log": os.environ.get("RUST_LOG", "info"),
                     "connections": COUNT_CONNECTIONS, "top": a.count_top,
                     "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
                     "binaries": self.bin, "commit": commit()}
