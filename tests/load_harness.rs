@@ -124,3 +124,125 @@ fn the_load_harness_produces_every_row_without_errors() {
         "{stdout}"
     );
 }
+
+/// The counting mode (`run.py --count --smoke`): a handful of requests per row under
+/// callgrind and under strace. It asserts that every figure is produced and written, never
+/// what it is: instruction and syscall counts of a debug build say nothing about a release.
+#[test]
+fn the_counting_mode_produces_every_figure_of_every_row() {
+    let required = std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_some();
+    let missing: Vec<_> = [
+        "python3",
+        "nginx",
+        "valgrind",
+        "callgrind_control",
+        "strace",
+    ]
+    .into_iter()
+    .filter(|exe| !has(exe))
+    .collect();
+    if !missing.is_empty() {
+        assert!(!required, "counting tools missing: {missing:?}");
+        eprintln!("skipped: {missing:?} not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
+    let dir = common::fresh_dir("count");
+    let json = dir.join("count.json");
+    // --write-results into a copy of the results file: the counting part is added and the
+    // wall-clock part kept.
+    let results = dir.join("RESULTS.md");
+    let wall_clock = "# Load benchmark results\n\n| Row | req/s |\n|---|---:|\n| sipgw | 1 |\n";
+    std::fs::write(&results, wall_clock).unwrap();
+    let output = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/run.py"))
+        .args([
+            "--count",
+            "--smoke",
+            "--no-install",
+            "--write-results",
+            "--bin-dir",
+        ])
+        .arg(bin_dir)
+        .arg("--json")
+        .arg(&json)
+        .arg("--results-file")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "counting mode failed:\n{stdout}\n{stderr}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+    let rows = result["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "nginx proxy",
+            "sipgw",
+            "sipgw 401 (bad tokens)",
+            "sipgw 401 (a new forgery each time)",
+            "sipgw 403 (another caller's agent)",
+            "sipgw 429 (quota spent)",
+        ]
+    );
+    for row in rows {
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        for figure in [
+            "instructions_per_request",
+            "syscalls_per_request",
+            "x_nginx_instructions",
+            "x_nginx_syscalls",
+        ] {
+            assert!(row[figure].as_f64().unwrap() > 0.0, "{figure}: {row}");
+        }
+        let functions = row["top_functions"].as_array().unwrap();
+        assert!(!functions.is_empty(), "{row}");
+        for function in functions {
+            assert!(!function["name"].as_str().unwrap().is_empty(), "{row}");
+            assert!(function["per_request"].as_f64().unwrap() > 0.0, "{row}");
+        }
+        assert!(!row["top_syscalls"].as_array().unwrap().is_empty(), "{row}");
+        let name = row["name"].as_str().unwrap();
+        assert!(
+            stdout.contains(&format!("| {name} |")),
+            "{name} not printed:\n{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("| {name}: top inclusive functions |")),
+            "{name}'s functions not printed:\n{stdout}"
+        );
+    }
+    // sipgw's own code is among the success path's top functions (names shortened, but
+    // still sipgw's).
+    let success = &rows[1]["top_functions"];
+    assert!(
+        success
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"].as_str().unwrap().contains("sipgw::")),
+        "{success}"
+    );
+    let written = std::fs::read_to_string(&results).unwrap();
+    assert!(written.starts_with(wall_clock), "{written}");
+    assert!(
+        written.contains("## Instructions and syscalls per request"),
+        "{written}"
+    );
+    assert!(
+        written.contains("| sipgw 403 (another caller's agent) |"),
+        "{written}"
+    );
+    assert!(
+        written.contains("| sipgw: top inclusive functions |"),
+        "{written}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

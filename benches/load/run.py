@@ -4,6 +4,8 @@
     python3 benches/load/run.py                  # build release binaries, 3 runs per row
     python3 benches/load/run.py --write-results  # ... and rewrite benches/RESULTS.md
     python3 benches/load/run.py --smoke --bin-dir target/debug --json out.json   # CI
+    python3 benches/load/run.py --count          # instructions and syscalls per request
+                                                 # (count.py; needs valgrind and strace)
 
 --bin-dir must hold sipgw and sipgw-vendor-sim (dev/): `cargo build --workspace --bins`.
 
@@ -43,6 +45,9 @@ import tempfile
 import time
 import urllib.request
 
+import count
+import results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LUA = os.path.join(ROOT, "benches", "load", "change.lua")
 RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
@@ -57,6 +62,8 @@ UPDATE_ANSWER = '{"resultCode":"0","resultMessage":"success"}'
 MEMORY_BODY = '{"accountPwd":"Wrong~Pass11","newPhonePwd":"Sip~Phone2025"}'
 # Pause per connection between requests in the fixed-rate rows.
 PAUSE_MS = 20
+# Keep-alive connections of the counting mode.
+COUNT_CONNECTIONS = 8
 
 
 def log(message):
@@ -69,10 +76,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ensure_tools(install):
-    """nginx and wrk, installed from Debian's packages when missing (and `install`);
-    returns nginx's path, or None when nginx cannot be had."""
-    missing = [pkg for pkg, exe in (("nginx", "nginx"), ("wrk", "wrk")) if not find(exe)]
+def ensure_tools(install, needed=("wrk",)):
+    """nginx and the `needed` tools (Debian packages of the same names), installed when
+    missing (and `install`); returns nginx's path, or None when nginx cannot be had."""
+    missing = [exe for exe in ("nginx", *needed) if not find(exe)]
     if missing and install and shutil.which("apt-get"):
         sudo = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
         if sudo is not None:
@@ -84,8 +91,9 @@ def ensure_tools(install):
                 subprocess.run(install, env=env, capture_output=True)
             # Debian starts the packaged nginx service; the benchmark runs its own.
             subprocess.run(sudo + ["service", "nginx", "stop"], capture_output=True)
-    if not find("wrk"):
-        sys.exit("wrk is needed (apt-get install wrk)")
+    for exe in needed:
+        if not find(exe):
+            sys.exit(f"{exe} is needed (apt-get install {exe})")
     return find("nginx")
 
 
@@ -103,11 +111,11 @@ class Process:
                                      env=env, start_new_session=True)
         self.pid = self.proc.pid
 
-    def stop(self):
+    def stop(self, timeout=10):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -213,6 +221,11 @@ class Bench:
                 head, sig = token.rsplit(".", 1)
                 sig = ("A" if sig[0] != "A" else "B") * 8 + sig[8:]
                 f.write(f"{agent} {head}.{sig}\n")
+        # Caller i changing agent i+1, which it may not: refused with 403 (the counting
+        # mode's 403 row).
+        with open(self.path("other-agent.txt"), "w") as f:
+            for i, line in enumerate(lines):
+                f.write(f"agent{(i + 1) % len(lines)} {line.split(' ')[1]}\n")
         # One caller only: its quota is spent after the first change (the 429 row).
         with open(self.path("one-caller.txt"), "w") as f:
             f.write(lines[0] + "\n")
@@ -242,7 +255,15 @@ class Bench:
 
     def start_nginx_proxy(self, nginx, upstream_port):
         port = free_port()
-        conf = self.nginx_conf("proxy", f"""
+        conf = self.nginx_conf("proxy", self.proxy_block(upstream_port, port), workers="auto")
+        child = self.spawn([nginx, "-p", self.dir, "-c", conf], "nginx-proxy")
+        wait_port(port, "nginx (proxy)")
+        return child, port
+
+    @staticmethod
+    def proxy_block(upstream_port, port):
+        """nginx as a plain reverse proxy on `port`, keep-alive to the upstream."""
+        return f"""
     upstream stand_in {{
         server 127.0.0.1:{upstream_port};
         keepalive 64;
@@ -255,12 +276,11 @@ class Bench:
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}""", workers="auto")
-        child = self.spawn([nginx, "-p", self.dir, "-c", conf], "nginx-proxy")
-        wait_port(port, "nginx (proxy)")
-        return child, port
+    }}"""
 
-    def nginx_conf(self, name, http_block, workers):
+    def nginx_conf(self, name, http_block, workers, master=True):
+        """An nginx config file; `master=False` makes it one process doing all the work
+        (the counting mode runs it so under valgrind and strace)."""
         path = self.path(f"nginx-{name}.conf")
         user = "user root;" if os.geteuid() == 0 else ""
         temp = "".join(f"    {kind}_temp_path {self.path(name + '-' + kind)};\n"
@@ -268,6 +288,7 @@ class Bench:
         with open(path, "w") as f:
             f.write(f"""{user}
 worker_processes {workers};
+{'' if master else 'master_process off;'}
 daemon off;
 pid {self.path(name + '.pid')};
 error_log {self.path(name + '-error.log')} warn;
@@ -312,13 +333,14 @@ fsync = "{fsync or self.args.fsync}"
 """)
         return path, port, admin
 
-    def start_sipgw(self, config, admin_port, name):
+    def start_sipgw(self, config, admin_port, name, wrapper=(), ready_secs=20):
+        """Starts sipgw (under `wrapper`: valgrind, strace) and waits for /readyz."""
         env = dict(os.environ, SIPGW_APP_SECRET=APP_SECRET)
         env.setdefault("RUST_LOG", "info")
         started = time.monotonic()
-        child = self.spawn([os.path.join(self.bin, "sipgw"), "serve", "--config", config],
-                           name, env=env)
-        deadline = started + 20
+        child = self.spawn([*wrapper, os.path.join(self.bin, "sipgw"), "serve", "--config",
+                            config], name, env=env)
+        deadline = started + ready_secs
         while get_status(f"http://127.0.0.1:{admin_port}/readyz") != 200:
             if time.monotonic() > deadline or child.proc.poll() is not None:
                 sys.exit(f"sipgw ({name}) did not become ready; see {child.log.name}")
@@ -419,6 +441,32 @@ fsync = "{fsync or self.args.fsync}"
         log(f"{name}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, errors {row['errors']}")
         return row
 
+    def build(self):
+        """Release binaries, unless --bin-dir names binaries to use."""
+        if not self.args.bin_dir:
+            log("building release binaries")
+            subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins"],
+                           cwd=ROOT, check=True)
+            self.bin = os.path.join(ROOT, "target", "release")
+
+    def count(self):
+        """The counting mode (count.py): instructions and syscalls per request."""
+        a = self.args
+        nginx = ensure_tools(not a.no_install, needed=("valgrind", "strace"))
+        if not nginx or a.no_nginx:
+            sys.exit("the counting mode needs nginx (its proxy row and the vendor stand-in)")
+        self.build()
+        jwks = self.mint_tokens(a.callers)
+        _, stand_in, stand_in_kind = self.start_stand_in(nginx)
+        settings = {"requests": a.count_requests, "warmup": a.count_warmup,
+                    "repeats": a.count_repeats, "rust_log": os.environ.get("RUST_LOG", "info"),
+                    "connections": COUNT_CONNECTIONS, "top": a.count_top,
+                    "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
+                    "binaries": self.bin, "commit": commit()}
+        result = count.Counter(self, nginx, stand_in, jwks, settings).run()
+        result.update(mode="count", machine=machine(), command=command_line())
+        return result
+
     def run(self):
         a = self.args
         nginx = ensure_tools(not a.no_install)
@@ -426,11 +474,7 @@ fsync = "{fsync or self.args.fsync}"
             nginx = None
         if not nginx:
             log("nginx not available: the stand-in is sipgw-vendor-sim, no nginx-proxy row")
-        if not a.bin_dir:
-            log("building release binaries")
-            subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins"],
-                           cwd=ROOT, check=True)
-            self.bin = os.path.join(ROOT, "target", "release")
+        self.build()
         jwks = self.mint_tokens(a.callers)
         if a.memory_only:
             return {"machine": machine(), "memory": self.memory_row(jwks, a.memory_agents)}
@@ -489,7 +533,7 @@ fsync = "{fsync or self.args.fsync}"
         binary = os.path.getsize(os.path.join(self.bin, "sipgw")) / (1024 * 1024)
         return {
             "machine": machine(),
-            "command": " ".join(["python3", "benches/load/run.py", *sys.argv[1:]]),
+            "command": command_line(),
             "settings": {"threads": a.threads, "connections": a.connections,
                          "duration_s": a.duration, "warmup_s": a.warmup, "runs": a.runs,
                          "callers": a.callers, "stand_in": stand_in_kind, "fsync": a.fsync,
@@ -503,6 +547,18 @@ fsync = "{fsync or self.args.fsync}"
                           "startup_ms_median": statistics.median(startups),
                           "startup_ms_runs": [round(s, 1) for s in startups]},
         }
+
+
+def command_line():
+    return " ".join(["python3", "benches/load/run.py", *sys.argv[1:]])
+
+
+def commit():
+    """The checked-out commit (and whether the tree has changes), for the results."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    return head + (" (with local changes)" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
 
 
 MEMORY_METRIC = "sipgw_limit_store_entries"
@@ -571,104 +627,6 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
-def memory_table(m):
-    entries = ", ".join(f"{k} {v}" for k, v in sorted(m["entries"].items()))
-    return "\n".join([
-        "| Memory per key (default limits) | value |", "|---|---:|",
-        f"| distinct agents, each with an Idempotency-Key and a vendor rejection | {m['agents']} |",
-        f"| RSS before | {m['rss_before_mib']:.1f} MiB |",
-        f"| RSS after | {m['rss_after_mib']:.1f} MiB |",
-        f"| bytes per agent | {m['bytes_per_agent']:.0f} |",
-        f"| entries held after | {entries or 'not reported'} |"])
-
-
-def table(result):
-    if "rows" not in result:
-        return memory_table(result["memory"])
-    rows = result["rows"]
-    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
-    sipgw = next(r for r in rows if r["name"] == "sipgw")
-    out = ["| Row | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU s / 10k req (proxy) | sipgw peak RSS MiB |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows + result["fixed_rate"]["rows"]:
-        cpu = f"{r['cpu_s_per_10k']:.2f}" if r.get("cpu_s_per_10k") is not None else ""
-        rss = f"{r['peak_rss_mib']:.1f}" if r.get("peak_rss_mib") is not None else ""
-        out.append(f"| {r['name']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                   f"{r['p999_ms']:.2f} | {r['errors']} | {cpu} | {rss} |")
-    f = result["footprint"]
-    fr = result["fixed_rate"]
-    refusals = [r for r in rows if r["name"].startswith("sipgw 4")]
-    lines = ["\n".join(out), ""]
-    if nginx:
-        lines.append(f"sipgw / nginx proxy throughput: **{sipgw['rps'] / nginx['rps']:.2f}×**")
-    for r in refusals:
-        lines.append(f"{r['name']} / sipgw success throughput: **{r['rps'] / sipgw['rps']:.2f}×**")
-    lines.append(f"Added p99 latency at ~50 % of sipgw's peak ({fr['connections']} connections, "
-                 f"{fr['pause_ms']} ms pause each): **{fr['added_p99_ms']:.2f} ms**")
-    lines += ["", "| Footprint | value |", "|---|---:|",
-              f"| binary size | {f['binary_mib']:.1f} MiB |",
-              f"| idle RSS after start-up | {f['idle_rss_mib']:.1f} MiB |",
-              f"| peak RSS (all load rows) | {f['peak_rss_mib']:.1f} MiB |",
-              f"| start-up to /readyz 200 (median of {len(f['startup_ms_runs'])}) | "
-              f"{f['startup_ms_median']:.1f} ms |"]
-    lines += ["", memory_table(result["memory"])]
-    return "\n".join(lines)
-
-
-def targets(result):
-    m = result["memory"]
-    memory_check = (f"RSS after {m['agents']} agents < 64 MiB (sidecar limit 128Mi)",
-                    f"{m['rss_after_mib']:.1f} MiB", m["rss_after_mib"] < 64)
-    if "rows" not in result:
-        checks = [memory_check]
-        out = ["| Target | measured | met |", "|---|---:|---|"]
-        out += [f"| {n} | {v} | {'yes' if ok else '**no**'} |" for n, v, ok in checks]
-        return "\n".join(out)
-    rows = result["rows"]
-    nginx = next((r for r in rows if r["name"] == "nginx proxy"), None)
-    sipgw = next(r for r in rows if r["name"] == "sipgw")
-    f = result["footprint"]
-    checks = []
-    if nginx:
-        ratio = sipgw["rps"] / nginx["rps"]
-        checks.append(("throughput ≥ 0.8× nginx proxy", f"{ratio:.2f}×", ratio >= 0.8))
-    added = result["fixed_rate"]["added_p99_ms"]
-    checks.append(("added p99 < 2 ms at 50 % of peak", f"{added:.2f} ms", added < 2))
-    checks.append(("idle RSS < 10 MiB", f"{f['idle_rss_mib']:.1f} MiB", f["idle_rss_mib"] < 10))
-    checks.append(("peak RSS < 25 MiB", f"{f['peak_rss_mib']:.1f} MiB", f["peak_rss_mib"] < 25))
-    checks.append(("ready < 100 ms", f"{f['startup_ms_median']:.1f} ms", f["startup_ms_median"] < 100))
-    checks.append(memory_check)
-    for r in rows:
-        if r["name"].startswith("sipgw 4"):
-            ratio = r["rps"] / sipgw["rps"]
-            checks.append((f"{r['name']} ≥ 2× success", f"{ratio:.2f}×", ratio >= 2))
-    out = ["| Target | measured | met |", "|---|---:|---|"]
-    out += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in checks]
-    return "\n".join(out)
-
-
-def results_md(result):
-    m, s = result["machine"], result["settings"]
-    return f"""# Load benchmark results
-
-Generated by `{result['command']}` on {m['date']}; rerun it to regenerate this file
-(`--write-results`). Method and caveats: docs/performance.md.
-
-Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']};
-{m['nginx']}; {m['wrk']}; {m['rustc']}. Load generator, gateway, proxy and stand-in share
-the machine's CPUs.
-
-Settings: wrk {s['threads']} threads, {s['connections']} connections, {s['duration_s']} s per
-run after a {s['warmup_s']} s warm-up, {s['runs']} runs per row (medians shown), {s['callers']}
-callers each changing its own agent; vendor stand-in: {s['stand_in']}; sipgw audit
-`fsync = "{s['fsync']}"`.
-
-{table(result)}
-
-{targets(result)}
-"""
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin-dir", help="use the sipgw binaries here instead of building release ones")
@@ -687,31 +645,50 @@ def main():
     p.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
     p.add_argument("--memory-only", action="store_true", help="only the memory row")
     p.add_argument("--smoke", action="store_true", help="a few hundred requests per row (CI)")
+    p.add_argument("--count", action="store_true",
+                   help="instructions and syscalls per request instead of wall-clock figures")
+    p.add_argument("--count-requests", type=int, default=2000,
+                   help="requests per row of --count (N; syscalls also run 3N)")
+    p.add_argument("--count-warmup", type=int, default=400,
+                   help="requests per row before --count starts counting")
+    p.add_argument("--count-repeats", type=int, default=3,
+                   help="strace pairs per row of --count (the median's figures are shown)")
+    p.add_argument("--count-top", type=int, default=12, help="top functions per row of --count")
+    p.add_argument("--baseline", help="an earlier --count --json file: its figures as 'before'")
     p.add_argument("--json", help="also write the results as JSON here")
-    p.add_argument("--write-results", action="store_true", help=f"rewrite {os.path.relpath(RESULTS, ROOT)}")
+    p.add_argument("--write-results", action="store_true",
+                   help="rewrite the results file's part this run measured")
+    p.add_argument("--results-file", default=RESULTS,
+                   help=f"the results file (default {os.path.relpath(RESULTS, ROOT)})")
     p.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.runs = 1, 0, 1
         args.connections, args.threads, args.callers, args.startups = 4, 1, 10, 1
         args.memory_agents = min(args.memory_agents, 500)
+        args.count_requests, args.count_warmup, args.count_repeats = 8, 10, 1
+    baseline = None
+    if args.baseline:
+        with open(args.baseline) as f:
+            baseline = json.load(f)
     bench = Bench(args)
     try:
-        result = bench.run()
+        result = bench.count() if args.count else bench.run()
     except BaseException:
         bench.close(failed=True)
         raise
     bench.close()
-    print(table(result))
-    print()
-    print(targets(result))
+    if args.count:
+        print(results.count_table(result, baseline))
+    else:
+        print(results.table(result))
+        print()
+        print(results.targets(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     if args.write_results:
-        with open(RESULTS, "w") as f:
-            f.write(results_md(result))
-        log(f"wrote {RESULTS}")
+        results.write(args.results_file, result, baseline)
 
 
 if __name__ == "__main__":
