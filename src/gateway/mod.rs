@@ -237,6 +237,7 @@ impl Gateway {
         spans::record_answer(&span, response.status().as_u16(), code);
         span.in_scope(|| {
             tracing::info!(
+                target: crate::telemetry::ACCESS_TARGET,
                 status = response.status().as_u16(),
                 code,
                 latency_ms = answered.as_secs_f64() * 1000.0,
