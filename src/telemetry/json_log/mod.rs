@@ -14,6 +14,7 @@
 //! the event gives them, `target`, and `span`: the current span's fields sorted by name,
 //! then its `name`.
 
+mod clock;
 mod fields;
 mod text;
 
@@ -24,8 +25,6 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -62,8 +61,7 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         line.extend_from_slice(b"{\"timestamp\":\"");
-        // The clock's text (digits, `-`, `:`, `.`, `T`, `Z`) needs no escaping.
-        let _ = SystemTime.format_time(&mut Writer::new(&mut text::Raw(line)));
+        clock::write_now(line);
         line.extend_from_slice(b"\",\"level\":\"");
         line.extend_from_slice(meta.level().as_str().as_bytes());
         line.push(b'"');

@@ -30,38 +30,45 @@ pub(super) fn scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T)
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-/// Writes `text` escaped for the inside of a JSON string: `"` and `\`, and every control
-/// character (the short forms where JSON has them, `\u00XX` otherwise). Everything else,
-/// non-ASCII included, is valid in a JSON string as it is.
+/// For each byte, how a JSON string writes it: 0 as itself, `u` as `\u00XX`, any other
+/// letter or sign as a backslash and that letter or sign. That is `"` and `\`, and every
+/// control character (the short forms where JSON has them); non-ASCII and DEL stand for
+/// themselves, as in `serde_json`.
+static ESCAPES: [u8; 256] = {
+    let mut escapes = [0; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        escapes[byte] = b'u';
+        byte += 1;
+    }
+    escapes[0x08] = b'b';
+    escapes[0x09] = b't';
+    escapes[0x0a] = b'n';
+    escapes[0x0c] = b'f';
+    escapes[0x0d] = b'r';
+    escapes[b'"' as usize] = b'"';
+    escapes[b'\\' as usize] = b'\\';
+    escapes
+};
+
+/// Writes `text` escaped for the inside of a JSON string ([`ESCAPES`]), copying the runs
+/// between escapes whole.
 fn escape(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut plain = 0;
     for (at, &byte) in bytes.iter().enumerate() {
-        let short: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => &[],
-            _ => continue,
-        };
+        let escape = ESCAPES[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[plain..at]);
         plain = at + 1;
-        if short.is_empty() {
-            let code = [
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xf)],
-            ];
-            out.extend_from_slice(&code);
+        if escape == b'u' {
+            let high = HEX[usize::from(byte >> 4)];
+            let low = HEX[usize::from(byte & 0xf)];
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', high, low]);
         } else {
-            out.extend_from_slice(short);
+            out.extend_from_slice(&[b'\\', escape]);
         }
     }
     out.extend_from_slice(&bytes[plain..]);
@@ -73,16 +80,6 @@ struct Escaping<'a>(&'a mut Vec<u8>);
 impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         escape(self.0, text);
-        Ok(())
-    }
-}
-
-/// Raw text into the line (the timestamp, whose characters need no escaping).
-pub(super) struct Raw<'a>(pub(super) &'a mut Vec<u8>);
-
-impl fmt::Write for Raw<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        self.0.extend_from_slice(text.as_bytes());
         Ok(())
     }
 }
