@@ -17,6 +17,13 @@ pub(super) struct SpanFields {
 }
 
 impl SpanFields {
+    /// Room for the `count` fields a span declares: recording them never regrows the list.
+    pub(super) fn with_capacity(count: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(count),
+        }
+    }
+
     /// The value of field `name`, emptied for its new value (a new entry if it has none).
     fn slot(&mut self, name: &'static str) -> &mut Vec<u8> {
         let at = match self.fields.binary_search_by(|(known, _)| known.cmp(&name)) {

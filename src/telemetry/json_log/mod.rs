@@ -102,7 +102,7 @@ where
         // A second JSON layer in the same subscriber shares the first one's fields: a
         // `record` replaces a value, so recording it twice changes nothing.
         if extensions.get_mut::<SpanFields>().is_none() {
-            let mut fields = SpanFields::default();
+            let mut fields = SpanFields::with_capacity(attrs.metadata().fields().len());
             attrs.record(&mut SpanVisitor(&mut fields));
             extensions.insert(fields);
         }
