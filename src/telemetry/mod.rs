@@ -1,6 +1,7 @@
 //! Logs and traces: `tracing` to stderr, JSON for machines or human-readable text,
 //! filtered by `RUST_LOG` (default `info`); and, with `[telemetry] otlp_endpoint` set, the
-//! request spans exported as OpenTelemetry traces ([`Traces`]).
+//! request spans exported as OpenTelemetry traces ([`Traces`]). JSON lines are written by a
+//! layer of our own ([`JsonLayer`]), which keeps a span's fields encoded between lines.
 //!
 //! Secrets cannot reach a log line or a span by accident: passwords, the app secret and
 //! AccessTokens are held as `secrecy::SecretString`, whose `Debug` prints `[REDACTED]`; the
