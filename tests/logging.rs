@@ -263,6 +263,12 @@ async fn serve_without_the_access_line_keeps_the_requests_warnings() {
             .all(|l| l["target"] != ACCESS_TARGET && l["message"] != "request"),
         "{log:#?}"
     );
-    // Lines other than the access line are still there at `info`.
+    // Lines other than the access line are still there at `info`, the last ones logged
+    // before the exit included: the log thread's batch is flushed at exit.
     assert!(log.iter().any(|l| l["message"] == "sipgw listening"));
+    assert!(
+        log.iter()
+            .any(|l| l["message"] == "all connections drained"),
+        "{log:#?}"
+    );
 }
