@@ -41,7 +41,8 @@
 //!   JWKS fetcher; a failure named by its URL and cause chain ([`outbound::cause`]).
 //! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
 //!   links the development tools of `sipgw-dev`).
-//! - [`telemetry`]: log set-up, and traces: the `[telemetry]` section, OTLP/HTTP export,
+//! - [`telemetry`]: log set-up and the JSON log lines ([`telemetry::JsonLayer`]), and
+//!   traces: the `[telemetry]` section, OTLP/HTTP export,
 //!   the caller's W3C `traceparent` continued and passed on to the vendor.
 //! - [`terminal`]: untrusted text made safe for terminals (controls, bidi made visible), and
 //!   printing a command's result to stdout.

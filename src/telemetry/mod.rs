@@ -1,6 +1,7 @@
 //! Logs and traces: `tracing` to stderr, JSON for machines or human-readable text,
 //! filtered by `RUST_LOG` (default `info`); and, with `[telemetry] otlp_endpoint` set, the
-//! request spans exported as OpenTelemetry traces ([`Traces`]).
+//! request spans exported as OpenTelemetry traces ([`Traces`]). JSON lines are written by a
+//! layer of our own ([`JsonLayer`]), which keeps a span's fields encoded between lines.
 //!
 //! Secrets cannot reach a log line or a span by accident: passwords, the app secret and
 //! AccessTokens are held as `secrecy::SecretString`, whose `Debug` prints `[REDACTED]`; the
@@ -11,10 +12,11 @@
 
 mod config;
 mod export;
+mod json_log;
 pub mod propagation;
 pub mod spans;
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -25,6 +27,13 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use config::{TRACES_PATH, TelemetryConfig, TelemetrySection};
 pub use export::Traces;
+pub use json_log::JsonLayer;
+
+/// The `tracing` target of the access line, the `request` event that ends each request
+/// (status, code, latency, and the request's span). A target of its own so that
+/// `RUST_LOG=info,sipgw::access=off` drops it and nothing else: warnings and errors of
+/// the same requests are still logged.
+pub const ACCESS_TARGET: &str = "sipgw::access";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,13 +51,18 @@ pub enum LogFormat {
 /// not, which would mix into `audit.stdout` records only when stderr is blocked.)
 const BUFFERED_LINES: usize = 8_192;
 
+/// The log thread writes the lines it finds queued into a buffer of this size and flushes
+/// it when the queue is empty (or the buffer full): a burst of lines costs one `write`,
+/// and a line never waits for the next one. Flushes fall between lines.
+const BATCH_BYTES: usize = 16 * 1024;
+
 /// The log writer of the process, and how lines are formatted and filtered. Keep it until
 /// the process ends: dropping it flushes what is queued and stops the writer.
 #[must_use = "dropping it stops the log writer"]
 pub struct Logging {
     /// Lines are formatted on the thread that logs them and written to stderr by a thread
     /// of their own (`tracing-appender`), so a slow or blocked stderr never holds up a
-    /// request.
+    /// request; that thread writes them in batches ([`BATCH_BYTES`]).
     writer: NonBlocking,
     /// Flushes the writer's queue when dropped.
     _guard: WorkerGuard,
@@ -74,7 +88,7 @@ impl Logging {
             .buffered_lines_limit(BUFFERED_LINES)
             .lossy(true)
             .thread_name("sipgw-log")
-            .finish(std::io::stderr());
+            .finish(BufWriter::with_capacity(BATCH_BYTES, std::io::stderr()));
         Self {
             writer,
             _guard: guard,
@@ -124,21 +138,16 @@ impl Logging {
                     .parse()
                     .expect("a valid directive"),
             );
-        let layer = tracing_subscriber::fmt::layer().with_writer(self.writer.clone());
         match self.format {
-            LogFormat::Json => layer
-                .json()
-                .flatten_event(true)
-                // The request's span (request id, route, caller, agent, trace id) on every
-                // line logged while it is handled; requests are not nested, so the list
-                // adds nothing.
-                .with_current_span(true)
-                .with_span_list(false)
+            // The request's span (request id, route, caller, agent, trace id) on every line
+            // logged while it is handled.
+            LogFormat::Json => JsonLayer::new(self.writer.clone())
                 .with_filter(filter)
                 .boxed(),
             // Colours only on a terminal: piped or captured (the demo's stderr in a file,
             // journald), escape codes are noise around every field.
-            LogFormat::Pretty => layer
+            LogFormat::Pretty => tracing_subscriber::fmt::layer()
+                .with_writer(self.writer.clone())
                 .compact()
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter)
