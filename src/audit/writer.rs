@@ -488,4 +488,6 @@ fn emit_synced(trail: &mut Trail) {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_golden;
+#[cfg(test)]
 mod tests_tamper;

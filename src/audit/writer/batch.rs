@@ -96,23 +96,30 @@ pub(super) fn write_batch(
 }
 
 /// A batch sealed in memory, not yet written: the trail's head moves only once it is.
-struct Sealed {
+pub(super) struct Sealed {
     /// The records' lines, each ending with `\n`.
     lines: String,
     /// `seq` of each event, in order.
-    seqs: Vec<u64>,
+    pub(super) seqs: Vec<u64>,
     /// Where the checkpoint lines are in `lines` (without their line end).
-    checkpoints: Vec<std::ops::Range<usize>>,
+    pub(super) checkpoints: Vec<std::ops::Range<usize>>,
     /// `seq` of the last line.
-    seq: u64,
+    pub(super) seq: u64,
     /// `mac` of the last line.
-    prev: String,
+    pub(super) prev: String,
     /// Records after the last checkpoint.
-    unanchored: u64,
+    pub(super) unanchored: u64,
 }
 
 impl Sealed {
-    fn new(
+    /// The batch's lines, as text (for tests).
+    #[cfg(test)]
+    pub(super) fn text(&self) -> &str {
+        &self.lines
+    }
+
+    /// Seals `events` after the trail's head, with the checkpoints that fall among them.
+    pub(super) fn new(
         trail: &Trail,
         config: &WriterConfig,
         now: &str,
