@@ -137,6 +137,7 @@ fn trail(seq: u64, prev: &str) -> Trail {
         unanchored: 1,
         unanchored_since: None,
         unsent: Vec::new(),
+        buffer: Vec::new(),
     }
 }
 
@@ -150,7 +151,7 @@ fn seal(key: MacKey, seq: u64, prev: &str) -> Sealed {
         bare(Kind::Attempt, "attempt"),
     ];
     let events: Vec<&Event> = events.iter().collect();
-    Sealed::new(&trail(seq, prev), &config(key), NOW, &events, true)
+    Sealed::new(&mut trail(seq, prev), &config(key), NOW, &events, true)
 }
 
 const KEYED: &str = concat!(

@@ -51,6 +51,9 @@ pub(super) struct Trail {
     /// Checkpoint lines written but not yet synced (`fsync = "interval"`): they go to the
     /// log stream once durable.
     pub(super) unsent: Vec<String>,
+    /// The last batch's buffer, cleared and reused by the next one (no allocation per
+    /// batch for its lines).
+    pub(super) buffer: Vec<u8>,
 }
 
 impl Trail {
@@ -151,6 +154,7 @@ impl Trail {
                     unanchored: u64::from(!anchored),
                     unanchored_since: (!anchored).then(Instant::now),
                     unsent: Vec::new(),
+                    buffer: Vec::new(),
                 }
             }
         };
@@ -267,6 +271,7 @@ fn new_chain(
         unanchored: 1,
         unanchored_since: Some(Instant::now()),
         unsent: Vec::new(),
+        buffer: Vec::new(),
     })
 }
 
