@@ -189,7 +189,9 @@ pub fn write_unsealed(out: &mut Vec<u8>, envelope: Envelope<'_>, event: &Event, 
 /// character is DEL or beyond ASCII, so a record of bytes below `0x7f` (nearly all) is
 /// left as it is without looking at its characters.
 fn escape_in_place(out: &mut Vec<u8>, start: usize) {
-    if out[start..].iter().all(|&b| b < 0x7f) {
+    let record = &out[start..];
+    // Two word-at-a-time passes: far cheaper than looking at each byte in turn.
+    if record.is_ascii() && !record.contains(&0x7f) {
         return;
     }
     let json = std::str::from_utf8(&out[start..]).expect("serde_json writes UTF-8");
