@@ -169,8 +169,7 @@ pub fn unsealed_json(envelope: Envelope<'_>, event: &Event, prev: &str) -> Strin
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Appends the bytes of [`unsealed_json`] to `out` (the writer's batch buffer): serialised
-/// once, in place, with no `String` of its own.
+/// Appends [`unsealed_json`]'s bytes to `out` (the writer's batch buffer), with no `String`.
 pub fn write_unsealed(out: &mut Vec<u8>, envelope: Envelope<'_>, event: &Event, prev: &str) {
     let start = out.len();
     let unsealed = Unsealed {
@@ -189,9 +188,8 @@ pub fn write_unsealed(out: &mut Vec<u8>, envelope: Envelope<'_>, event: &Event, 
 /// character is DEL or beyond ASCII, so a record of bytes below `0x7f` (nearly all) is
 /// left as it is without looking at its characters.
 fn escape_in_place(out: &mut Vec<u8>, start: usize) {
-    let record = &out[start..];
     // Two word-at-a-time passes: far cheaper than looking at each byte in turn.
-    if record.is_ascii() && !record.contains(&0x7f) {
+    if out[start..].is_ascii() && !out[start..].contains(&0x7f) {
         return;
     }
     let json = std::str::from_utf8(&out[start..]).expect("serde_json writes UTF-8");
