@@ -64,31 +64,50 @@ impl MacKey {
 
     /// The MAC of a record, as lowercase hex.
     pub fn mac(&self, prev: &str, unsealed: &str) -> String {
+        hex(&self.digest(prev.as_bytes(), unsealed.as_bytes()))
+    }
+
+    /// The MAC of a record: one context over `prev` then the record's bytes without `mac`
+    /// (the writer's path, which seals records in its batch buffer without a `String` each).
+    pub fn digest(&self, prev: &[u8], unsealed: &[u8]) -> [u8; MAC_BYTES] {
+        let mut mac = [0; MAC_BYTES];
         match self {
             Self::Hmac(key) => {
                 let mut context = hmac::Context::with_key(key);
-                context.update(prev.as_bytes());
-                context.update(unsealed.as_bytes());
-                hex(context.sign().as_ref())
+                context.update(prev);
+                context.update(unsealed);
+                mac.copy_from_slice(context.sign().as_ref());
             }
             Self::Plain => {
                 let mut context = digest::Context::new(&digest::SHA256);
-                context.update(prev.as_bytes());
-                context.update(unsealed.as_bytes());
-                hex(context.finish().as_ref())
+                context.update(prev);
+                context.update(unsealed);
+                mac.copy_from_slice(context.finish().as_ref());
             }
         }
+        mac
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+/// Bytes of a MAC (HMAC-SHA256 or SHA-256); its hex is twice as long.
+pub const MAC_BYTES: usize = 32;
+
+/// `bytes` as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Appends `bytes` to `out` as lowercase hex, two digits per byte from a table (`core::fmt`
+/// costs a formatter call per byte).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0x0f)]);
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +126,28 @@ mod tests {
             MacKey::Plain.mac("", ""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_per_byte_as_core_fmt_writes_them() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let by_fmt: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&bytes), by_fmt);
+        let mut out = b"mac:".to_vec();
+        push_hex(&mut out, &[0x00, 0x0f, 0xf0, 0xff]);
+        assert_eq!(out, b"mac:000ff0ff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn the_keyed_digest_is_hmac_sha256_over_prev_then_the_record() {
+        // RFC 4231, test case 1: key 0x0b x 20, data "Hi There", split across the two.
+        let key = MacKey::from_file_bytes(&[0x0b; 20]).unwrap();
+        assert_eq!(
+            hex(&key.digest(b"Hi ", b"There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(hex(&key.digest(b"Hi ", b"There")), key.mac("Hi ", "There"));
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl AuditWriter {
 /// The writer thread.
 fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Stats) {
     let mut unsynced_since: Option<Instant> = None;
+    let (mut records, mut flushes) = (Vec::new(), Vec::new());
     loop {
         // Wait for work, or until an interval fsync or a checkpoint is due.
         let fsync_due = match config.fsync {
@@ -326,16 +327,15 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 Err(_) => break,
             },
         };
-        let mut batch: Vec<Job> = first.into_iter().collect();
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        // Whatever else is queued joins the batch (records and flushes kept apart; the two
+        // vectors keep their room from batch to batch).
+        let queued = std::iter::from_fn(|| queue.try_recv().ok());
+        for job in first.into_iter().chain(queued).take(MAX_BATCH) {
+            match job.work {
+                Work::Record(_) => records.push(job),
+                Work::Flush | Work::Close => flushes.push(job),
             }
         }
-        let (records, flushes): (Vec<Job>, Vec<Job>) = batch
-            .into_iter()
-            .partition(|job| matches!(job.work, Work::Record(_)));
         if !records.is_empty() {
             let events: Vec<&Event> = records
                 .iter()
@@ -346,7 +346,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 .collect();
             let result = write_batch(&mut trail, &config, &events, false, stats);
             note_written(&result, &config, &mut unsynced_since);
-            answer(records, result, stats);
+            answer(records.drain(..), result, stats);
         }
         let closing = flushes.iter().any(|job| matches!(job.work, Work::Close));
         let checkpoint_overdue = trail.unanchored_since.is_some_and(|since| {
@@ -371,7 +371,7 @@ fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Sta
                 remember(&mut trail, &config, true);
                 emit_synced(&mut trail);
             }
-            for job in flushes {
+            for job in flushes.drain(..) {
                 let closed = match job.work {
                     Work::Close => checkpointed.clone().and(synced.clone()),
                     Work::Flush | Work::Record(_) => synced.clone(),
@@ -452,13 +452,13 @@ fn halt(trail: &mut Trail, config: &WriterConfig, stats: &Stats, kind: Tamper) {
     remember(trail, config, true);
 }
 
-fn answer(batch: Vec<Job>, result: Result<Vec<u64>, AuditError>, stats: &Stats) {
+fn answer(batch: std::vec::Drain<'_, Job>, result: Result<Vec<u64>, AuditError>, stats: &Stats) {
     match result {
         Ok(seqs) => {
             stats
                 .records
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for (job, seq) in batch.into_iter().zip(seqs) {
+            for (job, seq) in batch.zip(seqs) {
                 let _ = job.ack.send(Ok(seq));
             }
         }
@@ -487,5 +487,7 @@ fn emit_synced(trail: &mut Trail) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_golden;
 #[cfg(test)]
 mod tests_tamper;
