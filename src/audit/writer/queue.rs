@@ -66,7 +66,9 @@ impl<T> Receiver<T> {
 
     /// Waits at most `timeout` for the next item.
     pub(super) fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.receiver.recv_timeout(timeout).inspect(|_| self.taken())
+        self.receiver
+            .recv_timeout(timeout)
+            .inspect(|_| self.taken())
     }
 
     /// The next item if one is queued.
