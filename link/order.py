@@ -2,13 +2,17 @@
 """Regenerates link/sipgw.order: the functions that sipgw runs, in the order the linker
 should lay them out (build.rs passes the file to lld as --symbol-ordering-file).
 
-    cargo build --release --locked --workspace --bins
-    mkdir -p /tmp/sipgw-default
-    cp target/release/sipgw target/release/sipgw-vendor-sim /tmp/sipgw-default/
-    cargo build --release --locked --no-default-features --bin sipgw
-    python3 link/order.py --bin /tmp/sipgw-default/sipgw --bin target/release/sipgw \
-        --tools-dir /tmp/sipgw-default
-    cargo build --release --locked --workspace --bins   # links with the new order
+    python3 link/order.py --build      # builds both release binaries, profiles them
+
+or, with binaries built already (a default build, for `dev-token`, in --tools-dir):
+
+    python3 link/order.py --tools-dir /tmp/sipgw-default \\
+        --bin /tmp/sipgw-default/sipgw --bin /tmp/sipgw-prod/sipgw
+
+then build again: the new order applies from the next link. Regenerate after a change to
+the dependencies (Cargo.toml, Cargo.lock) or a large one to the start-up or request
+paths: sipgw's own symbols carry a hash of its dependencies and features, so after such a
+change most of its names no longer match.
 
 Why: the kernel maps a binary's code 64 KiB at a time around each page that is executed
 (fault-around), so start-up code spread over the whole 10 MiB .text made about 7 MiB of it
@@ -29,8 +33,10 @@ import bisect
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,16 +129,41 @@ def profile(bench, binary, jwks, stand_in, seconds):
     return start_up, load
 
 
+def build_both():
+    """Release builds with and without the `dev` feature, each copied out of the target
+    directory (the second build replaces the first there): (tools dir, [binaries])."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    out = tempfile.mkdtemp(prefix="sipgw-order-")
+    builds = [("default", ["--workspace", "--bins"]),
+              ("production", ["--no-default-features", "--package", "sipgw", "--bin", "sipgw"])]
+    binaries = []
+    for name, args in builds:
+        run.log(f"cargo build --release ({name})")
+        subprocess.run(["cargo", "build", "--release", "--locked", *args], cwd=ROOT, check=True)
+        os.makedirs(os.path.join(out, name))
+        for exe in ("sipgw", "sipgw-vendor-sim") if name == "default" else ("sipgw",):
+            shutil.copy2(os.path.join(target, "release", exe), os.path.join(out, name, exe))
+        binaries.append(os.path.join(out, name, "sipgw"))
+    return os.path.join(out, "default"), binaries
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--bin", action="append", required=True,
+    p.add_argument("--bin", action="append", default=[],
                    help="a release sipgw binary to profile (repeat for each build)")
-    p.add_argument("--tools-dir", required=True,
+    p.add_argument("--tools-dir",
                    help="a directory with a default-features `sipgw` (for `dev-token`) "
                         "and `sipgw-vendor-sim`")
+    p.add_argument("--build", action="store_true",
+                   help="build the default and the production release binaries and "
+                        "profile both (instead of --bin and --tools-dir)")
     p.add_argument("--seconds", type=int, default=3, help="seconds of load per request kind")
     p.add_argument("--out", default=OUT)
     a = p.parse_args()
+    if a.build:
+        a.tools_dir, a.bin = build_both()
+    if not a.bin or not a.tools_dir:
+        p.error("give --build, or --bin and --tools-dir")
     bench = run.Bench(argparse.Namespace(bin_dir=a.tools_dir, keep=False, fsync="always",
                                          threads=1))
     try:
@@ -141,6 +172,8 @@ def main():
         profiles = [profile(bench, b, jwks, stand_in, a.seconds) for b in a.bin]
     finally:
         bench.close()
+        if a.build:
+            shutil.rmtree(os.path.dirname(a.tools_dir), ignore_errors=True)
     ordered, seen = [], set()
     for names in [s for s, _ in profiles] + [l for _, l in profiles]:
         for name in names:
