@@ -24,11 +24,13 @@
 //! (docs/audit.md, "Anchors").
 //!
 //! - [`batch`]: one batch sealed, checked, written and synced, or cut back whole.
+//! - `queue`: the bounded job queue, whose memory follows what is queued.
 //! - [`trail`]: the files, the start-up check, rotation, file modes.
 //! - [`state`]: how far the trail was written, beside it.
 //! - [`tamper`]: what "removed under the writer" means, checked per batch.
 
 mod batch;
+mod queue;
 mod state;
 pub mod tamper;
 mod trail;
@@ -36,7 +38,7 @@ mod trail;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -206,7 +208,7 @@ impl Stats {
 /// Handle to the writer thread; cheap to share.
 pub struct AuditWriter {
     /// Queue to the thread (taken only when the writer is dropped).
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<queue::Sender<Job>>,
     /// Counters.
     stats: Arc<Stats>,
     /// What was found missing when this start began a new chain (`allow_new_chain`).
@@ -239,7 +241,7 @@ impl AuditWriter {
             // tampering found while running, so that alerts see it.
             stats.tampered.get_or_create(&TamperLabel { kind }).inc();
         }
-        let (jobs, queue) = sync_channel(QUEUE);
+        let (jobs, queue) = queue::bounded(QUEUE);
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("sipgw-audit".into())
@@ -287,11 +289,8 @@ impl AuditWriter {
         let Some(jobs) = &self.jobs else {
             return Err(AuditError::Unavailable);
         };
-        match jobs.try_send(Job { work, ack }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                return Err(AuditError::Unavailable);
-            }
+        if jobs.try_send(Job { work, ack }).is_err() {
+            return Err(AuditError::Unavailable);
         }
         done.await.unwrap_or(Err(AuditError::Unavailable))
     }
@@ -303,7 +302,7 @@ impl AuditWriter {
 }
 
 /// The writer thread.
-fn run(queue: Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Stats) {
+fn run(queue: queue::Receiver<Job>, mut trail: Trail, config: WriterConfig, stats: &Stats) {
     let mut unsynced_since: Option<Instant> = None;
     let (mut records, mut flushes) = (Vec::new(), Vec::new());
     loop {
