@@ -37,8 +37,9 @@
 //! - [`error`]: what a client can be told; the one error → problem+json mapping.
 //! - [`vendor`]: the vendor's HTTP client and the AccessToken cache.
 //! - [`backoff`]: exponential back-off with jitter for failing dependencies.
-//! - [`outbound`]: the pooled HTTPS client (rustls) shared by the vendor client and the
-//!   JWKS fetcher; a failure named by its URL and cause chain ([`outbound::cause`]).
+//! - [`outbound`]: the pooled HTTPS client (rustls, HTTP/2 when offered) shared by the
+//!   vendor client and the JWKS fetcher; a failure named by its URL and cause chain
+//!   ([`outbound::cause`]).
 //! - [`demo`]: `sipgw demo`, everything on loopback (with the `dev` feature, which
 //!   links the development tools of `sipgw-dev`).
 //! - [`telemetry`]: log set-up and the JSON log lines ([`telemetry::JsonLayer`]), and

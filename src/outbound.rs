@@ -1,5 +1,7 @@
-//! Outbound HTTP(S), shared by the vendor client and the JWKS fetcher: a pooled hyper-util
-//! client with rustls (Mozilla roots plus configured extra roots), and one bounded exchange.
+//! Outbound HTTP(S), shared by the vendor client, the JWKS fetcher and the trace exporter: a
+//! pooled hyper-util client with rustls (Mozilla roots plus configured extra roots) that
+//! speaks HTTP/2 to a server offering it by ALPN and HTTP/1.1 otherwise, and one bounded
+//! exchange.
 //!
 //! Both are built once at start-up; a request costs no TLS or pool set-up beyond the
 //! handshake of a new connection. A failure names the request (`METHOD URL`) and its whole
@@ -51,7 +53,8 @@ pub fn client(
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
+        // ALPN offers h2, then http/1.1; plain `http://` stays HTTP/1.1.
+        .enable_all_versions()
         .wrap_connector(connector);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -122,7 +125,9 @@ pub async fn exchange(
             .to_bytes();
         Ok((status, body))
     };
-    match tokio::time::timeout_at(deadline, exchange).await {
+    // Boxed: every request's task carries the vendor call's future, and tokio copies a
+    // task's future (and its output slot, as large) as it spawns and finishes it.
+    match tokio::time::timeout_at(deadline, Box::pin(exchange)).await {
         Ok(result) => result,
         Err(_) => Err(ExchangeError::Timeout { target }),
     }

@@ -19,19 +19,30 @@ fn write_temp(name: &str, contents: &str) -> String {
 }
 
 async fn start_behind_tls(ca_file: Option<String>) -> Harness {
+    start_behind_tls_offering(ca_file, &[]).await.0
+}
+
+/// The simulator behind a TLS front that offers `alpn`; what each handshake negotiated.
+async fn start_behind_tls_offering(
+    ca_file: Option<String>,
+    alpn: &[&[u8]],
+) -> (Harness, tls_front::Negotiated) {
     let pki = TestPki::new();
     let sim = sipgw_dev::sim::VendorSim::new(sim_config());
     let sim_addr = sim
         .spawn(TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
-    let front = tls_front::start(pki.leaf.clone(), pki.leaf_key.clone_key(), sim_addr).await;
+    let (front, negotiated) =
+        tls_front::start_with_alpn(pki.leaf.clone(), pki.leaf_key.clone_key(), sim_addr, alpn)
+            .await;
     let ca_file = ca_file.map(|name| write_temp(&name, &pki.ca_pem));
-    Harness::start_gateway(sim, sim_addr, move |c| {
+    let harness = Harness::start_gateway(sim, sim_addr, move |c| {
         c.vendor.base_url = Some(format!("https://localhost:{}", front.port()));
         c.vendor.allow_insecure_http = false;
         c.vendor.ca_file = ca_file;
     })
-    .await
+    .await;
+    (harness, negotiated)
 }
 
 #[tokio::test]
@@ -41,6 +52,35 @@ async fn a_vendor_certificate_from_the_configured_ca_is_trusted() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(NEW));
     assert_eq!(h.sim.update_requests()[0].headers["x-app-key"], APP_KEY);
+}
+
+#[tokio::test]
+async fn a_vendor_offering_h2_is_spoken_to_in_h2_over_one_connection() {
+    let (h, negotiated) = start_behind_tls_offering(Some("h2".into()), &[b"h2", b"http/1.1"]).await;
+    let first = h.change(AGENT, CURRENT, NEW).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = h.change(AGENT, NEW, CURRENT).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(h.sim.agent_password(AGENT).as_deref(), Some(CURRENT));
+    // The token fetch and both changes: every handshake chose h2, and the pool kept the
+    // connection (h2 multiplexes, so one is enough).
+    let negotiated = negotiated.lock().unwrap().clone();
+    assert_eq!(negotiated, vec![Some(b"h2".to_vec())], "{negotiated:?}");
+}
+
+#[tokio::test]
+async fn a_vendor_offering_only_http_1_1_is_spoken_to_in_http_1_1() {
+    let (h, negotiated) = start_behind_tls_offering(Some("h1".into()), &[b"http/1.1"]).await;
+    let answer = h.change(AGENT, CURRENT, NEW).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let negotiated = negotiated.lock().unwrap().clone();
+    assert!(!negotiated.is_empty());
+    assert!(
+        negotiated
+            .iter()
+            .all(|p| p.as_deref() == Some(&b"http/1.1"[..])),
+        "{negotiated:?}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! whose `localhost` certificate it presents.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -44,29 +44,50 @@ impl TestPki {
     }
 }
 
-/// Terminates TLS with `leaf` and `key` and relays each connection to `backend`.
+/// Terminates TLS with `leaf` and `key` and relays each connection to `backend`; offers no
+/// ALPN protocol, so clients speak HTTP/1.1.
 pub async fn start(
     leaf: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     backend: SocketAddr,
 ) -> SocketAddr {
+    start_with_alpn(leaf, key, backend, &[]).await.0
+}
+
+/// The ALPN protocol each handshake settled on (`None`: none), in the order they finished.
+pub type Negotiated = Arc<Mutex<Vec<Option<Vec<u8>>>>>;
+
+/// [`start`], offering `alpn` (e.g. `h2`) and recording what each handshake negotiated.
+/// The backend must speak what is negotiated: the simulator takes HTTP/1.1 and h2 alike.
+pub async fn start_with_alpn(
+    leaf: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    backend: SocketAddr,
+    alpn: &[&[u8]],
+) -> (SocketAddr, Negotiated) {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![leaf], key)
         .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let negotiated = Negotiated::default();
+    let seen = Arc::clone(&negotiated);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let seen = Arc::clone(&seen);
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                let protocol = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                seen.lock().unwrap().push(protocol);
                 let Ok(mut upstream) = TcpStream::connect(backend).await else {
                     return;
                 };
@@ -74,5 +95,5 @@ pub async fn start(
             });
         }
     });
-    addr
+    (addr, negotiated)
 }
