@@ -20,37 +20,51 @@ fn has(exe: &str) -> bool {
         .any(|dir| Path::new(dir).join(exe).exists())
 }
 
-#[test]
-fn the_load_harness_produces_every_row_without_errors() {
-    let required = std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_some();
-    let missing: Vec<_> = ["python3", "wrk", "nginx"]
-        .into_iter()
-        .filter(|exe| !has(exe))
-        .collect();
-    if !missing.is_empty() {
-        assert!(!required, "load tools missing: {missing:?}");
-        eprintln!("skipped: {missing:?} not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
-        return;
+/// Whether every one of `tools` is installed. When one is not, the test fails under
+/// `SIPGW_REQUIRE_LOAD_TOOLS=1` (CI) and is skipped elsewhere (`false`).
+fn tools_present(tools: &[&str]) -> bool {
+    let missing: Vec<_> = tools.iter().filter(|exe| !has(exe)).collect();
+    if missing.is_empty() {
+        return true;
     }
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
-    build_vendor_sim(bin_dir);
-    let json = std::env::temp_dir().join(format!("sipgw-load-smoke-{}.json", std::process::id()));
+    assert!(
+        std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_none(),
+        "load tools missing: {missing:?}"
+    );
+    eprintln!("skipped: {missing:?} not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
+    false
+}
+
+/// Runs `benches/load/run.py` with `args` and `--json json`, asserts that it succeeded, and
+/// returns the JSON it wrote and what it printed.
+fn run_harness(args: &[&std::ffi::OsStr], json: &Path) -> (serde_json::Value, String) {
     let output = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/run.py"))
-        .args(["--smoke", "--no-install", "--bin-dir"])
-        .arg(bin_dir)
+        .args(args)
         .arg("--json")
-        .arg(&json)
+        .arg(json)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "harness failed:\n{stdout}\n{stderr}"
+        "run.py {args:?} failed:\n{stdout}\n{stderr}"
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let result = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (result, stdout.into_owned())
+}
+
+#[test]
+fn the_load_harness_produces_every_row_without_errors() {
+    if !tools_present(&["python3", "wrk", "nginx"]) {
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
+    build_vendor_sim(bin_dir);
+    let json = std::env::temp_dir().join(format!("sipgw-load-smoke-{}.json", std::process::id()));
+    let args = ["--smoke", "--no-install", "--bin-dir"].map(std::ffi::OsStr::new);
+    let (result, stdout) = run_harness(&[&args[..], &[bin_dir.as_os_str()]].concat(), &json);
     let _ = std::fs::remove_file(&json);
 
     let rows: Vec<&serde_json::Value> = result["rows"]
@@ -130,20 +144,13 @@ fn the_load_harness_produces_every_row_without_errors() {
 /// what it is: instruction and syscall counts of a debug build say nothing about a release.
 #[test]
 fn the_counting_mode_produces_every_figure_of_every_row() {
-    let required = std::env::var_os("SIPGW_REQUIRE_LOAD_TOOLS").is_some();
-    let missing: Vec<_> = [
+    if !tools_present(&[
         "python3",
         "nginx",
         "valgrind",
         "callgrind_control",
         "strace",
-    ]
-    .into_iter()
-    .filter(|exe| !has(exe))
-    .collect();
-    if !missing.is_empty() {
-        assert!(!required, "counting tools missing: {missing:?}");
-        eprintln!("skipped: {missing:?} not installed (set SIPGW_REQUIRE_LOAD_TOOLS=1 to fail)");
+    ]) {
         return;
     }
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sipgw")).parent().unwrap();
@@ -154,30 +161,16 @@ fn the_counting_mode_produces_every_figure_of_every_row() {
     let results = dir.join("RESULTS.md");
     let wall_clock = "# Load benchmark results\n\n| Row | req/s |\n|---|---:|\n| sipgw | 1 |\n";
     std::fs::write(&results, wall_clock).unwrap();
-    let output = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/run.py"))
-        .args([
-            "--count",
-            "--smoke",
-            "--no-install",
-            "--write-results",
-            "--bin-dir",
-        ])
-        .arg(bin_dir)
-        .arg("--json")
-        .arg(&json)
-        .arg("--results-file")
-        .arg(&results)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "counting mode failed:\n{stdout}\n{stderr}"
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let args = [
+        "--count",
+        "--smoke",
+        "--no-install",
+        "--write-results",
+        "--results-file",
+    ]
+    .map(std::ffi::OsStr::new);
+    let bin = [std::ffi::OsStr::new("--bin-dir"), bin_dir.as_os_str()];
+    let (result, stdout) = run_harness(&[&args[..], &[results.as_os_str()], &bin].concat(), &json);
 
     let rows = result["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
