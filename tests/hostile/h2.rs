@@ -56,12 +56,14 @@ fn assert_contained(suite: &Suite, mark: Mark, lively: u64, max_records: usize, 
         mark.vendor + lively,
         "{case}: the attack reached the vendor"
     );
-    let attack: Vec<_> = suite
-        .added(mark)
-        .into_iter()
+    // One reading of the trail for both counts: a refusal may still be landing (see
+    // `assert_alive_after`), and two readings could disagree.
+    let added = suite.added(mark);
+    let attack: Vec<_> = added
+        .iter()
         .filter(|r| !matches!(r["code"].as_str(), Some("attempt" | "ok")))
         .collect();
-    let liveness_records = suite.added(mark).len() - attack.len();
+    let liveness_records = added.len() - attack.len();
     assert_eq!(
         liveness_records as u64,
         2 * lively,
